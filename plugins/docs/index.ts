@@ -1,0 +1,39 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import fp from 'fastify-plugin'
+import { OAuthErrorSchema, ProblemSchema } from '../../schemas/common.js'
+
+/**
+ * OpenAPI 3.1 generated from the route schemas (/docs/json) and Swagger UI served from local assets (/docs).
+ * Registered before the capabilities so it sees every route they add.
+ */
+export default fp(async (app) => {
+  app.addSchema(ProblemSchema)
+  app.addSchema(OAuthErrorSchema)
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'AgentIdP',
+        description: 'OAuth 2.0 / OpenID Connect identity provider for AI agents.',
+        version: '0.1.0'
+      },
+      servers: [{ url: app.config.issuer }],
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token from /oauth2/token with the scopes the operation names' },
+          clientSecretBasic: { type: 'http', scheme: 'basic', description: 'client_id and client_secret, form-urlencoded, as RFC 6749 §2.3.1 says' }
+        }
+      }
+    },
+    refResolver: {
+      // Components keep the $id they were registered with, so the document names them Problem and OAuthError.
+      buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`)
+    }
+  })
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', deepLinking: true },
+    staticCSP: true
+  })
+}, { name: 'docs', dependencies: ['config'] })

@@ -1,0 +1,58 @@
+import { randomUUID } from 'node:crypto'
+import cors from '@fastify/cors'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import docs from '../plugins/docs/index.js'
+import health from '../plugins/health/index.js'
+import configPlugin from '../plugins/infra/config.js'
+import keys from '../plugins/infra/keys.js'
+import postgres from '../plugins/infra/postgres.js'
+import redis from '../plugins/infra/redis.js'
+import type { Config } from './config.js'
+import { handleError, handleNotFound } from './errors.js'
+import { loggerOptions } from './logger.js'
+
+export type App = FastifyInstance
+
+// A caller's request id is kept when it is short and plain; anything else is replaced, never echoed into logs.
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * Builds the application without listening: infrastructure decorators first, then each capability as an
+ * encapsulated plugin, in one fixed order. `overrides` lets tests and the server entry set Fastify options
+ * (a logger stream, for example).
+ */
+export async function buildApp (config: Config, overrides: Partial<FastifyServerOptions> = {}): Promise<App> {
+  const app = Fastify({
+    logger: loggerOptions(config),
+    bodyLimit: 64 * 1024,
+    genReqId: (request) => {
+      const given = request.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
+    ajv: { customOptions: { allErrors: false } },
+    ...overrides
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  app.setErrorHandler(handleError)
+  app.setNotFoundHandler(handleNotFound)
+
+  // Infrastructure, decorated on the root (fastify-plugin): every capability below sees it.
+  await app.register(configPlugin, { config })
+  await app.register(postgres)
+  await app.register(redis)
+  await app.register(keys)
+  await app.register(cors, {
+    origin: config.corsOrigin === '*' ? '*' : config.corsOrigin,
+    exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate']
+  })
+  await app.register(docs)
+
+  // Capabilities, encapsulated, in order.
+  await app.register(health)
+
+  return app
+}

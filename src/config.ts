@@ -1,0 +1,192 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+
+/** Everything AgentIdP reads from its environment, validated once at start-up. */
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test'
+  port: number
+  host: string
+  /** Public base URL; the `iss` of every token and the discovery `issuer`, verbatim. */
+  issuer: string
+  logLevel: string
+  /** Where the embedded defaults keep their data (PGlite files, generated keys). */
+  dataDir: string
+  /** `'*'` or the exact origins allowed. */
+  corsOrigin: '*' | string[]
+  /** Absent: the embedded PostgreSQL (PGlite) in dataDir. */
+  databaseUrl?: string
+  /** How many connections the postgres driver may open. */
+  databasePoolSize: number
+  /** Absent: an in-process store stands in for Redis (single instance only). */
+  redisUrl?: string
+  /** PEM. Absent outside production: a generated pair kept in dataDir. */
+  jwtPrivateKey?: string
+  jwtPublicKey?: string
+  /** Earlier public keys still published in the JWKS so their live tokens verify. */
+  jwtPreviousPublicKeys: string[]
+  bootstrapClientId?: string
+  bootstrapClientSecret?: string
+  shutdownTimeoutMs: number
+  tokenTtlSeconds: number
+  /** Default `aud` of access tokens when the request names no `resource`. */
+  tokenAudience: string
+  rateLimit: {
+    tokenPerMinute: number
+    apiPerMinute: number
+    authFailuresPerMinute: number
+  }
+}
+
+/** A configuration value that is missing or wrong; its message names the variable and says what is wrong. */
+export class ConfigError extends Error {
+  constructor (readonly variable: string, problem: string) {
+    super(`${variable} ${problem}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+function text (env: Env, name: string): string | undefined {
+  const value = env[name]?.trim()
+  return value === undefined || value === '' ? undefined : value
+}
+
+function integer (env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = text(env, name)
+  if (raw === undefined) return fallback
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`)
+  const value = Number(raw)
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`)
+  return value
+}
+
+function url (env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = text(env, name)
+  if (raw === undefined) return undefined
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    throw new ConfigError(name, `is not a valid URL (expected ${protocols[0]}//…)`)
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${parsed.protocol}"`)
+  }
+  return raw
+}
+
+const PEM_BLOCK = /-----BEGIN ([A-Z ]+)-----[\s\S]+?-----END \1-----/g
+
+/**
+ * A PEM value is either the PEM itself, with real newlines or `\n` escapes on one line, or a path to a PEM file.
+ * Returns the PEM blocks it holds, newlines restored.
+ */
+export function readPem (name: string, raw: string, expected: 'PRIVATE KEY' | 'PUBLIC KEY'): string[] {
+  let pem = raw.replace(/\\n/g, '\n')
+  if (!pem.includes('-----BEGIN')) {
+    const path = resolve(raw)
+    if (!existsSync(path)) throw new ConfigError(name, 'is neither a PEM value nor the path of an existing file')
+    pem = readFileSync(path, 'utf8')
+  }
+  const blocks = pem.match(PEM_BLOCK) ?? []
+  if (blocks.length === 0) throw new ConfigError(name, `holds no PEM block (expected -----BEGIN ${expected}-----)`)
+  for (const block of blocks) {
+    if (!block.includes(expected)) {
+      throw new ConfigError(name, `must hold ${expected.toLowerCase()} PEM, found "${block.split('\n')[0]}"`)
+    }
+  }
+  return blocks
+}
+
+/** Reads and validates the environment; throws ConfigError naming the first variable that is wrong. */
+export function loadConfig (env: Env = process.env): Config {
+  const nodeEnvRaw = text(env, 'NODE_ENV') ?? 'development'
+  if (!['development', 'production', 'test'].includes(nodeEnvRaw)) {
+    throw new ConfigError('NODE_ENV', `must be development, production or test, got "${nodeEnvRaw}"`)
+  }
+  const nodeEnv = nodeEnvRaw as Config['nodeEnv']
+  const production = nodeEnv === 'production'
+
+  const port = integer(env, 'PORT', 3000, 0, 65535)
+  const host = text(env, 'HOST') ?? '0.0.0.0'
+
+  const issuerRaw = url(env, 'ISSUER', ['http:', 'https:']) ?? `http://localhost:${port}`
+  if (new URL(issuerRaw).search !== '' || new URL(issuerRaw).hash !== '') {
+    throw new ConfigError('ISSUER', 'must not carry a query or fragment (RFC 8414 §2)')
+  }
+  const issuer = issuerRaw.replace(/\/+$/, '')
+
+  const logLevel = text(env, 'LOG_LEVEL') ?? 'info'
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of fatal, error, warn, info, debug, trace, silent, got "${logLevel}"`)
+  }
+
+  const corsRaw = text(env, 'CORS_ORIGIN') ?? '*'
+  let corsOrigin: Config['corsOrigin'] = '*'
+  if (corsRaw !== '*') {
+    corsOrigin = corsRaw.split(',').map((origin) => origin.trim()).filter(Boolean)
+    for (const origin of corsOrigin) {
+      if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+        throw new ConfigError('CORS_ORIGIN', `must be * or a comma-separated list of origins like https://app.example.com, got "${origin}"`)
+      }
+    }
+  }
+
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:'])
+  const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:'])
+
+  const privateRaw = text(env, 'JWT_PRIVATE_KEY')
+  const publicRaw = text(env, 'JWT_PUBLIC_KEY')
+  const jwtPrivateKey = privateRaw === undefined ? undefined : readPem('JWT_PRIVATE_KEY', privateRaw, 'PRIVATE KEY')[0]
+  const jwtPublicKey = publicRaw === undefined ? undefined : readPem('JWT_PUBLIC_KEY', publicRaw, 'PUBLIC KEY')[0]
+  if ((jwtPrivateKey === undefined) !== (jwtPublicKey === undefined)) {
+    throw new ConfigError(jwtPrivateKey === undefined ? 'JWT_PRIVATE_KEY' : 'JWT_PUBLIC_KEY', 'is required when the other JWT key is set')
+  }
+  const previousRaw = text(env, 'JWT_PREVIOUS_PUBLIC_KEYS')
+  const jwtPreviousPublicKeys = previousRaw === undefined ? [] : readPem('JWT_PREVIOUS_PUBLIC_KEYS', previousRaw, 'PUBLIC KEY')
+
+  if (production) {
+    for (const [name, value] of [['DATABASE_URL', databaseUrl], ['REDIS_URL', redisUrl], ['JWT_PRIVATE_KEY', jwtPrivateKey], ['JWT_PUBLIC_KEY', jwtPublicKey]] as const) {
+      if (value === undefined) throw new ConfigError(name, 'is required when NODE_ENV=production')
+    }
+  }
+
+  const bootstrapClientId = text(env, 'BOOTSTRAP_CLIENT_ID')
+  const bootstrapClientSecret = text(env, 'BOOTSTRAP_CLIENT_SECRET')
+  if ((bootstrapClientId === undefined) !== (bootstrapClientSecret === undefined)) {
+    throw new ConfigError(bootstrapClientId === undefined ? 'BOOTSTRAP_CLIENT_ID' : 'BOOTSTRAP_CLIENT_SECRET', 'is required when the other BOOTSTRAP_ variable is set')
+  }
+  if (bootstrapClientId !== undefined && bootstrapClientId.length > 255) {
+    throw new ConfigError('BOOTSTRAP_CLIENT_ID', 'must be at most 255 characters')
+  }
+  if (bootstrapClientSecret !== undefined && bootstrapClientSecret.length < 32) {
+    throw new ConfigError('BOOTSTRAP_CLIENT_SECRET', 'must be at least 32 characters')
+  }
+
+  return {
+    nodeEnv,
+    port,
+    host,
+    issuer,
+    logLevel,
+    dataDir: resolve(text(env, 'DATA_DIR') ?? './.agentidp'),
+    corsOrigin,
+    databaseUrl,
+    databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    redisUrl,
+    jwtPrivateKey,
+    jwtPublicKey,
+    jwtPreviousPublicKeys,
+    bootstrapClientId,
+    bootstrapClientSecret,
+    shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    tokenTtlSeconds: integer(env, 'TOKEN_TTL_SECONDS', 3600, 60, 86_400),
+    tokenAudience: text(env, 'TOKEN_AUDIENCE') ?? issuer,
+    rateLimit: {
+      tokenPerMinute: integer(env, 'RATE_LIMIT_TOKEN_PER_MIN', 600, 0, 10_000_000),
+      apiPerMinute: integer(env, 'RATE_LIMIT_API_PER_MIN', 1200, 0, 10_000_000),
+      authFailuresPerMinute: integer(env, 'RATE_LIMIT_AUTH_FAILURES_PER_MIN', 20, 0, 10_000_000)
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import { generateKeyPairSync } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
+
+/** A running embedded PostgreSQL: PGlite behind a loopback socket that speaks the wire protocol. */
+export interface EmbeddedPostgres {
+  /** Connection string for the `postgres` driver; give it ONE connection (PGlite has a single session). */
+  url: string
+  stop(): Promise<void>
+}
+
+/**
+ * Starts PGlite persisted in `directory` (or in memory when it is undefined) and serves it on 127.0.0.1 on a
+ * free port, so the application reaches it through the same driver and code path as a real server.
+ * Connections beyond the first share PGlite's one session: use them one after another, never at once.
+ */
+export async function startEmbeddedPostgres (directory?: string, maxConnections = 1): Promise<EmbeddedPostgres> {
+  if (directory !== undefined) mkdirSync(directory, { recursive: true })
+  const db = await PGlite.create(directory ?? 'memory://')
+  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections })
+  await server.start()
+  const address = (server as unknown as { server: import('node:net').Server }).server.address()
+  if (address === null || typeof address === 'string') throw new Error('embedded PostgreSQL did not bind a TCP port')
+  return {
+    url: `postgres://postgres@127.0.0.1:${address.port}/postgres`,
+    async stop () {
+      await server.stop()
+      await db.close()
+    }
+  }
+}
+
+/** An RSA signing pair in PEM (PKCS#8 private, SPKI public). */
+export interface PemKeyPair {
+  privateKey: string
+  publicKey: string
+}
+
+/** Generates a fresh RSA-2048 signing pair. */
+export function generateRsaKeyPair (): PemKeyPair {
+  return generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' }
+  })
+}
+
+/**
+ * The embedded default's signing keys: generated once, then read back from `directory` on every start,
+ * so tokens survive a restart. The private key file is readable by its owner only.
+ */
+export function loadOrCreateDevelopmentKeys (directory: string): PemKeyPair & { created: boolean } {
+  const privatePath = join(directory, 'jwt-private.pem')
+  const publicPath = join(directory, 'jwt-public.pem')
+  if (existsSync(privatePath) && existsSync(publicPath)) {
+    return { privateKey: readFileSync(privatePath, 'utf8'), publicKey: readFileSync(publicPath, 'utf8'), created: false }
+  }
+  mkdirSync(directory, { recursive: true, mode: 0o700 })
+  const pair = generateRsaKeyPair()
+  writeFileSync(privatePath, pair.privateKey, { mode: 0o600 })
+  writeFileSync(publicPath, pair.publicKey, { mode: 0o600 })
+  return { ...pair, created: true }
+}

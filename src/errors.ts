@@ -1,0 +1,173 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { OAuthErrorBody, Problem } from '../schemas/common.js'
+
+/**
+ * A management API error, answered as RFC 9457 problem+json. `type` is a stable URN per problem kind,
+ * so clients branch on it rather than on the title.
+ */
+export class ProblemError extends Error {
+  constructor (
+    readonly status: number,
+    readonly title: string,
+    readonly detail?: string,
+    readonly headers: Record<string, string> = {},
+    readonly errors?: Problem['errors']
+  ) {
+    super(detail ?? title)
+    this.name = 'ProblemError'
+  }
+
+  get type (): string {
+    return `urn:agentidp:problem:${this.title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`
+  }
+
+  toProblem (instance: string): Problem {
+    return { type: this.type, title: this.title, status: this.status, detail: this.detail, instance, errors: this.errors }
+  }
+}
+
+export const badRequest = (detail: string, errors?: Problem['errors']): ProblemError => new ProblemError(400, 'Bad Request', detail, {}, errors)
+export const notFound = (detail: string): ProblemError => new ProblemError(404, 'Not Found', detail)
+export const conflict = (detail: string): ProblemError => new ProblemError(409, 'Conflict', detail)
+export const serviceUnavailable = (detail: string): ProblemError => new ProblemError(503, 'Service Unavailable', detail, { 'retry-after': '5' })
+
+/**
+ * An RFC 6749 §5.2 error of an OAuth endpoint. One subclass per error code (as node-oidc-provider does);
+ * the description is always safe to show the client.
+ */
+export class OAuthError extends Error {
+  constructor (
+    readonly status: number,
+    readonly error: string,
+    readonly description: string,
+    readonly headers: Record<string, string> = {}
+  ) {
+    super(description)
+    this.name = 'OAuthError'
+  }
+
+  toBody (): OAuthErrorBody {
+    return { error: this.error, error_description: this.description }
+  }
+}
+
+export class InvalidRequest extends OAuthError {
+  constructor (description: string) { super(400, 'invalid_request', description) }
+}
+/** RFC 6749 §5.2: 401 with a WWW-Authenticate naming the scheme the client used (Basic by default). */
+export class InvalidClient extends OAuthError {
+  constructor (description = 'client authentication failed', scheme: 'Basic' | 'Bearer' = 'Basic') {
+    super(401, 'invalid_client', description, { 'www-authenticate': `${scheme} realm="agentidp", error="invalid_client"` })
+  }
+}
+export class InvalidGrant extends OAuthError {
+  constructor (description: string) { super(400, 'invalid_grant', description) }
+}
+export class UnauthorizedClient extends OAuthError {
+  constructor (description: string) { super(400, 'unauthorized_client', description) }
+}
+export class UnsupportedGrantType extends OAuthError {
+  constructor (description: string) { super(400, 'unsupported_grant_type', description) }
+}
+export class InvalidScope extends OAuthError {
+  constructor (description: string) { super(400, 'invalid_scope', description) }
+}
+export class TemporarilyUnavailable extends OAuthError {
+  constructor (description = 'the service is temporarily unavailable, retry shortly') {
+    super(503, 'temporarily_unavailable', description, { 'retry-after': '5' })
+  }
+}
+export class SlowDown extends OAuthError {
+  constructor (retryAfterSeconds: number) {
+    super(429, 'slow_down', `rate limit exceeded, retry in ${retryAfterSeconds} s`, { 'retry-after': String(retryAfterSeconds) })
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route is an OAuth endpoint: its errors are RFC 6749 JSON, not problem+json. */
+    oauth?: boolean
+  }
+}
+
+/** Maps Fastify's own client errors (parsing, validation, size) to a status and a safe message. */
+function clientErrorOf (error: FastifyError): { status: number, message: string, errors?: Problem['errors'] } | undefined {
+  if (error.validation !== undefined) {
+    const context = error.validationContext ?? 'body'
+    const errors = error.validation.map((item) => ({
+      location: `${context}${item.instancePath === '' ? '' : item.instancePath}`,
+      message: item.message ?? 'is invalid'
+    }))
+    return { status: 400, message: error.message, errors }
+  }
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { status: 415, message: 'unsupported content type' }
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': return { status: 413, message: 'request body is too large' }
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return { status: 400, message: 'content-length does not match the body' }
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { status: 400, message: 'body is empty but content-type says JSON' }
+    case 'FST_ERR_CTP_INVALID_JSON_BODY': return { status: 400, message: 'body is not valid JSON' }
+  }
+  if (error instanceof SyntaxError) return { status: 400, message: 'body is not valid JSON' }
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    return { status: error.statusCode, message: error.statusCode === 429 ? 'too many requests' : error.message }
+  }
+  return undefined
+}
+
+const STATUS_TITLES: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
+  406: 'Not Acceptable', 409: 'Conflict', 413: 'Content Too Large', 415: 'Unsupported Media Type',
+  429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable'
+}
+
+function sendProblem (reply: FastifyReply, request: FastifyRequest, problem: ProblemError): FastifyReply {
+  return reply.code(problem.status).headers(problem.headers).type('application/problem+json').send(problem.toProblem(request.url.split('?')[0] as string))
+}
+
+function sendOAuthError (reply: FastifyReply, error: OAuthError): FastifyReply {
+  return reply.code(error.status).headers({ 'cache-control': 'no-store', pragma: 'no-cache', ...error.headers }).type('application/json').send(error.toBody())
+}
+
+/** True when an error means PostgreSQL could not be reached, rather than a bug. */
+export function isDatabaseUnavailable (error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'CONNECT_TIMEOUT' ||
+    code === 'CONNECTION_CLOSED' || code === 'CONNECTION_ENDED' || code === 'CONNECTION_DESTROYED' || code === 'EPIPE' ||
+    code === '57P01' || code === '57P03' || code === '53300'
+}
+
+/**
+ * The one error handler. OAuth routes answer RFC 6749 JSON, everything else RFC 9457 problem+json; client errors
+ * keep their 4xx; a backing service that is down is a 503; anything else is logged and answered as a bare 500.
+ */
+export function handleError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const oauthRoute = request.routeOptions.config?.oauth === true
+  if (error instanceof OAuthError) return sendOAuthError(reply, error)
+  if (error instanceof ProblemError) return sendProblem(reply, request, error)
+
+  const client = clientErrorOf(error)
+  if (client !== undefined) {
+    const headers = (error as { headers?: Record<string, string> }).headers
+    if (client.status === 429 && headers !== undefined) reply.headers(headers)
+    if (oauthRoute) {
+      if (client.status === 429) return sendOAuthError(reply, new OAuthError(429, 'slow_down', client.message))
+      return sendOAuthError(reply, new OAuthError(client.status === 413 ? 413 : 400, 'invalid_request', client.message))
+    }
+    return sendProblem(reply, request, new ProblemError(client.status, STATUS_TITLES[client.status] ?? 'Bad Request', client.message, {}, client.errors))
+  }
+
+  if (isDatabaseUnavailable(error)) {
+    request.log.warn({ err: { code: (error as { code?: string }).code, message: error.message } }, 'database unavailable')
+    return oauthRoute ? sendOAuthError(reply, new TemporarilyUnavailable()) : sendProblem(reply, request, serviceUnavailable('the database is unavailable, retry shortly'))
+  }
+
+  request.log.error({ err: error }, 'unhandled error')
+  return oauthRoute
+    ? sendOAuthError(reply, new OAuthError(500, 'server_error', 'the server encountered an unexpected condition'))
+    : sendProblem(reply, request, new ProblemError(500, 'Internal Server Error', 'the server encountered an unexpected condition'))
+}
+
+/** Unknown routes: a 404 in the management API's problem+json. */
+export function handleNotFound (request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendProblem(reply, request, notFound(`no route ${request.method} ${request.url.split('?')[0]}`))
+}

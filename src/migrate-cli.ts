@@ -1,0 +1,26 @@
+/** `npm run db:migrate`: applies pending migrations to DATABASE_URL (or the embedded default in DATA_DIR). */
+import { join } from 'node:path'
+import { ConfigError, loadConfig } from './config.js'
+import { createSql } from './database.js'
+import { startEmbeddedPostgres } from './embedded.js'
+import { migrate, MigrationError } from './migrate.js'
+
+async function main (): Promise<number> {
+  const config = loadConfig()
+  const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgres(join(config.dataDir, 'pgdata')) : undefined
+  const sql = createSql(config.databaseUrl ?? (embedded as { url: string }).url, 1)
+  try {
+    const applied = await migrate(sql, (line) => console.log(line))
+    console.log(applied.length === 0 ? 'database is up to date' : `${applied.length} migration(s) applied`)
+    return 0
+  } finally {
+    await sql.end({ timeout: 5 })
+    await embedded?.stop()
+  }
+}
+
+main().then((code) => { process.exitCode = code }, (error: unknown) => {
+  if (error instanceof ConfigError || error instanceof MigrationError) console.error(`db:migrate: ${error.message}`)
+  else console.error(`db:migrate: ${(error as Error).message ?? String(error)}`)
+  process.exitCode = 1
+})

@@ -1,0 +1,212 @@
+import { createClient, type RedisClientType } from 'redis'
+
+/** A fixed-window counter's state after one hit. */
+export interface WindowHit {
+  count: number
+  /** Milliseconds until the window resets. */
+  ttlMs: number
+}
+
+/**
+ * The small key-value interface the capabilities use: Redis in production, an in-process stand-in on a laptop.
+ * Keys carry their own prefix (`rate:`, `revoked:`, `monthly:`), so both implementations store them verbatim.
+ */
+export interface KeyValueStore {
+  readonly kind: 'redis' | 'memory'
+  /** Resolves when the store answers; rejects when it does not. */
+  ping(): Promise<void>
+  get(key: string): Promise<string | null>
+  mget(keys: string[]): Promise<Array<string | null>>
+  /** Sets the value, expiring after ttlMs when given. */
+  set(key: string, value: string, ttlMs?: number): Promise<void>
+  /** Sets many values in one round trip, each with its own ttl. */
+  setMany(entries: Array<{ key: string, value: string, ttlMs?: number }>): Promise<void>
+  del(key: string): Promise<void>
+  /** Increments by one; sets the expiry when the counter is created. Returns the new count. */
+  incr(key: string, ttlMs?: number): Promise<number>
+  /** One hit on a fixed-window counter (rate limits). */
+  hit(key: string, windowMs: number): Promise<WindowHit>
+  close(): Promise<void>
+}
+
+/** How long a Redis command may take before the caller treats Redis as down. */
+const REDIS_COMMAND_TIMEOUT_MS = 500
+
+// One round trip: increment, start the window on the first hit, report the count and what is left of the window.
+const HIT_SCRIPT = `
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return { count, ttl }`
+
+const INCR_SCRIPT = `
+local count = redis.call('INCR', KEYS[1])
+if count == 1 and tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count`
+
+/** Rejects after ms, so a Redis that hangs never holds a request. */
+function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** KeyValueStore on Redis (node-redis). Commands fail fast while disconnected; the client reconnects by itself. */
+export class RedisStore implements KeyValueStore {
+  readonly kind = 'redis' as const
+  readonly #client: RedisClientType
+  #closed = false
+
+  constructor (url: string, onError: (error: Error) => void) {
+    this.#client = createClient({
+      url,
+      // Fail commands at once while disconnected instead of queueing them: callers fall back to PostgreSQL.
+      disableOfflineQueue: true,
+      socket: {
+        connectTimeout: 2000,
+        reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 2000)
+      }
+    })
+    this.#client.on('error', onError)
+  }
+
+  /** Starts connecting; resolves once connected or after waitMs, whichever comes first. Never rejects. */
+  async connect (waitMs = 2000): Promise<boolean> {
+    const connecting = this.#client.connect().then(() => true, () => false)
+    return await Promise.race([connecting, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), waitMs).unref())])
+  }
+
+  #run<T> (command: Promise<T>, what: string): Promise<T> {
+    return withTimeout(command, REDIS_COMMAND_TIMEOUT_MS, `redis ${what}`)
+  }
+
+  async ping (): Promise<void> {
+    await this.#run(this.#client.ping(), 'PING')
+  }
+
+  async get (key: string): Promise<string | null> {
+    return await this.#run(this.#client.get(key), 'GET')
+  }
+
+  async mget (keys: string[]): Promise<Array<string | null>> {
+    if (keys.length === 0) return []
+    return await this.#run(this.#client.mGet(keys), 'MGET')
+  }
+
+  async set (key: string, value: string, ttlMs?: number): Promise<void> {
+    const options = ttlMs === undefined ? undefined : { PX: Math.max(1, Math.ceil(ttlMs)) }
+    await this.#run(this.#client.set(key, value, options), 'SET')
+  }
+
+  async setMany (entries: Array<{ key: string, value: string, ttlMs?: number }>): Promise<void> {
+    if (entries.length === 0) return
+    const multi = this.#client.multi()
+    for (const { key, value, ttlMs } of entries) {
+      multi.set(key, value, ttlMs === undefined ? undefined : { PX: Math.max(1, Math.ceil(ttlMs)) })
+    }
+    await this.#run(multi.execAsPipeline(), 'pipeline SET')
+  }
+
+  async del (key: string): Promise<void> {
+    await this.#run(this.#client.del(key), 'DEL')
+  }
+
+  async incr (key: string, ttlMs = 0): Promise<number> {
+    const count = await this.#run(this.#client.eval(INCR_SCRIPT, { keys: [key], arguments: [String(Math.ceil(ttlMs))] }), 'INCR')
+    return Number(count)
+  }
+
+  async hit (key: string, windowMs: number): Promise<WindowHit> {
+    const reply = await this.#run(this.#client.eval(HIT_SCRIPT, { keys: [key], arguments: [String(windowMs)] }), 'rate hit') as number[]
+    return { count: Number(reply[0]), ttlMs: Number(reply[1]) }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    try {
+      await this.#client.close()
+    } catch {
+      this.#client.destroy()
+    }
+  }
+}
+
+interface MemoryEntry {
+  value: string
+  /** Epoch ms after which the entry is gone; Infinity for none. */
+  expiresAt: number
+}
+
+/** KeyValueStore in this process's memory: the embedded default's stand-in for Redis (one instance only). */
+export class MemoryStore implements KeyValueStore {
+  readonly kind = 'memory' as const
+  readonly #entries = new Map<string, MemoryEntry>()
+  readonly #sweeper: NodeJS.Timeout
+
+  constructor () {
+    // Expired entries are dropped on read; the sweep bounds memory for keys that are never read again.
+    this.#sweeper = setInterval(() => this.#sweep(), 60_000).unref()
+  }
+
+  #sweep (): void {
+    const now = Date.now()
+    for (const [key, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(key)
+  }
+
+  #live (key: string): MemoryEntry | undefined {
+    const entry = this.#entries.get(key)
+    if (entry === undefined) return undefined
+    if (entry.expiresAt <= Date.now()) {
+      this.#entries.delete(key)
+      return undefined
+    }
+    return entry
+  }
+
+  async ping (): Promise<void> {}
+
+  async get (key: string): Promise<string | null> {
+    return this.#live(key)?.value ?? null
+  }
+
+  async mget (keys: string[]): Promise<Array<string | null>> {
+    return keys.map((key) => this.#live(key)?.value ?? null)
+  }
+
+  async set (key: string, value: string, ttlMs?: number): Promise<void> {
+    this.#entries.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : Date.now() + ttlMs })
+  }
+
+  async setMany (entries: Array<{ key: string, value: string, ttlMs?: number }>): Promise<void> {
+    for (const { key, value, ttlMs } of entries) await this.set(key, value, ttlMs)
+  }
+
+  async del (key: string): Promise<void> {
+    this.#entries.delete(key)
+  }
+
+  async incr (key: string, ttlMs = 0): Promise<number> {
+    const entry = this.#live(key)
+    if (entry === undefined) {
+      this.#entries.set(key, { value: '1', expiresAt: ttlMs > 0 ? Date.now() + ttlMs : Infinity })
+      return 1
+    }
+    entry.value = String(Number(entry.value) + 1)
+    return Number(entry.value)
+  }
+
+  async hit (key: string, windowMs: number): Promise<WindowHit> {
+    const count = await this.incr(key, windowMs)
+    const entry = this.#entries.get(key) as MemoryEntry
+    return { count, ttlMs: Math.max(0, entry.expiresAt - Date.now()) }
+  }
+
+  async close (): Promise<void> {
+    clearInterval(this.#sweeper)
+    this.#entries.clear()
+  }
+}
