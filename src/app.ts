@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import docs from '../plugins/docs/index.js'
 import health from '../plugins/health/index.js'
+import audit from '../plugins/infra/audit.js'
 import configPlugin from '../plugins/infra/config.js'
 import keys from '../plugins/infra/keys.js'
 import postgres from '../plugins/infra/postgres.js'
@@ -45,13 +46,14 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(postgres)
   await app.register(redis)
   await app.register(keys)
+  await app.register(audit)
   await app.register(cors, {
     origin: config.corsOrigin === '*' ? '*' : config.corsOrigin,
     exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate']
   })
   await app.register(docs)
 
-  // Capabilities, encapsulated, in order.
+  // Capabilities, encapsulated, in order. Adding one is a folder under plugins/ and a line here.
   await app.register(health)
 
   return app

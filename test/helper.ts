@@ -76,14 +76,16 @@ export async function createTestDatabase (): Promise<TestDatabase> {
 }
 
 /**
- * A Redis database of this worker's own, emptied first: each vitest worker (VITEST_POOL_ID) takes its own
- * numbered db, so files running in parallel never share keys. Undefined means the in-process store.
+ * A Redis database of this worker's own, emptied first: each vitest worker (VITEST_POOL_ID) takes the numbered
+ * db after the one TEST_REDIS_URL names, so files running in parallel never share keys (and two suites run at
+ * once with different base dbs, e.g. /0 and /4, stay apart). Undefined means the in-process store.
  */
 export async function createTestRedisUrl (): Promise<string | undefined> {
   const base = testRedisUrl()
   if (base === undefined) return undefined
   const url = new URL(base)
-  url.pathname = `/${Number(process.env.VITEST_POOL_ID ?? '1') % 16}`
+  const baseDb = Number(url.pathname.slice(1) || '0')
+  url.pathname = `/${(baseDb + Number(process.env.VITEST_POOL_ID ?? '1')) % 16}`
   const client = createClient({ url: url.toString() })
   await client.connect()
   await client.flushDb()
