@@ -5,9 +5,11 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import docs from '../plugins/docs/index.js'
 import health from '../plugins/health/index.js'
 import audit from '../plugins/infra/audit.js'
+import auth from '../plugins/infra/auth.js'
 import configPlugin from '../plugins/infra/config.js'
 import keys from '../plugins/infra/keys.js'
 import postgres from '../plugins/infra/postgres.js'
+import rateLimit from '../plugins/infra/rate-limit.js'
 import redis from '../plugins/infra/redis.js'
 import type { Config } from './config.js'
 import { handleError, handleNotFound } from './errors.js'
@@ -47,6 +49,8 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(redis)
   await app.register(keys)
   await app.register(audit)
+  await app.register(auth)
+  await app.register(rateLimit)
   await app.register(cors, {
     origin: config.corsOrigin === '*' ? '*' : config.corsOrigin,
     exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate']

@@ -1,0 +1,36 @@
+import rateLimit from '@fastify/rate-limit'
+import fp from 'fastify-plugin'
+
+type Callback = (error: Error | null, result?: { current: number, ttl: number }) => void
+
+/**
+ * @fastify/rate-limit on the shared KeyValueStore (Redis, or the in-process stand-in), so there is one Redis
+ * client, not two. Routes opt in with `config: { rateLimit: { max, timeWindow, keyGenerator } }`; counters live
+ * under `rate:{route}:{key}`. When Redis fails, requests pass (skipOnError): a rate limiter must not take the
+ * service down with it.
+ */
+export default fp(async (app) => {
+  const { store } = app
+
+  class KeyValueRateLimitStore {
+    constructor (private readonly prefix = 'rate:') {}
+
+    incr (key: string, callback: Callback, timeWindow: number): void {
+      store.hit(this.prefix + key, timeWindow).then(
+        (hit) => callback(null, { current: hit.count, ttl: hit.ttlMs }),
+        (error: Error) => callback(error)
+      )
+    }
+
+    child (params: { routeInfo?: { url?: string } }): KeyValueRateLimitStore {
+      return new KeyValueRateLimitStore(`rate:${params.routeInfo?.url ?? 'global'}:`)
+    }
+  }
+
+  await app.register(rateLimit, {
+    global: false,
+    store: KeyValueRateLimitStore as never,
+    skipOnError: true,
+    errorResponseBuilder: (_request, context) => Object.assign(new Error(`rate limit exceeded, retry in ${Math.ceil(context.ttl / 1000)} s`), { statusCode: context.statusCode })
+  })
+}, { name: 'rate-limit', dependencies: ['redis'] })
