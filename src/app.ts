@@ -45,9 +45,10 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
 
   // Infrastructure, decorated on the root (fastify-plugin): every capability below sees it.
   await app.register(configPlugin, { config })
+  // Keys first: a bad key stops the start before any connection is opened.
+  await app.register(keys)
   await app.register(postgres)
   await app.register(redis)
-  await app.register(keys)
   await app.register(audit)
   await app.register(auth)
   await app.register(rateLimit)

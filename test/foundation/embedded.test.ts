@@ -1,0 +1,43 @@
+import { mkdtempSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { buildApp, type App } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+import { loggerOptions } from '../../src/logger.js'
+import { LogCapture } from '../helper.js'
+
+let app: App | undefined
+afterEach(async () => { await app?.close(); app = undefined })
+
+async function startEmbedded (dataDir: string, logs: LogCapture): Promise<App> {
+  const config = loadConfig({ NODE_ENV: 'development', LOG_LEVEL: 'info', DATA_DIR: dataDir })
+  return await buildApp(config, { logger: { ...loggerOptions(config), stream: logs.stream } as never })
+}
+
+describe('embedded default (no DATABASE_URL, REDIS_URL or JWT keys)', () => {
+  it('runs on PGlite and the in-process store, says so, and keeps data and keys across a restart', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'agentidp-embedded-'))
+    const firstLogs = new LogCapture()
+    app = await startEmbedded(dataDir, firstLogs)
+    const ready = await app.inject({ method: 'GET', url: '/health/ready' })
+    expect(ready.json().checks).toMatchObject({ postgres: { status: 'up', kind: 'pglite' }, redis: { status: 'up', kind: 'memory' } })
+    expect(firstLogs.text).toContain('using the embedded PostgreSQL (PGlite)')
+    expect(firstLogs.text).toContain('using the in-process store')
+    expect(firstLogs.text).toContain('single instance only')
+    expect(firstLogs.text).toContain('generated an RSA-2048 development key pair')
+    expect(firstLogs.text).toContain('applied migration 0001_agents')
+    expect(statSync(join(dataDir, 'jwt-private.pem')).mode & 0o777).toBe(0o600)
+    const kid = app.keys.current.kid
+    await app.sql`insert into agents (id, client_id, name) values ('0190a000-0000-7000-8000-000000000001', 'persisted', 'kept across restarts')`
+    await app.close()
+
+    const secondLogs = new LogCapture()
+    app = await startEmbedded(dataDir, secondLogs)
+    expect(app.keys.current.kid).toBe(kid)
+    expect(secondLogs.text).toContain('using the development key pair kept in DATA_DIR')
+    expect(secondLogs.text).not.toContain('applied migration')
+    const [agent] = await app.sql`select name from agents where client_id = 'persisted'`
+    expect(agent?.name).toBe('kept across restarts')
+  })
+})

@@ -1,0 +1,82 @@
+import { connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterEach, describe, expect, it } from 'vitest'
+import { setupTestContext } from '../helper.js'
+import { freePort } from '../support/redis-server.js'
+import { ServerProcess } from '../support/server-process.js'
+
+const context = setupTestContext()
+let server: ServerProcess | undefined
+afterEach(() => { server?.kill(); server = undefined })
+
+async function startServer (env: Record<string, string> = {}): Promise<{ server: ServerProcess, port: number }> {
+  const port = await freePort()
+  server = ServerProcess.start({
+    NODE_ENV: 'test',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATA_DIR: context.dataDir,
+    DATABASE_URL: context.database.url,
+    DATABASE_POOL_SIZE: String(context.database.poolSize),
+    ...(context.redisUrl === undefined ? {} : { REDIS_URL: context.redisUrl }),
+    ...env
+  })
+  await server.listening()
+  return { server, port }
+}
+
+/** Starts a request whose body arrives slowly: it stays in flight until `finish` sends the rest. */
+async function slowRequest (port: number): Promise<{ finish: () => void, response: Promise<string> }> {
+  const socket = connect(port, '127.0.0.1')
+  await new Promise((resolve) => socket.once('connect', resolve))
+  const body = '{"name":"slow"}'
+  socket.write(`POST /health/live HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body.slice(0, 5)}`)
+  let received = ''
+  socket.on('data', (chunk) => { received += chunk.toString('utf8') })
+  const response = new Promise<string>((resolve) => socket.on('close', () => resolve(received)))
+  socket.on('error', () => {})
+  return { finish: () => socket.write(body.slice(5)), response }
+}
+
+describe('graceful shutdown', () => {
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s drains, closes PostgreSQL and Redis, logs it and exits 0', async (signal) => {
+    const { server } = await startServer()
+    server.child.kill(signal)
+    expect(await server.exited).toBe(0)
+    const messages = server.logs.map((line) => line.msg)
+    expect(messages).toContain('shutting down: draining in-flight requests')
+    expect(messages.at(-1)).toBe('shutdown complete')
+  })
+
+  it('finishes an in-flight request before exiting', async () => {
+    const { server, port } = await startServer()
+    const request = await slowRequest(port)
+    await sleep(100)
+    server.child.kill('SIGTERM')
+    await sleep(300)
+    expect(server.child.exitCode).toBeNull()
+    request.finish()
+    expect(await request.response).toMatch(/^HTTP\/1\.1 \d{3} /)
+    expect(await server.exited).toBe(0)
+  })
+
+  it('exits anyway when the drain outlasts SHUTDOWN_TIMEOUT_MS', async () => {
+    const { server, port } = await startServer({ SHUTDOWN_TIMEOUT_MS: '500' })
+    await slowRequest(port)
+    await sleep(100)
+    server.child.kill('SIGTERM')
+    expect(await server.exited).toBe(1)
+    expect(server.logs.map((line) => line.msg)).toContain('drain took too long: exiting now')
+  })
+
+  it('a second signal forces exit at once', async () => {
+    const { server, port } = await startServer({ SHUTDOWN_TIMEOUT_MS: '60000' })
+    await slowRequest(port)
+    await sleep(100)
+    server.child.kill('SIGTERM')
+    await sleep(200)
+    server.child.kill('SIGTERM')
+    expect(await server.exited).toBe(1)
+    expect(server.logs.map((line) => line.msg)).toContain('second signal: exiting now')
+  })
+})
