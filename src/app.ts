@@ -11,6 +11,7 @@ import keys from '../plugins/infra/keys.js'
 import postgres from '../plugins/infra/postgres.js'
 import rateLimit from '../plugins/infra/rate-limit.js'
 import redis from '../plugins/infra/redis.js'
+import revocations from '../plugins/infra/revocations.js'
 import type { Config } from './config.js'
 import { handleError, handleNotFound } from './errors.js'
 import { loggerOptions } from './logger.js'
@@ -49,6 +50,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(keys)
   await app.register(postgres)
   await app.register(redis)
+  await app.register(revocations)
   await app.register(audit)
   await app.register(auth)
   await app.register(rateLimit)

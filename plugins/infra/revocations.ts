@@ -1,0 +1,217 @@
+import fp from 'fastify-plugin'
+import type { Sql } from '../../src/database.js'
+import { agentChangedKey, credentialChangedKey, revokedTokenKey } from '../../src/revocation-keys.js'
+
+/** What the revocation checks need to know of an access token. */
+export interface TokenRef {
+  jti: string
+  /** The agent (sub). */
+  agentId: string
+  /** The credential it was issued against, when the token names one. */
+  credentialId?: string
+  /** Issue time at millisecond precision (from the UUIDv7 jti). */
+  issuedAtMs: number
+  expiresAtMs: number
+}
+
+/**
+ * The revocation state, kept in two stores: PostgreSQL is durable and complete; Redis is fast. Revoking a token
+ * writes `revoked:{jti}`; suspending/reactivating/decommissioning an agent or revoking a credential writes a
+ * "not before" watermark (epoch ms) that kills every token issued up to that instant, without enumerating jtis.
+ * `revoked:complete` says Redis holds the whole set; when it is gone (FLUSHALL, a restart without persistence)
+ * answers come from PostgreSQL while Redis is refilled.
+ */
+export interface RevocationState {
+  /** Whether the token is revoked: by its jti, or by a watermark of its agent or credential at or after its issue. */
+  isRevoked(token: TokenRef): Promise<boolean>
+  /** Whether a watermark of the agent or the credential is newer than `sinceMs` (cached verifications must re-check). */
+  changedSince(agentId: string, credentialId: string, sinceMs: number): Promise<boolean>
+  /** Revokes one token in both stores. Idempotent. */
+  revokeToken(token: TokenRef, reason: string): Promise<void>
+  /**
+   * Publishes watermarks to Redis after the caller's transaction committed them to PostgreSQL
+   * (agents.tokens_invalid_before, credentials.revoked_at). A Redis failure is logged, not thrown: PostgreSQL
+   * is the source of truth and the completeness marker is dropped so readers fall back to it.
+   */
+  publishWatermarks(marks: { agents?: string[], credentials?: string[], atMs: number }): Promise<void>
+  /** Deletes PostgreSQL rows of tokens that have expired anyway. Returns how many. */
+  prune(): Promise<number>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    revocations: RevocationState
+  }
+}
+
+export const COMPLETE_MARKER_KEY = 'revoked:complete'
+
+// How often each replica compares PostgreSQL's sync epoch with Redis's marker.
+const SYNC_CHECK_INTERVAL_MS = 1000
+
+interface DurableState {
+  jti_revoked: boolean
+  agent_mark: Date | null
+  credential_mark: Date | null
+}
+
+/** The revocation state of one token, from PostgreSQL alone. */
+async function durableStateOf (sql: Sql, token: TokenRef): Promise<DurableState> {
+  const [row] = await sql<DurableState[]>`
+    select
+      exists (select 1 from token_revocations where jti = ${token.jti}) as jti_revoked,
+      (select tokens_invalid_before from agents where id = ${token.agentId}) as agent_mark,
+      (select revoked_at from credentials where id = ${token.credentialId ?? null}::uuid) as credential_mark`
+  return row as DurableState
+}
+
+/** A watermark kills tokens issued at or before it (at equal milliseconds, refusing is the safe side). */
+function killedBy (markMs: number | null | undefined, issuedAtMs: number): boolean {
+  return markMs !== null && markMs !== undefined && issuedAtMs <= markMs
+}
+
+const msOf = (value: string | null): number | null => (value === null ? null : Number(value))
+
+export default fp(async (app) => {
+  const { sql, store, config, log } = app
+  // Watermarks must outlive every token issued before them (and every cached verification).
+  const watermarkTtlMs = (config.tokenTtlSeconds + 300) * 1000
+  let refilling: Promise<void> | undefined
+  // Redis answers for revocation only after this replica saw its marker agree with PostgreSQL's sync epoch;
+  // any Redis error withdraws that trust until the next successful comparison.
+  let trusted = false
+
+  async function syncEpoch (): Promise<string> {
+    const [row] = await sql<Array<{ epoch: string }>>`select epoch::text as epoch from revocation_sync`
+    return row?.epoch ?? '0'
+  }
+
+  /** A revocation reached PostgreSQL but not Redis: make every replica distrust Redis until it is refilled. */
+  async function markRedisIncomplete (): Promise<void> {
+    trusted = false
+    await sql`update revocation_sync set epoch = epoch + 1`
+    await store.del(COMPLETE_MARKER_KEY).catch(() => {})
+  }
+
+  /** Copies the live revocation state from PostgreSQL into Redis, then sets the completeness marker. */
+  async function refill (): Promise<void> {
+    const epoch = await syncEpoch()
+    const horizon = new Date(Date.now() - watermarkTtlMs)
+    const now = Date.now()
+    let copied = 0
+    const cursor = sql<Array<{ key: string, value: string, expires_ms: string }>>`
+      select 'revoked:' || jti as key, '1' as value, (extract(epoch from expires_at) * 1000)::bigint::text as expires_ms
+        from token_revocations where expires_at > now()
+      union all
+      select 'revoked:agent:' || id, (extract(epoch from tokens_invalid_before) * 1000)::bigint::text,
+             (extract(epoch from tokens_invalid_before) * 1000 + ${watermarkTtlMs})::bigint::text
+        from agents where tokens_invalid_before > ${horizon}
+      union all
+      select 'revoked:credential:' || id, (extract(epoch from revoked_at) * 1000)::bigint::text,
+             (extract(epoch from revoked_at) * 1000 + ${watermarkTtlMs})::bigint::text
+        from credentials where revoked_at > ${horizon}`.cursor(5000)
+    for await (const rows of cursor) {
+      await store.setMany(rows.map((row) => ({ key: row.key, value: row.value, ttlMs: Math.max(1, Number(row.expires_ms) - now) })))
+      copied += rows.length
+    }
+    await store.set(COMPLETE_MARKER_KEY, epoch)
+    log.info({ entries: copied }, 'revocation state copied from PostgreSQL to the store')
+  }
+
+  /** Trusts Redis when its marker names PostgreSQL's current sync epoch; otherwise starts a refill. */
+  async function checkSync (): Promise<void> {
+    try {
+      const [marker, epoch] = await Promise.all([store.get(COMPLETE_MARKER_KEY), syncEpoch()])
+      trusted = marker === epoch
+      if (!trusted) startRefill()
+    } catch {
+      trusted = false
+    }
+  }
+
+  /** Starts one refill at a time, in the background; requests meanwhile answer from PostgreSQL. */
+  function startRefill (): void {
+    if (refilling !== undefined) return
+    refilling = refill()
+      .catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not refill the revocation state; answering from PostgreSQL') })
+      .finally(() => { refilling = undefined })
+  }
+
+  await checkSync()
+  const syncTimer = setInterval(() => { void checkSync() }, SYNC_CHECK_INTERVAL_MS)
+  syncTimer.unref()
+  app.addHook('onClose', async () => {
+    clearInterval(syncTimer)
+    await refilling
+  })
+
+  const revocations: RevocationState = {
+    async isRevoked (token) {
+      const keys = [COMPLETE_MARKER_KEY, revokedTokenKey(token.jti), agentChangedKey(token.agentId)]
+      if (token.credentialId !== undefined) keys.push(credentialChangedKey(token.credentialId))
+      if (trusted) {
+        try {
+          const [complete, jti, agentMark, credentialMark] = await store.mget(keys)
+          if (complete !== null) {
+            return jti !== null || killedBy(msOf(agentMark ?? null), token.issuedAtMs) || killedBy(msOf(credentialMark ?? null), token.issuedAtMs)
+          }
+          trusted = false
+          startRefill()
+        } catch {
+          // Redis is down: PostgreSQL answers below.
+          trusted = false
+        }
+      }
+      const durable = await durableStateOf(sql, token)
+      return durable.jti_revoked || killedBy(durable.agent_mark?.getTime(), token.issuedAtMs) || killedBy(durable.credential_mark?.getTime(), token.issuedAtMs)
+    },
+
+    async changedSince (agentId, credentialId, sinceMs) {
+      if (!trusted) return true
+      try {
+        const [complete, agentMark, credentialMark] = await store.mget([COMPLETE_MARKER_KEY, agentChangedKey(agentId), credentialChangedKey(credentialId)])
+        if (complete !== null) return killedBy(msOf(agentMark ?? null), sinceMs) || killedBy(msOf(credentialMark ?? null), sinceMs)
+        trusted = false
+        startRefill()
+      } catch {
+        trusted = false
+      }
+      return true
+    },
+
+    async revokeToken (token, reason) {
+      const ttlMs = token.expiresAtMs - Date.now()
+      if (ttlMs <= 0) return
+      await sql`
+        insert into token_revocations (jti, agent_id, expires_at, reason)
+        values (${token.jti}, ${token.agentId}, ${new Date(token.expiresAtMs)}, ${reason})
+        on conflict (jti) do nothing`
+      try {
+        await store.set(revokedTokenKey(token.jti), '1', ttlMs)
+      } catch (error) {
+        log.warn({ err: { message: (error as Error).message } }, 'revocation stored in PostgreSQL only; Redis unavailable')
+        await markRedisIncomplete()
+      }
+    },
+
+    async publishWatermarks ({ agents = [], credentials = [], atMs }) {
+      const entries = [
+        ...agents.map((id) => ({ key: agentChangedKey(id), value: String(atMs), ttlMs: watermarkTtlMs })),
+        ...credentials.map((id) => ({ key: credentialChangedKey(id), value: String(atMs), ttlMs: watermarkTtlMs }))
+      ]
+      try {
+        await store.setMany(entries)
+      } catch (error) {
+        log.warn({ err: { message: (error as Error).message } }, 'watermark stored in PostgreSQL only; Redis unavailable')
+        await markRedisIncomplete()
+      }
+    },
+
+    async prune () {
+      const deleted = await sql`delete from token_revocations where expires_at < now()`
+      return deleted.count
+    }
+  }
+
+  app.decorate('revocations', revocations)
+}, { name: 'revocations', dependencies: ['postgres', 'redis', 'config'] })
