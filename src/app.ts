@@ -4,10 +4,12 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import docs from '../plugins/docs/index.js'
 import health from '../plugins/health/index.js'
+import metricsRoutes from '../plugins/metrics/index.js'
 import audit from '../plugins/infra/audit.js'
 import auth from '../plugins/infra/auth.js'
 import configPlugin from '../plugins/infra/config.js'
 import keys from '../plugins/infra/keys.js'
+import metrics from '../plugins/infra/metrics.js'
 import postgres from '../plugins/infra/postgres.js'
 import rateLimit from '../plugins/infra/rate-limit.js'
 import redis from '../plugins/infra/redis.js'
@@ -46,6 +48,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
 
   // Infrastructure, decorated on the root (fastify-plugin): every capability below sees it.
   await app.register(configPlugin, { config })
+  await app.register(metrics)
   // Keys first: a bad key stops the start before any connection is opened.
   await app.register(keys)
   await app.register(postgres)
@@ -62,6 +65,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
 
   // Capabilities, encapsulated, in order. Adding one is a folder under plugins/ and a line here.
   await app.register(health)
+  await app.register(metricsRoutes)
 
   return app
 }

@@ -27,6 +27,8 @@ export interface Config {
   bootstrapClientId?: string
   bootstrapClientSecret?: string
   shutdownTimeoutMs: number
+  /** When set, GET /metrics requires `Authorization: Bearer <metricsToken>`. */
+  metricsToken?: string
   tokenTtlSeconds: number
   /** Default `aud` of access tokens when the request names no `resource`. */
   tokenAudience: string
@@ -181,6 +183,7 @@ export function loadConfig (env: Env = process.env): Config {
     bootstrapClientId,
     bootstrapClientSecret,
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    metricsToken: text(env, 'METRICS_TOKEN'),
     tokenTtlSeconds: integer(env, 'TOKEN_TTL_SECONDS', 3600, 60, 86_400),
     tokenAudience: text(env, 'TOKEN_AUDIENCE') ?? issuer,
     rateLimit: {

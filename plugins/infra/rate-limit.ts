@@ -31,6 +31,7 @@ export default fp(async (app) => {
     global: false,
     store: KeyValueRateLimitStore as never,
     skipOnError: true,
+    onExceeded: (request) => { app.metrics.rateLimited.inc({ route: request.routeOptions.url ?? 'unmatched' }) },
     errorResponseBuilder: (_request, context) => Object.assign(new Error(`rate limit exceeded, retry in ${Math.ceil(context.ttl / 1000)} s`), { statusCode: context.statusCode })
   })
-}, { name: 'rate-limit', dependencies: ['redis'] })
+}, { name: 'rate-limit', dependencies: ['redis', 'metrics'] })
