@@ -1,0 +1,274 @@
+/**
+ * `npm run bench`: AgentIdP (production mode, real PostgreSQL and Redis) side by side with node-oidc-provider,
+ * driven by the same load generator in alternating rounds. Prints one table and writes docs/performance.md.
+ *
+ * Needs BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres — a fresh database is created in
+ * it and dropped afterwards) and BENCH_REDIS_URL (default redis://127.0.0.1:6379/15, flushed first).
+ * BENCH_DURATION_S sets each round's length (default 10), BENCH_ROUNDS the rounds per scenario (default 2).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import autocannon from 'autocannon'
+import postgres from 'postgres'
+import { createClient } from 'redis'
+import { generateRsaKeyPair } from '../src/embedded.js'
+import { newId } from '../src/ids.js'
+import { migrate } from '../src/migrate.js'
+import { projectRoot } from '../src/paths.js'
+import { generateClientSecret, hashSecret } from '../src/secrets.js'
+
+const CONNECTIONS = 32
+const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
+const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/15'
+const OURS_PORT = 3301
+const THEIRS_PORT = 3302
+
+interface Result { rps: number, p50: number, p99: number, non2xx: number, errors: number }
+interface Row { scenario: string, ours?: Result & { rssMb: number }, theirs?: Result & { rssMb: number }, note?: string }
+
+const basic = (id: string, secret: string): string => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`
+
+/** Peak resident set size of a process so far (VmHWM), in MB. */
+function peakRssMb (pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024)
+}
+
+async function waitForHttp (url: string, child: ChildProcess, output: () => string): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    if (child.exitCode !== null) throw new Error(`server exited: ${output()}`)
+    try {
+      if ((await fetch(url)).ok) return
+    } catch {}
+    await sleep(100)
+  }
+  throw new Error(`${url} did not answer: ${output()}`)
+}
+
+function startProcess (args: string[], env: Record<string, string>): { child: ChildProcess, output: () => string } {
+  let output = ''
+  const child = spawn(process.execPath, args, { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-4000) })
+  child.stderr?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-4000) })
+  return { child, output: () => output }
+}
+
+async function load (options: autocannon.Options): Promise<Result> {
+  const result = await autocannon({ connections: CONNECTIONS, duration: DURATION_S, ...options })
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors + result.timeouts }
+}
+
+/** Averages the rounds' throughput; keeps the worst p99 and sums failures. */
+function combine (results: Result[]): Result {
+  return {
+    rps: results.reduce((sum, r) => sum + r.rps, 0) / results.length,
+    p50: results.reduce((sum, r) => sum + r.p50, 0) / results.length,
+    p99: Math.max(...results.map((r) => r.p99)),
+    non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
+    errors: results.reduce((sum, r) => sum + r.errors, 0)
+  }
+}
+
+async function main (): Promise<void> {
+  const name = `agentidp_bench_${randomBytes(4).toString('hex')}`
+  const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database ${name}`)
+  const url = new URL(DATABASE_URL)
+  url.pathname = `/${name}`
+  const databaseUrl = url.toString()
+  const sql = postgres(databaseUrl, { max: 4, onnotice: () => {} })
+  const redis = createClient({ url: REDIS_URL })
+  await redis.connect()
+  await redis.flushDb()
+  const children: ChildProcess[] = []
+  try {
+    await migrate(sql, () => {})
+
+    // Fixtures: one warm agent, 1,000 cold agents, then (later) 100k agents and 1M revocations.
+    const warm = await createAgents(sql, 1)
+    const cold = await createAgents(sql, 1000)
+
+    const keys = generateRsaKeyPair()
+    const ours = startProcess(['dist/src/server.js'], {
+      NODE_ENV: 'production', PORT: String(OURS_PORT), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
+      DATABASE_URL: databaseUrl, REDIS_URL, JWT_PRIVATE_KEY: keys.privateKey, JWT_PUBLIC_KEY: keys.publicKey,
+      ISSUER: `http://127.0.0.1:${OURS_PORT}`,
+      // Raised out of the way, not off: the limiter still runs on every request.
+      RATE_LIMIT_TOKEN_PER_MIN: '100000000', RATE_LIMIT_API_PER_MIN: '100000000', RATE_LIMIT_AUTH_FAILURES_PER_MIN: '100000000'
+    })
+    children.push(ours.child)
+    const theirs = startProcess(['bench/oidc-provider-server.mjs'], {
+      PORT: String(THEIRS_PORT), NODE_ENV: 'production',
+      CLIENTS: JSON.stringify([...warm, ...cold].map((agent) => ({ client_id: agent.clientId, client_secret: agent.secret })))
+    })
+    children.push(theirs.child)
+    await waitForHttp(`http://127.0.0.1:${OURS_PORT}/health/ready`, ours.child, ours.output)
+    await waitForHttp(`http://127.0.0.1:${THEIRS_PORT}/.well-known/openid-configuration`, theirs.child, theirs.output)
+
+    const oursBase = `http://127.0.0.1:${OURS_PORT}`
+    const theirsBase = `http://127.0.0.1:${THEIRS_PORT}`
+    const tokenRequest = (base: string, path: string, agent: { clientId: string, secret: string }): autocannon.Options => ({
+      url: `${base}${path}`, method: 'POST',
+      headers: { authorization: basic(agent.clientId, agent.secret), 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials&scope=bench%3Aread'
+    })
+    const rows: Row[] = []
+
+    async function scenario (label: string, oursOptions: autocannon.Options, theirsOptions: autocannon.Options | undefined): Promise<void> {
+      const oursResults: Result[] = []
+      const theirsResults: Result[] = []
+      for (let round = 0; round < ROUNDS; round++) {
+        oursResults.push(await load(oursOptions))
+        if (theirsOptions !== undefined) theirsResults.push(await load(theirsOptions))
+      }
+      rows.push({
+        scenario: label,
+        ours: { ...combine(oursResults), rssMb: peakRssMb(ours.child.pid as number) },
+        theirs: theirsOptions === undefined ? undefined : { ...combine(theirsResults), rssMb: peakRssMb(theirs.child.pid as number) }
+      })
+      console.log(formatRow(rows.at(-1) as Row))
+    }
+
+    // Warm-up: both servers JIT-compile and fill caches before anything is measured.
+    await autocannon({ ...tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), connections: 8, amount: 2000 })
+    await autocannon({ ...tokenRequest(theirsBase, '/token', warm[0] as Agent), connections: 8, amount: 2000 })
+
+    await scenario('token (warm credential)', tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), tokenRequest(theirsBase, '/token', warm[0] as Agent))
+
+    // Cold: the first request of each of 1,000 agents (argon2id on ours), with warm traffic alongside.
+    rows.push(await coldScenario(oursBase, cold, warm[0] as Agent, ours.child.pid as number))
+    console.log(formatRow(rows.at(-1) as Row))
+
+    const token = await (await fetch(`${oursBase}/oauth2/token`, { method: 'POST', headers: { authorization: basic((warm[0] as Agent).clientId, (warm[0] as Agent).secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' })).json() as { access_token: string }
+    const theirToken = await (await fetch(`${theirsBase}/token`, { method: 'POST', headers: { authorization: basic((warm[0] as Agent).clientId, (warm[0] as Agent).secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&scope=bench%3Aread' })).json() as { access_token: string }
+    const introspect = (base: string, path: string, accessToken: string): autocannon.Options => ({
+      url: `${base}${path}`, method: 'POST',
+      headers: { authorization: basic((warm[0] as Agent).clientId, (warm[0] as Agent).secret), 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${accessToken}`
+    })
+    const hasIntrospection = (await fetch(`${oursBase}/oauth2/introspect`, { method: 'POST' })).status !== 404
+    if (hasIntrospection) await scenario('introspection (active token)', introspect(oursBase, '/oauth2/introspect', token.access_token), introspect(theirsBase, '/token/introspection', theirToken.access_token))
+    await scenario('JWKS', { url: `${oursBase}/.well-known/jwks.json` }, { url: `${theirsBase}/jwks` })
+    await scenario('discovery', { url: `${oursBase}/.well-known/openid-configuration` }, { url: `${theirsBase}/.well-known/openid-configuration` })
+
+    // Scale: 100k agents and 1M revocations in the database, then the token and introspection rows again.
+    await seedScale(sql)
+    await scenario('token, 100k agents + 1M revocations', tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), undefined)
+    if (hasIntrospection) await scenario('introspection, 100k agents + 1M revocations', introspect(oursBase, '/oauth2/introspect', token.access_token), undefined)
+
+    writeReport(rows)
+  } finally {
+    for (const child of children) child.kill('SIGTERM')
+    await sleep(500)
+    await sql.end()
+    await redis.flushDb()
+    await redis.close()
+    await admin.unsafe(`drop database if exists ${name} with (force)`)
+    await admin.end()
+  }
+}
+
+interface Agent { id: string, clientId: string, secret: string }
+
+async function createAgents (sql: postgres.Sql, count: number): Promise<Agent[]> {
+  const agents: Agent[] = []
+  for (let i = 0; i < count; i += 50) {
+    const batch = await Promise.all(Array.from({ length: Math.min(50, count - i) }, async () => {
+      const id = newId()
+      const credentialId = newId()
+      const secret = generateClientSecret(credentialId)
+      return { id, clientId: `bench_${id.slice(-12)}`, secret, credentialId, hash: await hashSecret(secret) }
+    }))
+    await sql`insert into agents ${sql(batch.map((a) => ({ id: a.id, client_id: a.clientId, name: 'bench agent', scopes: ['bench:read'] })))}`
+    await sql`insert into credentials ${sql(batch.map((a) => ({ id: a.credentialId, agent_id: a.id, secret_hash: a.hash })))}`
+    agents.push(...batch.map(({ id, clientId, secret }) => ({ id, clientId, secret })))
+  }
+  return agents
+}
+
+async function seedScale (sql: postgres.Sql): Promise<void> {
+  console.log('seeding 100k agents and 1M revocations…')
+  await sql`
+    insert into agents (id, client_id, name, scopes)
+    select gen_random_uuid(), 'scale_' || n, 'scale agent ' || n, '{bench:read}' from generate_series(1, 100000) n`
+  await sql`
+    insert into token_revocations (jti, agent_id, expires_at, reason)
+    select gen_random_uuid()::text, gen_random_uuid(), now() + interval '1 hour', 'bench' from generate_series(1, 1000000)`
+  await sql`analyze`
+}
+
+/** 1,000 first requests of distinct agents (each pays one argon2id), measured while warm requests run alongside. */
+async function coldScenario (base: string, cold: Agent[], warm: Agent, pid: number): Promise<Row> {
+  let next = 0
+  const started = Date.now()
+  const coldRun = autocannon({
+    url: `${base}/oauth2/token`, method: 'POST', connections: 16, amount: cold.length,
+    requests: [{
+      setupRequest: (request) => {
+        const agent = cold[next++ % cold.length] as Agent
+        return { ...request, headers: { authorization: basic(agent.clientId, agent.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' }
+      }
+    }]
+  })
+  const warmRun = autocannon({
+    url: `${base}/oauth2/token`, method: 'POST', connections: 16, duration: DURATION_S,
+    headers: { authorization: basic(warm.clientId, warm.secret), 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials'
+  })
+  const coldResult = await coldRun
+  const coldSeconds = (Date.now() - started) / 1000
+  const warmResult = await warmRun
+  return {
+    scenario: 'token (cold: 1,000 distinct agents) + warm alongside',
+    ours: {
+      rps: cold.length / coldSeconds, p50: coldResult.latency.p50, p99: coldResult.latency.p99,
+      non2xx: coldResult.non2xx + warmResult.non2xx, errors: coldResult.errors + warmResult.errors, rssMb: peakRssMb(pid)
+    },
+    note: `warm alongside: ${Math.round(warmResult.requests.average)} req/s, p99 ${warmResult.latency.p99} ms`
+  }
+}
+
+function formatRow (row: Row): string {
+  const cell = (r?: Result & { rssMb: number }): string => r === undefined ? '—' : `${Math.round(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, RSS ${r.rssMb} MB${r.non2xx + r.errors > 0 ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ''}`
+  const ratio = row.ours !== undefined && row.theirs !== undefined ? `${(row.ours.rps / row.theirs.rps).toFixed(2)}×` : '—'
+  return `| ${row.scenario} | ${cell(row.ours)} | ${cell(row.theirs)} | ${ratio} |${row.note === undefined ? '' : ` ${row.note} |`}`
+}
+
+function writeReport (rows: Row[]): void {
+  let commit = 'unknown'
+  try {
+    commit = readFileSync(join(projectRoot, '.git', 'HEAD'), 'utf8').trim()
+    if (commit.startsWith('ref: ')) commit = readFileSync(join(projectRoot, '.git', commit.slice(5)), 'utf8').trim()
+  } catch {}
+  const table = [
+    '| scenario | AgentIdP | node-oidc-provider | ours/theirs (throughput) | notes |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows.map((row) => formatRow(row).replace(/\|$/, row.note === undefined ? ' |' : '|').replace(/ \|$/, row.note === undefined ? ' | |' : ' |'))
+  ].join('\n')
+  const report = `# Performance
+
+Measured by \`npm run bench\` (bench/run.ts): AgentIdP in production mode on PostgreSQL and Redis, and node-oidc-provider
+(RS256 JWT access tokens by client_credentials with client_secret_basic, in memory) on the same machine, driven by
+autocannon with ${CONNECTIONS} connections in alternating ${DURATION_S}-second rounds (${ROUNDS} per scenario).
+Absolute numbers depend on a shared, noisy machine: read the ratios.
+
+- machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node.js ${process.version}
+- date: ${new Date().toISOString()}
+- commit: ${commit}
+
+${table}
+`
+  writeFileSync(join(projectRoot, 'docs', 'performance.md'), report)
+  console.log('\n' + table + '\n\nwritten to docs/performance.md')
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exitCode = 1
+})
