@@ -48,6 +48,8 @@ export const COMPLETE_MARKER_KEY = 'revoked:complete'
 
 // How often each replica compares PostgreSQL's sync epoch with Redis's marker.
 const SYNC_CHECK_INTERVAL_MS = 1000
+// How often each replica deletes revocation rows of tokens that have expired anyway (cheap: indexed on expires_at).
+const PRUNE_INTERVAL_MS = 10 * 60_000
 
 interface DurableState {
   jti_revoked: boolean
@@ -140,8 +142,13 @@ export default fp(async (app) => {
   await checkSync()
   const syncTimer = setInterval(() => { void checkSync() }, SYNC_CHECK_INTERVAL_MS)
   syncTimer.unref()
+  const pruneTimer = setInterval(() => {
+    revocations.prune().catch((error: Error) => { log.warn({ err: { message: error.message } }, 'pruning expired revocations failed') })
+  }, PRUNE_INTERVAL_MS)
+  pruneTimer.unref()
   app.addHook('onClose', async () => {
     clearInterval(syncTimer)
+    clearInterval(pruneTimer)
     await refilling
   })
 
