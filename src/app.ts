@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import auditEvents from '../plugins/audit/index.js'
 import docs from '../plugins/docs/index.js'
 import health from '../plugins/health/index.js'
 import audit from '../plugins/infra/audit.js'
@@ -47,8 +48,9 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(configPlugin, { config })
   await app.register(postgres)
   await app.register(redis)
-  await app.register(keys)
+  // The trail before the keys: key material changes seen at start-up are recorded in it.
   await app.register(audit)
+  await app.register(keys)
   await app.register(auth)
   await app.register(rateLimit)
   await app.register(cors, {
@@ -59,6 +61,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
 
   // Capabilities, encapsulated, in order. Adding one is a folder under plugins/ and a line here.
   await app.register(health)
+  await app.register(auditEvents)
 
   return app
 }
