@@ -28,6 +28,7 @@ async function main (): Promise<number> {
 
 main().then((code) => { process.exitCode = code }, (error: unknown) => {
   if (error instanceof ConfigError) console.error(`audit:verify: ${error.message}`)
+  else if ((error as { code?: string }).code === '42P01') console.error('audit:verify: the database has no audit_events table: run npm run db:migrate first')
   else console.error(`audit:verify: ${(error as Error).message ?? String(error)}`)
   // 2, not 1: the chain could not be read, which is not the same as a broken chain.
   process.exitCode = 2

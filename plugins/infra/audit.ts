@@ -84,7 +84,7 @@ export function canonicalJson (value: unknown): string {
  * The hash of one event: SHA-256 over the previous event's hash, a newline, and the canonical JSON of its content
  * (seq as a decimal string, occurred_at as ISO 8601 with milliseconds). An exported NDJSON line verifies with it.
  */
-export function hashEvent (event: Omit<StoredAuditEvent, 'hash' | 'seq'> & { seq: string | number | bigint }): string {
+export function hashEvent (event: Omit<StoredAuditEvent, 'hash' | 'seq' | 'data'> & { seq: string | number | bigint, data: unknown }): string {
   const content = canonicalJson({
     seq: String(event.seq),
     id: event.id,

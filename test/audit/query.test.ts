@@ -18,7 +18,7 @@ async function allRows (app: App): Promise<Row[]> {
   return await app.sql<Row[]>`select id, seq, type, agent_id, actor, occurred_at from audit_events order by seq desc`
 }
 
-async function get (app: App, query: string, scope = AdminScope.AuditRead): Promise<{ status: number, body: any, headers: Record<string, unknown> }> {
+async function get (app: App, query: string, scope: string = AdminScope.AuditRead): Promise<{ status: number, body: any, headers: Record<string, unknown> }> {
   const token = await mintAccessToken(app, scope)
   const response = await app.inject({ method: 'GET', url: `/api/v1/audit-events${query}`, headers: { authorization: `Bearer ${token}` } })
   return { status: response.statusCode, body: response.json(), headers: response.headers }
