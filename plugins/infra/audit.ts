@@ -4,13 +4,17 @@ import fp from 'fastify-plugin'
 import type { Sql } from '../../src/database.js'
 import { newId } from '../../src/ids.js'
 
+/** Every kind of event the trail records, as a list the query API validates against. */
+export const AUDIT_EVENT_TYPES = [
+  'agent.created', 'agent.updated', 'agent.suspended', 'agent.reactivated', 'agent.decommissioned',
+  'credential.created', 'credential.revoked',
+  'token.issued', 'token.revoked',
+  'auth.failed',
+  'key.current', 'key.previous_published'
+] as const
+
 /** Every kind of event the trail records. */
-export type AuditEventType =
-  | 'agent.created' | 'agent.updated' | 'agent.suspended' | 'agent.reactivated' | 'agent.decommissioned'
-  | 'credential.created' | 'credential.revoked'
-  | 'token.issued' | 'token.revoked'
-  | 'auth.failed'
-  | 'key.current' | 'key.previous_published'
+export type AuditEventType = typeof AUDIT_EVENT_TYPES[number]
 
 /** Who acted, from where, in which request. */
 export interface AuditActor {
@@ -23,7 +27,7 @@ export interface AuditActor {
 /** One security-relevant act. `data` never holds a secret or a token. */
 export interface AuditEvent extends AuditActor {
   type: AuditEventType
-  /** The agent the event is about, when there is one. */
+  /** The agent the event is about, when there is one (a UUID). */
   agentId?: string | null
   data?: Record<string, unknown>
 }
@@ -44,8 +48,18 @@ export interface StoredAuditEvent {
 }
 
 export interface AuditTrail {
-  /** Records events; resolves once they are committed. */
+  /**
+   * Records events; resolves once they are committed, rejects when their batch could not be. The events of one
+   * call commit together, in the order given.
+   */
   record(...events: AuditEvent[]): Promise<void>
+  /**
+   * Runs `decide` inside the chain lock and records the events it returns in the same transaction: for events
+   * that must be recorded at most once however many replicas try at the same time (key material at start-up).
+   */
+  recordUnderLock(decide: (tx: Sql) => Promise<AuditEvent[]>): Promise<void>
+  /** Committed group-commit transactions and the events they held, since start (for tests and metrics). */
+  readonly stats: { batches: number, events: number }
 }
 
 declare module 'fastify' {
@@ -66,8 +80,11 @@ export function canonicalJson (value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
 }
 
-/** The hash of one event: its canonical content and the previous event's hash. */
-export function hashEvent (event: Omit<StoredAuditEvent, 'hash'>): string {
+/**
+ * The hash of one event: SHA-256 over the previous event's hash, a newline, and the canonical JSON of its content
+ * (seq as a decimal string, occurred_at as ISO 8601 with milliseconds). An exported NDJSON line verifies with it.
+ */
+export function hashEvent (event: Omit<StoredAuditEvent, 'hash' | 'seq' | 'data'> & { seq: string | number | bigint, data: unknown }): string {
   const content = canonicalJson({
     seq: String(event.seq),
     id: event.id,
@@ -84,36 +101,145 @@ export function hashEvent (event: Omit<StoredAuditEvent, 'hash'>): string {
 
 // Serializes writers across replicas, so the chain has one order.
 const AUDIT_CHAIN_LOCK_KEY = 7_331_001
+// 11 parameters a row: 500 rows stay far below PostgreSQL's 65,535 bind parameters and keep a transaction short.
+const MAX_BATCH_EVENTS = 500
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-/** Appends events to the chain in one transaction. */
-export async function appendEvents (sql: Sql, events: AuditEvent[]): Promise<void> {
-  if (events.length === 0) return
-  await sql.begin(async (tx) => {
+/** PostgreSQL text and jsonb refuse NUL and store lone surrogates as U+FFFD: clean both, so what is hashed is what reads back. */
+function storableText (text: string): string {
+  return (text as string & { toWellFormed(): string }).toWellFormed().replace(/\0/g, '\uFFFD')
+}
+
+function storableJson (value: unknown): unknown {
+  if (typeof value === 'string') return storableText(value)
+  if (Array.isArray(value)) return value.map(storableJson)
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [storableText(key), storableJson(item)]))
+  }
+  return value
+}
+
+/** An event as it will be stored, minus what the chain assigns. Throws on an event that could never be stored. */
+function storable (event: AuditEvent): Omit<StoredAuditEvent, 'seq' | 'id' | 'occurred_at' | 'prev_hash' | 'hash'> {
+  if (typeof event.actor !== 'string' || event.actor === '') throw new TypeError(`audit event ${event.type}: actor is required`)
+  const agentId = event.agentId ?? null
+  if (agentId !== null && !UUID.test(agentId)) throw new TypeError(`audit event ${event.type}: agentId must be a UUID`)
+  // The JSON round trip applies toJSON, drops undefined and turns non-finite numbers into null, as jsonb would see it.
+  const data = storableJson(JSON.parse(JSON.stringify(event.data ?? {}))) as Record<string, unknown>
+  return {
+    type: event.type,
+    agent_id: agentId?.toLowerCase() ?? null,
+    actor: storableText(event.actor),
+    ip: event.ip == null ? null : storableText(event.ip),
+    request_id: event.requestId == null ? null : storableText(event.requestId),
+    data
+  }
+}
+
+type Storable = ReturnType<typeof storable>
+
+/**
+ * Appends events to the chain in one transaction holding the chain lock: one multi-row insert. occurred_at is the
+ * database's clock at commit, to the millisecond, and never earlier than the previous event's, so it rises with seq
+ * whichever replica writes (the query API relies on that to turn a time range into a seq range).
+ */
+async function appendUnderLock (sql: Sql, decide: (tx: Sql) => Promise<Storable[]>): Promise<number> {
+  return await sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK_KEY})`
-    const [last] = await tx<Array<{ seq: string, hash: string }>>`select seq, hash from audit_events order by seq desc limit 1`
-    let seq = BigInt(last?.seq ?? 0)
-    let prevHash = last?.hash ?? GENESIS_HASH
-    const rows: StoredAuditEvent[] = events.map((event) => {
+    const events = await decide(tx as unknown as Sql)
+    if (events.length === 0) return 0
+    const [head] = await tx<Array<{ seq: string | null, hash: string | null, occurred_at: Date | null, now: Date }>>`
+      select last.seq, last.hash, last.occurred_at, date_trunc('milliseconds', clock_timestamp()) as now
+      from (select 1) as one
+      left join (select seq, hash, occurred_at from audit_events order by seq desc limit 1) as last on true`
+    const { seq: lastSeq, hash: lastHash, occurred_at: lastAt, now } = head as NonNullable<typeof head>
+    const occurredAt = lastAt !== null && lastAt > now ? lastAt : now
+    let seq = BigInt(lastSeq ?? 0)
+    let prevHash = lastHash ?? GENESIS_HASH
+    const rows = events.map((event) => {
       seq += 1n
-      // Millisecond precision: what JavaScript's Date holds is exactly what is hashed and read back.
-      const row = {
-        seq: seq.toString(),
-        id: newId(),
-        occurred_at: new Date(),
-        type: event.type,
-        agent_id: event.agentId ?? null,
-        actor: event.actor,
-        ip: event.ip ?? null,
-        request_id: event.requestId ?? null,
-        data: event.data ?? {},
-        prev_hash: prevHash
-      }
-      const hash = hashEvent(row)
-      prevHash = hash
-      return { ...row, hash }
+      const row = { ...event, seq: seq.toString(), id: newId(), occurred_at: occurredAt, prev_hash: prevHash }
+      prevHash = hashEvent(row)
+      return { ...row, data: tx.json(row.data as never), hash: prevHash }
     })
-    await tx`insert into audit_events ${tx(rows.map((row) => ({ ...row, data: tx.json(row.data as never) })) as never)}`
+    await tx`insert into audit_events ${tx(rows as never, 'seq', 'id', 'occurred_at', 'type', 'agent_id', 'actor', 'ip', 'request_id', 'data', 'prev_hash', 'hash')}`
+    return rows.length
   })
+}
+
+/** Appends events to the chain in one transaction (no batching): for scripts and tests. */
+export async function appendEvents (sql: Sql, events: AuditEvent[]): Promise<void> {
+  const rows = events.map(storable)
+  await appendUnderLock(sql, async () => rows)
+}
+
+interface Pending {
+  events: Storable[]
+  resolve: () => void
+  reject: (error: unknown) => void
+}
+
+/**
+ * Group commit: record() queues its events; one flush at a time takes everything queued (up to MAX_BATCH_EVENTS)
+ * into one transaction. Nothing waits when idle: the first event flushes at once, and whatever arrives while a
+ * flush is in flight goes in the next one, so the batch grows with the load.
+ */
+export class GroupCommitTrail implements AuditTrail {
+  readonly stats = { batches: 0, events: 0 }
+  #queue: Pending[] = []
+  #flushing: Promise<void> | undefined
+
+  constructor (private readonly sql: Sql, private readonly onBatch: (size: number) => void = () => {}) {}
+
+  async record (...events: AuditEvent[]): Promise<void> {
+    if (events.length === 0) return
+    const rows = events.map(storable)
+    await new Promise<void>((resolve, reject) => {
+      this.#queue.push({ events: rows, resolve, reject })
+      this.#flushing ??= this.#drain()
+    })
+  }
+
+  async recordUnderLock (decide: (tx: Sql) => Promise<AuditEvent[]>): Promise<void> {
+    await appendUnderLock(this.sql, async (tx) => (await decide(tx)).map(storable))
+  }
+
+  /** Resolves once every event queued so far is committed or refused. */
+  async flush (): Promise<void> {
+    while (this.#flushing !== undefined) await this.#flushing
+  }
+
+  async #drain (): Promise<void> {
+    // One turn of the event loop lets the records of the same tick join the first batch.
+    await new Promise((resolve) => setImmediate(resolve))
+    while (this.#queue.length > 0) {
+      const batch = this.#takeBatch()
+      const events = batch.flatMap((pending) => pending.events)
+      try {
+        await appendUnderLock(this.sql, async () => events)
+        this.stats.batches += 1
+        this.stats.events += events.length
+        this.onBatch(events.length)
+        for (const pending of batch) pending.resolve()
+      } catch (error) {
+        for (const pending of batch) pending.reject(error)
+      }
+    }
+    this.#flushing = undefined
+  }
+
+  /** The oldest queued records, whole, up to MAX_BATCH_EVENTS events (a larger single record goes alone). */
+  #takeBatch (): Pending[] {
+    let count = 0
+    let taken = 0
+    while (taken < this.#queue.length) {
+      const size = (this.#queue[taken] as Pending).events.length
+      if (taken > 0 && count + size > MAX_BATCH_EVENTS) break
+      count += size
+      taken += 1
+    }
+    return this.#queue.splice(0, taken)
+  }
 }
 
 /** The actor, IP and request id of a request, for its audit events. */
@@ -123,7 +249,42 @@ export function actorOf (request: FastifyRequest, actor = 'anonymous'): AuditAct
 
 /** The audit trail, decorated on the root: every capability records through `app.audit.record`. */
 export default fp(async (app) => {
-  app.decorate('audit', {
-    record: async (...events: AuditEvent[]) => { await appendEvents(app.sql, events) }
-  })
-}, { name: 'audit', dependencies: ['postgres'] })
+  const trail = new GroupCommitTrail(app.sql, (size) => app.metrics.auditBatchSize.observe(size))
+  app.decorate('audit', trail as AuditTrail)
+  // Registered after postgres, so this runs before the connection pool ends.
+  app.addHook('onClose', async () => { await trail.flush() })
+}, { name: 'audit', dependencies: ['postgres', 'metrics'] })
+
+/** What a walk of the chain found: every event verified, or the first one that breaks it and why. */
+export type ChainVerification =
+  | { ok: true, verified: number }
+  | { ok: false, verified: number, seq: string, id: string, reason: string }
+
+/**
+ * Walks the whole chain in seq order through a cursor (constant memory, whatever its length) and checks each event:
+ * seq follows the previous one (a deleted row leaves a gap), prev_hash is the previous event's hash, hash is the
+ * hash of the event's content, and occurred_at never goes back. Stops at the first event that breaks it.
+ */
+export async function verifyChain (sql: Sql, chunkSize = 1000): Promise<ChainVerification> {
+  let verified = 0
+  let expectedSeq = 1n
+  let prevHash = GENESIS_HASH
+  let prevAt = new Date(0)
+  const rows = sql<StoredAuditEvent[]>`
+    select seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash
+    from audit_events order by seq`.cursor(chunkSize)
+  for await (const chunk of rows) {
+    for (const row of chunk) {
+      const broken = (reason: string): ChainVerification => ({ ok: false, verified, seq: row.seq, id: row.id, reason })
+      if (BigInt(row.seq) !== expectedSeq) return broken(`expected seq ${expectedSeq}: the events in between are missing`)
+      if (row.prev_hash !== prevHash) return broken(`prev_hash is not the hash of event seq ${expectedSeq - 1n}: an earlier event was altered or replaced`)
+      if (hashEvent(row) !== row.hash) return broken('hash does not match the content: the event was altered')
+      if (row.occurred_at < prevAt) return broken('occurred_at is earlier than the previous event\'s')
+      verified += 1
+      expectedSeq += 1n
+      prevHash = row.hash
+      prevAt = row.occurred_at
+    }
+  }
+  return { ok: true, verified }
+}

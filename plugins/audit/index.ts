@@ -1,0 +1,51 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { AuditEventPageSchema, AuditEventQuerySchema, AuditExportQuerySchema } from '../../schemas/audit.js'
+import { problemResponses } from '../../schemas/common.js'
+import { AdminScope } from '../../src/scopes.js'
+import { exportStream, listPage } from './service.js'
+
+/** The audit trail, read-only: a filtered, paginated query and an NDJSON export for SIEM ingestion. */
+const audit: FastifyPluginAsyncTypebox = async (app) => {
+  const { apiPerMinute } = app.config.rateLimit
+  const config = apiPerMinute === 0 ? {} : { rateLimit: { max: apiPerMinute, timeWindow: 60_000 } }
+
+  app.get('/api/v1/audit-events', {
+    preHandler: app.requireScopes(AdminScope.AuditRead),
+    config,
+    schema: {
+      tags: ['audit'],
+      summary: 'List audit events, newest first',
+      description: 'Filters combine with AND; several types match any of them. Pass next_cursor as cursor for the next page, with the same filters.',
+      security: [{ bearerAuth: [] }],
+      querystring: AuditEventQuerySchema,
+      response: { 200: AuditEventPageSchema, ...problemResponses(400, 401, 403, 429, 503) }
+    }
+  }, async (request) => await listPage(app.sql, request.query))
+
+  app.get('/api/v1/audit-events/export', {
+    preHandler: app.requireScopes(AdminScope.AuditRead),
+    config,
+    schema: {
+      tags: ['audit'],
+      summary: 'Export audit events as NDJSON, in chain order',
+      description: 'One JSON event per line with prev_hash and hash, oldest first, streamed whatever the range; a copy verifies outside AgentIdP by recomputing each hash.',
+      security: [{ bearerAuth: [] }],
+      querystring: AuditExportQuerySchema,
+      response: {
+        200: { description: 'Newline-delimited JSON events', content: { 'application/x-ndjson': { schema: Type.String() } } },
+        ...problemResponses(400, 401, 403, 429, 503)
+      }
+    }
+  }, async (request, reply) => {
+    const stream = await exportStream(app.sql, request.query)
+    return reply
+      .type('application/x-ndjson')
+      .header('cache-control', 'no-store')
+      .header('content-disposition', 'attachment; filename="audit-events.ndjson"')
+      // The schema documents the lines; Fastify streams a Readable as it is.
+      .send(stream as never)
+  })
+}
+
+export default audit
