@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto'
+import { hostname } from 'node:os'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Sql } from '../../src/database.js'
 import { newId } from '../../src/ids.js'
+import { keyEvents } from '../audit/repository.js'
+import type { SigningKeys } from './keys.js'
 
 /** Every kind of event the trail records, as a list the query API validates against. */
 export const AUDIT_EVENT_TYPES = [
@@ -247,13 +250,38 @@ export function actorOf (request: FastifyRequest, actor = 'anonymous'): AuditAct
   return { actor, ip: request.ip, requestId: request.id }
 }
 
+/**
+ * Records key material changes seen at start-up: key.current when the current kid is not the one the trail last
+ * recorded, key.previous_published for each previous kid the trail has not seen published. Decided under the chain
+ * lock, so replicas starting together record each change once, and a restart with the same keys records nothing.
+ */
+export async function recordKeyMaterial (audit: AuditTrail, keys: SigningKeys): Promise<void> {
+  const actor = { actor: 'system', ip: null, requestId: null }
+  const host = hostname()
+  await audit.recordUnderLock(async (tx) => {
+    const seen = await keyEvents(tx)
+    const lastCurrent = seen.filter((event) => event.type === 'key.current').at(-1)?.kid
+    const published = new Set(seen.filter((event) => event.type === 'key.previous_published').map((event) => event.kid))
+    const events: AuditEvent[] = []
+    if (lastCurrent !== keys.current.kid) {
+      events.push({ type: 'key.current', ...actor, data: { kid: keys.current.kid, alg: 'RS256', previous_kid: lastCurrent ?? null, host } })
+    }
+    for (const kid of keys.byKid.keys()) {
+      if (kid !== keys.current.kid && !published.has(kid)) events.push({ type: 'key.previous_published', ...actor, data: { kid, alg: 'RS256', host } })
+    }
+    return events
+  })
+}
+
 /** The audit trail, decorated on the root: every capability records through `app.audit.record`. */
 export default fp(async (app) => {
   const trail = new GroupCommitTrail(app.sql, (size) => app.metrics.auditBatchSize.observe(size))
   app.decorate('audit', trail as AuditTrail)
   // Registered after postgres, so this runs before the connection pool ends.
   app.addHook('onClose', async () => { await trail.flush() })
-}, { name: 'audit', dependencies: ['postgres', 'metrics'] })
+  // The keys loaded first (a bad key stops the start before any connection opens); the trail records them now.
+  await recordKeyMaterial(trail, app.keys)
+}, { name: 'audit', dependencies: ['postgres', 'metrics', 'keys'] })
 
 /** What a walk of the chain found: every event verified, or the first one that breaks it and why. */
 export type ChainVerification =

@@ -1,11 +1,8 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
-import { hostname } from 'node:os'
 import fp from 'fastify-plugin'
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose'
 import { ConfigError } from '../../src/config.js'
 import { loadOrCreateDevelopmentKeys } from '../../src/embedded.js'
-import { keyEvents } from '../audit/repository.js'
-import type { AuditEvent, AuditTrail } from './audit.js'
 
 /** A published verification key: its RFC 7638 thumbprint as kid, the key, and its public JWK. */
 export interface PublicSigningKey {
@@ -66,29 +63,6 @@ export async function loadSigningKeys (pems: { privateKey: string, publicKey: st
   }
 }
 
-/**
- * Records key material changes seen at start-up: key.current when the current kid is not the one the trail last
- * recorded, key.previous_published for each previous kid the trail has not seen published. Decided under the chain
- * lock, so replicas starting together record each change once, and a restart with the same keys records nothing.
- */
-export async function recordKeyMaterial (audit: AuditTrail, keys: SigningKeys): Promise<void> {
-  const actor = { actor: 'system', ip: null, requestId: null }
-  const host = hostname()
-  await audit.recordUnderLock(async (tx) => {
-    const seen = await keyEvents(tx)
-    const lastCurrent = seen.filter((event) => event.type === 'key.current').at(-1)?.kid
-    const published = new Set(seen.filter((event) => event.type === 'key.previous_published').map((event) => event.kid))
-    const events: AuditEvent[] = []
-    if (lastCurrent !== keys.current.kid) {
-      events.push({ type: 'key.current', ...actor, data: { kid: keys.current.kid, alg: 'RS256', previous_kid: lastCurrent ?? null, host } })
-    }
-    for (const kid of keys.byKid.keys()) {
-      if (kid !== keys.current.kid && !published.has(kid)) events.push({ type: 'key.previous_published', ...actor, data: { kid, alg: 'RS256', host } })
-    }
-    return events
-  })
-}
-
 export default fp(async (app) => {
   const { config } = app
   let privateKey = config.jwtPrivateKey
@@ -105,6 +79,4 @@ export default fp(async (app) => {
   const keys = await loadSigningKeys({ privateKey, publicKey, previous: config.jwtPreviousPublicKeys })
   app.decorate('keys', keys)
   app.log.info({ kid: keys.current.kid, published: [...keys.byKid.keys()] }, 'signing key loaded')
-  // Keys load before any connection opens (a bad key stops the start at once); the trail records them once ready.
-  app.addHook('onReady', async () => { await recordKeyMaterial(app.audit, keys) })
 }, { name: 'keys', dependencies: ['config'] })
