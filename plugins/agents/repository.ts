@@ -15,16 +15,8 @@ export interface AgentRow {
   updated_at: Date
 }
 
-/** What a new agent is made of; the database fills in the timestamps. */
-export interface NewAgent {
-  id: string
-  client_id: string
-  name: string
-  description: string | null
-  owner: string | null
-  scopes: string[]
-  metadata: AgentMetadata
-}
+/** What a new agent is made of; it starts active and the database fills in the timestamps. */
+export type NewAgent = Omit<AgentRow, 'status' | 'created_at' | 'updated_at'>
 
 /** The columns an update may change. */
 export type AgentChanges = Partial<Pick<AgentRow, 'name' | 'description' | 'owner' | 'scopes' | 'metadata' | 'status'>>

@@ -1,5 +1,6 @@
 import type { AuditActor, AuditEvent } from '../infra/audit.js'
 import { badRequest, conflict, notFound, serviceUnavailable } from '../../src/errors.js'
+import type { Queryable } from '../../src/database.js'
 import { newId } from '../../src/ids.js'
 import { generateClientId } from '../../src/secrets.js'
 import { monthlyUsageKey, utcMonth } from '../../src/usage-keys.js'
@@ -9,7 +10,7 @@ import {
 } from '../../schemas/agents.js'
 import { revokeAllCredentials } from '../credentials/repository.js'
 import { publishChanges, type Deps } from './changes.js'
-import { findAgent, insertAgent, listAgents, updateAgent, type AgentChanges, type AgentRow } from './repository.js'
+import { findAgent, insertAgent, listAgents, updateAgent, type AgentChanges, type AgentLock, type AgentRow } from './repository.js'
 
 /** The API form of an agents row. */
 export function toAgent (row: AgentRow): Agent {
@@ -89,14 +90,15 @@ export function updateEvents (before: AgentRow, changes: AgentChanges, actor: Au
   return events
 }
 
+/** The agent with this id, locked as findAgent does when `lock` is given; a 404 when there is none. */
+export async function existingAgent (sql: Queryable, id: string, lock?: AgentLock): Promise<AgentRow> {
+  const row = await findAgent(sql, id, lock)
+  if (row === undefined) throw notFound(`no agent ${id}`)
+  return row
+}
+
 /** Agents: registration, listing, changes, suspension and decommissioning, usage. */
 export function agentService (deps: Deps) {
-  async function get (id: string): Promise<AgentRow> {
-    const row = await findAgent(deps.sql, id)
-    if (row === undefined) throw notFound(`no agent ${id}`)
-    return row
-  }
-
   return {
     /** Registers an active agent with a new client_id; it holds no credential yet. */
     async create (body: CreateAgentBody, actor: AuditActor): Promise<Agent> {
@@ -129,7 +131,7 @@ export function agentService (deps: Deps) {
     },
 
     async get (id: string): Promise<Agent> {
-      return toAgent(await get(id))
+      return toAgent(await existingAgent(deps.sql, id))
     },
 
     /**
@@ -141,8 +143,7 @@ export function agentService (deps: Deps) {
       if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, metadata, status' }])
       checkMetadataSize(body.metadata)
       const { before, after, changes } = await deps.sql.begin(async (tx) => {
-        const current = await findAgent(tx, id, 'update')
-        if (current === undefined) throw notFound(`no agent ${id}`)
+        const current = await existingAgent(tx, id, 'update')
         if (current.status === 'decommissioned') throw conflict(`agent ${id} is decommissioned: its record is read-only and it can never be reactivated`)
         const changes = changesOf(current, body)
         const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes)
@@ -160,8 +161,7 @@ export function agentService (deps: Deps) {
      */
     async decommission (id: string, actor: AuditActor): Promise<void> {
       const outcome = await deps.sql.begin(async (tx) => {
-        const current = await findAgent(tx, id, 'update')
-        if (current === undefined) throw notFound(`no agent ${id}`)
+        const current = await existingAgent(tx, id, 'update')
         if (current.status === 'decommissioned') return undefined
         const revoked = await revokeAllCredentials(tx, id)
         await updateAgent(tx, id, { status: 'decommissioned' })
@@ -180,7 +180,7 @@ export function agentService (deps: Deps) {
      * The counter lives only there, so when the store fails this is a 503 with Retry-After, never a guess.
      */
     async usage (id: string, month: string = utcMonth()): Promise<Usage> {
-      await get(id)
+      await existingAgent(deps.sql, id)
       let count: string | null
       try {
         count = await deps.store.get(monthlyUsageKey(id, month))

@@ -4,7 +4,8 @@ import { newId } from '../../src/ids.js'
 import { generateClientSecret, hashSecret } from '../../src/secrets.js'
 import type { CreateCredentialBody, Credential, CredentialList, IssuedCredential } from '../../schemas/credentials.js'
 import { publishChanges, type Deps } from '../agents/changes.js'
-import { findAgent, type AgentRow } from '../agents/repository.js'
+import type { AgentRow } from '../agents/repository.js'
+import { existingAgent } from '../agents/service.js'
 import { findCredential, insertCredential, listCredentials, revokeCredential, type CredentialRow } from './repository.js'
 
 const iso = (date: Date | null): string | null => date === null ? null : date.toISOString()
@@ -35,12 +36,6 @@ function refuseDecommissioned (agent: AgentRow): void {
 
 /** Credentials of an agent: server-generated secrets, shown once, stored as argon2id hashes; listed and revoked. */
 export function credentialService (deps: Deps) {
-  async function agentOf (agentId: string): Promise<AgentRow> {
-    const agent = await findAgent(deps.sql, agentId)
-    if (agent === undefined) throw notFound(`no agent ${agentId}`)
-    return agent
-  }
-
   return {
     /**
      * Issues a new credential. The secret carries the credential's id (so a token request checks one hash) and is
@@ -49,15 +44,14 @@ export function credentialService (deps: Deps) {
     async create (agentId: string, body: CreateCredentialBody | undefined, actor: AuditActor): Promise<IssuedCredential> {
       const expiresAt = expiryOf(body)
       // Checked before hashing, so a request for an unknown or retired agent costs no argon2 work.
-      refuseDecommissioned(await agentOf(agentId))
+      refuseDecommissioned(await existingAgent(deps.sql, agentId))
       const id = newId()
       const secret = generateClientSecret(id)
       const secretHash = await hashSecret(secret)
       const { agent, row } = await deps.sql.begin(async (tx) => {
         // FOR SHARE: a concurrent decommissioning (FOR UPDATE) waits for this insert and then revokes it too, or
         // this waits for it and sees the agent decommissioned; never a live credential on a retired agent.
-        const agent = await findAgent(tx, agentId, 'share')
-        if (agent === undefined) throw notFound(`no agent ${agentId}`)
+        const agent = await existingAgent(tx, agentId, 'share')
         refuseDecommissioned(agent)
         const row = await insertCredential(tx, { id, agent_id: agentId, secret_hash: secretHash, expires_at: expiresAt })
         return { agent, row }
@@ -79,7 +73,7 @@ export function credentialService (deps: Deps) {
 
     /** Every credential of the agent, live, expired or revoked, oldest first: never a secret or a hash. */
     async list (agentId: string): Promise<CredentialList> {
-      const agent = await agentOf(agentId)
+      const agent = await existingAgent(deps.sql, agentId)
       const rows = await listCredentials(deps.sql, agentId)
       return { items: rows.map((row) => toCredential(row, agent.client_id)) }
     },
@@ -91,7 +85,7 @@ export function credentialService (deps: Deps) {
     async revoke (agentId: string, credentialId: string, actor: AuditActor): Promise<void> {
       const revoked = await revokeCredential(deps.sql, agentId, credentialId)
       if (!revoked) {
-        await agentOf(agentId)
+        await existingAgent(deps.sql, agentId)
         if (await findCredential(deps.sql, agentId, credentialId) === undefined) throw notFound(`agent ${agentId} has no credential ${credentialId}`)
         return
       }
