@@ -33,7 +33,7 @@ const ScopesSchema = Type.Array(ScopeSchema, {
   description: 'Every scope this agent may ever be granted; a token request can narrow, never widen them'
 })
 
-const MetadataSchema = Type.Record(Type.String({ minLength: 1, maxLength: 128 }), Type.Unknown(), {
+const MetadataSchema = Type.Record(Type.String(), Type.Unknown(), {
   maxProperties: METADATA_MAX_KEYS,
   description: `Free-form labels: at most ${METADATA_MAX_KEYS} keys and ${METADATA_MAX_BYTES} bytes as JSON. Never put secrets here: metadata is returned to every agents:read caller`
 })
