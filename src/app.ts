@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto'
 import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import agents from '../plugins/agents/index.js'
 import auditEvents from '../plugins/audit/index.js'
+import credentials from '../plugins/credentials/index.js'
 import docs from '../plugins/docs/index.js'
 import health from '../plugins/health/index.js'
 import metricsRoutes from '../plugins/metrics/index.js'
@@ -67,6 +69,8 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   // Capabilities, encapsulated, in order. Adding one is a folder under plugins/ and a line here.
   await app.register(health)
   await app.register(metricsRoutes)
+  await app.register(agents)
+  await app.register(credentials)
   await app.register(auditEvents)
 
   return app

@@ -13,3 +13,6 @@ export function createSql (url: string, poolSize: number): Sql {
     connection: { application_name: 'agentidp' }
   })
 }
+
+/** What a repository function queries through: the client itself or the `sql` of a transaction it is threaded into. */
+export type Queryable = postgres.ISql

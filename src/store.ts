@@ -103,6 +103,9 @@ export class RedisStore implements KeyValueStore {
 
   async setMany (entries: Array<{ key: string, value: string, ttlMs?: number }>): Promise<void> {
     if (entries.length === 0) return
+    // A pipeline is queued while disconnected despite disableOfflineQueue, and a queued command holds close():
+    // fail it at once like every other command.
+    if (!this.#client.isReady) throw new Error('The client is offline')
     const multi = this.#client.multi()
     for (const { key, value, ttlMs } of entries) {
       multi.set(key, value, ttlMs === undefined ? undefined : { PX: Math.max(1, Math.ceil(ttlMs)) })
@@ -128,7 +131,8 @@ export class RedisStore implements KeyValueStore {
     if (this.#closed) return
     this.#closed = true
     try {
-      await this.#client.close()
+      // close() waits for commands in flight; a Redis that stopped answering must not hold shutdown.
+      await withTimeout(this.#client.close(), REDIS_COMMAND_TIMEOUT_MS * 2, 'redis close')
     } catch {
       this.#client.destroy()
     }

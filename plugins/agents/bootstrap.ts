@@ -1,0 +1,137 @@
+import type { AuditActor, AuditEvent } from '../infra/audit.js'
+import { newId } from '../../src/ids.js'
+import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
+import { generateClientId, generateClientSecret, hashSecret, verifySecret } from '../../src/secrets.js'
+import { insertCredential, liveCredentialsWithHash, revokeAllCredentials } from '../credentials/repository.js'
+import { publishChanges, type Deps } from './changes.js'
+import { anyLiveAgentHolds, findAgentByClientId, insertAgent, updateAgent, type AgentChanges, type AgentRow } from './repository.js'
+import { updateEvents } from './service.js'
+
+// Serializes bootstrap across replicas that start together; any constant shared by every replica works.
+const BOOTSTRAP_LOCK_KEY = 2_718_281_828
+
+const BOOTSTRAP_ACTOR: AuditActor = { actor: 'bootstrap' }
+
+function newAdminAgent (clientId: string, description: string): Parameters<typeof insertAgent>[1] {
+  return { id: newId(), client_id: clientId, name: 'bootstrap admin', description, owner: null, scopes: [...ADMIN_SCOPES], metadata: { bootstrap: true } }
+}
+
+function createdEvents (agent: AgentRow, credentialId: string): AuditEvent[] {
+  return [
+    { type: 'agent.created', agentId: agent.id, ...BOOTSTRAP_ACTOR, data: { client_id: agent.client_id, name: agent.name, owner: agent.owner, scopes: agent.scopes } },
+    { type: 'credential.created', agentId: agent.id, ...BOOTSTRAP_ACTOR, data: { credential_id: credentialId, expires_at: null } }
+  ]
+}
+
+/**
+ * BOOTSTRAP_CLIENT_ID / BOOTSTRAP_CLIENT_SECRET: makes sure the agent with that client_id exists, is active, holds
+ * every admin scope and exactly one live credential, the one whose secret is given. Idempotent: when the secret
+ * already verifies against the single live credential, nothing changes; a new secret revokes the old credentials.
+ * A decommissioned bootstrap agent stays decommissioned (a restart must not undo a retirement): a warning says so.
+ */
+async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: string): Promise<void> {
+  const outcome = await deps.sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK_KEY})`
+    const existing = await findAgentByClientId(tx, clientId, 'update')
+    if (existing?.status === 'decommissioned') return { decommissioned: true as const, agentId: existing.id }
+
+    let agent: AgentRow
+    const events: AuditEvent[] = []
+    let statusChanged = false
+    if (existing === undefined) {
+      agent = await insertAgent(tx, newAdminAgent(clientId, 'Created at start-up from BOOTSTRAP_CLIENT_ID'))
+    } else {
+      agent = existing
+      const changes: AgentChanges = {}
+      const missing = ADMIN_SCOPES.filter((scope) => !existing.scopes.includes(scope))
+      if (missing.length > 0) changes.scopes = [...existing.scopes, ...missing]
+      if (existing.status !== 'active') changes.status = 'active'
+      if (Object.keys(changes).length > 0) {
+        agent = await updateAgent(tx, existing.id, changes)
+        events.push(...updateEvents(existing, changes, BOOTSTRAP_ACTOR))
+        statusChanged = changes.status !== undefined
+      }
+    }
+
+    const live = await liveCredentialsWithHash(tx, agent.id)
+    if (live.length === 1 && await verifySecret((live[0] as { secret_hash: string }).secret_hash, secret)) {
+      return { decommissioned: false as const, agentId: agent.id, events, statusChanged, revoked: [] as string[], replaced: false }
+    }
+    const revoked = await revokeAllCredentials(tx, agent.id)
+    const credential = await insertCredential(tx, { id: newId(), agent_id: agent.id, secret_hash: await hashSecret(secret), expires_at: null })
+    if (existing === undefined) {
+      events.push(...createdEvents(agent, credential.id))
+    } else {
+      events.push(
+        ...revoked.map((id): AuditEvent => ({ type: 'credential.revoked', agentId: agent.id, ...BOOTSTRAP_ACTOR, data: { credential_id: id, reason: 'bootstrap_secret_replaced' } })),
+        { type: 'credential.created', agentId: agent.id, ...BOOTSTRAP_ACTOR, data: { credential_id: credential.id, expires_at: null } }
+      )
+    }
+    return { decommissioned: false as const, agentId: agent.id, events, statusChanged, revoked, replaced: true }
+  })
+
+  if (outcome.decommissioned) {
+    deps.log.warn({ agentId: outcome.agentId }, 'the BOOTSTRAP_CLIENT_ID agent is decommissioned and stays so: BOOTSTRAP_* are ignored (remove them, or choose a new client_id)')
+    return
+  }
+  await publishChanges(deps, { agentIds: outcome.statusChanged ? [outcome.agentId] : [], credentialIds: outcome.revoked })
+  if (outcome.events.length > 0) await deps.audit.record(...outcome.events)
+  if (outcome.replaced) deps.log.info({ agentId: outcome.agentId, revokedCredentials: outcome.revoked.length }, 'bootstrap admin credential set from BOOTSTRAP_CLIENT_SECRET')
+}
+
+/** The console notice of a generated first admin: its credential, shown this once, and how to use it. */
+function firstAdminNotice (issuer: string, clientId: string, secret: string): string {
+  const rule = '-'.repeat(78)
+  return [
+    rule,
+    'AgentIdP created the first admin agent. Its secret is shown this once and cannot be',
+    'recovered: store it now.',
+    '',
+    `  client_id      ${clientId}`,
+    `  client_secret  ${secret}`,
+    '',
+    'Get an admin access token (client_credentials):',
+    '',
+    `  curl -s -u '${clientId}:${secret}' -d grant_type=client_credentials ${issuer}/oauth2/token`,
+    '',
+    `Then call the management API with "Authorization: Bearer <access_token>" (${issuer}/docs).`,
+    'To choose the admin credential yourself, set BOOTSTRAP_CLIENT_ID and BOOTSTRAP_CLIENT_SECRET.',
+    rule,
+    ''
+  ].join('\n')
+}
+
+/**
+ * The embedded default with no BOOTSTRAP_*: when no live agent holds agents:write, creates an admin with a random
+ * client_id and secret and prints them once to the console, never through the logger (log pipelines keep what
+ * they receive). Later starts find the admin and print nothing.
+ */
+async function createFirstAdmin (deps: Deps): Promise<void> {
+  const created = await deps.sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK_KEY})`
+    if (await anyLiveAgentHolds(tx, AdminScope.AgentsWrite)) return undefined
+    const agent = await insertAgent(tx, newAdminAgent(generateClientId(), 'Created at first start of the embedded default'))
+    const credentialId = newId()
+    const secret = generateClientSecret(credentialId)
+    await insertCredential(tx, { id: credentialId, agent_id: agent.id, secret_hash: await hashSecret(secret), expires_at: null })
+    return { agent, credentialId, secret }
+  })
+  if (created === undefined) return
+  await deps.audit.record(...createdEvents(created.agent, created.credentialId))
+  process.stdout.write(firstAdminNotice(deps.config.issuer, created.agent.client_id, created.secret))
+  deps.log.info({ agentId: created.agent.id, clientId: created.agent.client_id }, 'created the first admin agent; its credential was printed to the console once')
+}
+
+/**
+ * Start-up bootstrap of the admin agent (like Keycloak's bootstrap admin), safe when replicas start together:
+ * BOOTSTRAP_CLIENT_ID/SECRET when set; otherwise, on the embedded default only (never in production), a generated
+ * first admin printed once.
+ */
+export async function bootstrapAdmin (deps: Deps): Promise<void> {
+  const { config } = deps
+  if (config.bootstrapClientId !== undefined && config.bootstrapClientSecret !== undefined) {
+    await ensureBootstrapAdmin(deps, config.bootstrapClientId, config.bootstrapClientSecret)
+  } else if (config.databaseUrl === undefined && config.nodeEnv !== 'production') {
+    await createFirstAdmin(deps)
+  }
+}

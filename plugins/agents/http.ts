@@ -1,0 +1,14 @@
+import type { FastifyContextConfig, FastifyRequest } from 'fastify'
+import type { Config } from '../../src/config.js'
+import { actorOf, type AuditActor } from '../infra/audit.js'
+
+/** Route config of a management API route: RATE_LIMIT_API_PER_MIN per IP, none when it is 0. */
+export function managementRouteConfig (config: Config): FastifyContextConfig {
+  const max = config.rateLimit.apiPerMinute
+  return max === 0 ? {} : { rateLimit: { max, timeWindow: 60_000 } } as FastifyContextConfig
+}
+
+/** The audit actor of a request that passed requireScopes: the caller's client_id. */
+export function principalActor (request: FastifyRequest): AuditActor {
+  return actorOf(request, request.principal?.clientId)
+}

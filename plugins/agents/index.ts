@@ -1,0 +1,112 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { AdminScope } from '../../src/scopes.js'
+import {
+  AgentPageSchema, AgentParamsSchema, AgentSchema, CreateAgentBodySchema, ListAgentsQuerySchema, UpdateAgentBodySchema,
+  UsageQuerySchema, UsageSchema
+} from '../../schemas/agents.js'
+import { problemResponses } from '../../schemas/common.js'
+import { bootstrapAdmin } from './bootstrap.js'
+import { managementRouteConfig, principalActor } from './http.js'
+import { agentService } from './service.js'
+
+const security = [{ bearerAuth: [] }]
+const tags = ['agents']
+
+/** /api/v1/agents: registration, listing, changes, suspension, decommissioning and usage of agents. */
+const agents: FastifyPluginAsyncTypebox = async (app) => {
+  await bootstrapAdmin(app)
+
+  const service = agentService(app)
+  const config = managementRouteConfig(app.config)
+  const read = app.requireScopes(AdminScope.AgentsRead)
+  const write = app.requireScopes(AdminScope.AgentsWrite)
+
+  app.post('/api/v1/agents', {
+    schema: {
+      tags,
+      summary: 'Register an agent',
+      description: 'The agent starts active with a new client_id and no credential: create one with POST /api/v1/agents/{id}/credentials.',
+      security,
+      body: CreateAgentBodySchema,
+      response: { 201: AgentSchema, ...problemResponses(400, 401, 403, 413, 415, 429, 503) }
+    },
+    preHandler: write,
+    config
+  }, async (request, reply) => {
+    const agent = await service.create(request.body, principalActor(request))
+    return reply.code(201).header('location', `/api/v1/agents/${agent.id}`).send(agent)
+  })
+
+  app.get('/api/v1/agents', {
+    schema: {
+      tags,
+      summary: 'List agents',
+      description: 'Creation order, keyset-paginated: follow next_cursor until it is null to see every agent exactly once, even while others are being registered.',
+      security,
+      querystring: ListAgentsQuerySchema,
+      response: { 200: AgentPageSchema, ...problemResponses(400, 401, 403, 429, 503) }
+    },
+    preHandler: read,
+    config
+  }, async (request) => await service.list(request.query))
+
+  app.get('/api/v1/agents/:id', {
+    schema: {
+      tags,
+      summary: 'Get an agent',
+      description: 'Decommissioned agents are still shown.',
+      security,
+      params: AgentParamsSchema,
+      response: { 200: AgentSchema, ...problemResponses(400, 401, 403, 404, 429, 503) }
+    },
+    preHandler: read,
+    config
+  }, async (request) => await service.get(request.params.id))
+
+  app.patch('/api/v1/agents/:id', {
+    schema: {
+      tags,
+      summary: 'Change, suspend or reactivate an agent',
+      description: 'Only the members given change. status suspended refuses new tokens at once on every replica; active reactivates. A decommissioned agent is read-only: any PATCH is a 409.',
+      security,
+      params: AgentParamsSchema,
+      body: UpdateAgentBodySchema,
+      response: { 200: AgentSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415, 429, 503) }
+    },
+    preHandler: write,
+    config
+  }, async (request) => await service.update(request.params.id, request.body, principalActor(request)))
+
+  app.delete('/api/v1/agents/:id', {
+    schema: {
+      tags,
+      summary: 'Decommission an agent',
+      description: 'Final: every credential is revoked in the same transaction and no new token is issued, on every replica at once. The record is kept (GET still shows it). Decommissioning a decommissioned agent is a 204 that changes nothing.',
+      security,
+      params: AgentParamsSchema,
+      response: { 204: Type.Null({ description: 'Decommissioned' }), ...problemResponses(400, 401, 403, 404, 429, 503) }
+    },
+    preHandler: write,
+    config
+  }, async (request, reply) => {
+    await service.decommission(request.params.id, principalActor(request))
+    return await reply.code(204).send(null)
+  })
+
+  app.get('/api/v1/agents/:id/usage', {
+    schema: {
+      tags,
+      summary: 'Tokens issued to an agent in a month',
+      description: 'From the monthly counter the token endpoint keeps in Redis. 503 with Retry-After while Redis does not answer.',
+      security,
+      params: AgentParamsSchema,
+      querystring: UsageQuerySchema,
+      response: { 200: UsageSchema, ...problemResponses(400, 401, 403, 404, 429, 503) }
+    },
+    preHandler: read,
+    config
+  }, async (request) => await service.usage(request.params.id, request.query.month))
+}
+
+export default agents

@@ -1,0 +1,196 @@
+import type { AuditActor, AuditEvent } from '../infra/audit.js'
+import { badRequest, conflict, notFound, serviceUnavailable } from '../../src/errors.js'
+import type { Queryable } from '../../src/database.js'
+import { newId } from '../../src/ids.js'
+import { generateClientId } from '../../src/secrets.js'
+import { monthlyUsageKey, utcMonth } from '../../src/usage-keys.js'
+import {
+  METADATA_MAX_BYTES,
+  type Agent, type AgentMetadata, type AgentPage, type CreateAgentBody, type ListAgentsQuery, type UpdateAgentBody, type Usage
+} from '../../schemas/agents.js'
+import { revokeAllCredentials } from '../credentials/repository.js'
+import { publishChanges, type Deps } from './changes.js'
+import { findAgent, insertAgent, listAgents, updateAgent, type AgentChanges, type AgentLock, type AgentRow } from './repository.js'
+
+/** The API form of an agents row. */
+export function toAgent (row: AgentRow): Agent {
+  return {
+    id: row.id,
+    client_id: row.client_id,
+    name: row.name,
+    description: row.description,
+    owner: row.owner,
+    scopes: row.scopes,
+    status: row.status,
+    metadata: row.metadata,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString()
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** The opaque cursor of a page that ends with this agent id. */
+export function encodeCursor (lastId: string): string {
+  return Buffer.from(lastId, 'utf8').toString('base64url')
+}
+
+/** The agent id a cursor continues after; a cursor this server did not make is a 400. */
+export function decodeCursor (cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString('utf8')
+  // Re-encoding must give the cursor back: base64url decoding alone accepts junk it silently skips.
+  if (!UUID.test(id) || encodeCursor(id) !== cursor) {
+    throw badRequest('cursor is not valid: pass next_cursor from the previous page unchanged', [{ location: 'querystring/cursor', message: 'is not a cursor this server issued' }])
+  }
+  return id
+}
+
+function checkMetadataSize (metadata: AgentMetadata | undefined): void {
+  if (metadata === undefined) return
+  const bytes = Buffer.byteLength(JSON.stringify(metadata), 'utf8')
+  if (bytes > METADATA_MAX_BYTES) {
+    throw badRequest(`metadata is ${bytes} bytes as JSON; at most ${METADATA_MAX_BYTES} are allowed`, [{ location: 'body/metadata', message: `must be at most ${METADATA_MAX_BYTES} bytes as JSON` }])
+  }
+}
+
+const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
+
+/** The members of the body that differ from the stored agent. */
+function changesOf (current: AgentRow, body: UpdateAgentBody): AgentChanges {
+  const changes: AgentChanges = {}
+  if (body.name !== undefined && body.name !== current.name) changes.name = body.name
+  if (body.description !== undefined && body.description !== current.description) changes.description = body.description
+  if (body.owner !== undefined && body.owner !== current.owner) changes.owner = body.owner
+  if (body.scopes !== undefined && !sameJson(body.scopes, current.scopes)) changes.scopes = body.scopes
+  if (body.metadata !== undefined && !sameJson(body.metadata, current.metadata)) changes.metadata = body.metadata
+  if (body.status !== undefined && body.status !== current.status) changes.status = body.status
+  return changes
+}
+
+/** The audit events of an agent update: agent.updated for the fields, agent.suspended/reactivated for the status. */
+export function updateEvents (before: AgentRow, changes: AgentChanges, actor: AuditActor): AuditEvent[] {
+  const events: AuditEvent[] = []
+  const fields = Object.keys(changes).filter((field) => field !== 'status')
+  if (fields.length > 0) {
+    const data: Record<string, unknown> = { fields }
+    // Values that decide what the agent may do are kept; free text and metadata are named only.
+    for (const field of ['name', 'owner', 'scopes'] as const) {
+      if (changes[field] !== undefined) data[field] = { from: before[field], to: changes[field] }
+    }
+    events.push({ type: 'agent.updated', agentId: before.id, ...actor, data })
+  }
+  if (changes.status !== undefined) {
+    events.push({
+      type: changes.status === 'suspended' ? 'agent.suspended' : 'agent.reactivated',
+      agentId: before.id,
+      ...actor,
+      data: { from: before.status, to: changes.status }
+    })
+  }
+  return events
+}
+
+/** The agent with this id, locked as findAgent does when `lock` is given; a 404 when there is none. */
+export async function existingAgent (sql: Queryable, id: string, lock?: AgentLock): Promise<AgentRow> {
+  const row = await findAgent(sql, id, lock)
+  if (row === undefined) throw notFound(`no agent ${id}`)
+  return row
+}
+
+/** Agents: registration, listing, changes, suspension and decommissioning, usage. */
+export function agentService (deps: Deps) {
+  return {
+    /** Registers an active agent with a new client_id; it holds no credential yet. */
+    async create (body: CreateAgentBody, actor: AuditActor): Promise<Agent> {
+      checkMetadataSize(body.metadata)
+      const row = await insertAgent(deps.sql, {
+        id: newId(),
+        client_id: generateClientId(),
+        name: body.name,
+        description: body.description ?? null,
+        owner: body.owner ?? null,
+        scopes: body.scopes ?? [],
+        metadata: body.metadata ?? {}
+      })
+      await deps.audit.record({
+        type: 'agent.created',
+        agentId: row.id,
+        ...actor,
+        data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes }
+      })
+      return toAgent(row)
+    },
+
+    /** One page in creation order: each agent exactly once across pages, whatever is created meanwhile. */
+    async list (query: ListAgentsQuery): Promise<AgentPage> {
+      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+      const rows = await listAgents(deps.sql, { status: query.status, owner: query.owner, after, limit: query.limit + 1 })
+      const items = rows.slice(0, query.limit)
+      const last = items.at(-1)
+      return { items: items.map(toAgent), next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last.id) : null }
+    },
+
+    async get (id: string): Promise<Agent> {
+      return toAgent(await existingAgent(deps.sql, id))
+    },
+
+    /**
+     * Changes the members given. active ⇄ suspended takes effect on every replica at once; a decommissioned
+     * agent is read-only (409), so its record stays as it was when it was retired.
+     */
+    async update (id: string, body: UpdateAgentBody, actor: AuditActor): Promise<Agent> {
+      // Unknown members are dropped by validation; a body left with none was most likely a typo, not a no-op.
+      if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, metadata, status' }])
+      checkMetadataSize(body.metadata)
+      const { before, after, changes } = await deps.sql.begin(async (tx) => {
+        const current = await existingAgent(tx, id, 'update')
+        if (current.status === 'decommissioned') throw conflict(`agent ${id} is decommissioned: its record is read-only and it can never be reactivated`)
+        const changes = changesOf(current, body)
+        const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes)
+        return { before: current, after, changes }
+      })
+      if (changes.status !== undefined) await publishChanges(deps, { agentIds: [id] })
+      const events = updateEvents(before, changes, actor)
+      if (events.length > 0) await deps.audit.record(...events)
+      return toAgent(after)
+    },
+
+    /**
+     * Decommissions: status decommissioned and every credential revoked in one transaction, the record kept.
+     * Idempotent: decommissioning a decommissioned agent changes nothing.
+     */
+    async decommission (id: string, actor: AuditActor): Promise<void> {
+      const outcome = await deps.sql.begin(async (tx) => {
+        const current = await existingAgent(tx, id, 'update')
+        if (current.status === 'decommissioned') return undefined
+        const revoked = await revokeAllCredentials(tx, id)
+        await updateAgent(tx, id, { status: 'decommissioned' })
+        return { from: current.status, revoked }
+      })
+      if (outcome === undefined) return
+      await publishChanges(deps, { agentIds: [id], credentialIds: outcome.revoked })
+      await deps.audit.record(
+        { type: 'agent.decommissioned', agentId: id, ...actor, data: { from: outcome.from, revoked_credentials: outcome.revoked } },
+        ...outcome.revoked.map((credentialId): AuditEvent => ({ type: 'credential.revoked', agentId: id, ...actor, data: { credential_id: credentialId, reason: 'agent_decommissioned' } }))
+      )
+    },
+
+    /**
+     * Tokens issued to the agent in a UTC month, from the counter the token endpoint keeps in the store.
+     * The counter lives only there, so when the store fails this is a 503 with Retry-After, never a guess.
+     */
+    async usage (id: string, month: string = utcMonth()): Promise<Usage> {
+      await existingAgent(deps.sql, id)
+      let count: string | null
+      try {
+        count = await deps.store.get(monthlyUsageKey(id, month))
+      } catch (error) {
+        deps.log.warn({ err: { message: (error as Error).message }, agentId: id }, 'usage counter unavailable')
+        throw serviceUnavailable('usage counters are unavailable right now, retry shortly')
+      }
+      return { agent_id: id, month, tokens_issued: count === null ? 0 : Number(count) }
+    }
+  }
+}
+
+export type AgentService = ReturnType<typeof agentService>

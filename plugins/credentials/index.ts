@@ -1,0 +1,71 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { AdminScope } from '../../src/scopes.js'
+import { AgentParamsSchema } from '../../schemas/agents.js'
+import { problemResponses } from '../../schemas/common.js'
+import { CreateCredentialBodySchema, CredentialListSchema, CredentialParamsSchema, IssuedCredentialSchema } from '../../schemas/credentials.js'
+import { managementRouteConfig, principalActor } from '../agents/http.js'
+import { credentialService } from './service.js'
+
+const security = [{ bearerAuth: [] }]
+const tags = ['credentials']
+
+/** /api/v1/agents/{id}/credentials: issue, list and revoke an agent's client secrets. */
+const credentials: FastifyPluginAsyncTypebox = async (app) => {
+  const service = credentialService(app)
+  const config = managementRouteConfig(app.config)
+
+  app.post('/api/v1/agents/:id/credentials', {
+    schema: {
+      tags,
+      summary: 'Issue a client secret',
+      description: 'The secret is in this response only; AgentIdP stores its argon2id hash. An agent may hold several live credentials, so a secret rotates without downtime: issue the new one, switch the client, revoke the old one. The body is optional.',
+      security,
+      params: AgentParamsSchema,
+      body: CreateCredentialBodySchema,
+      response: { 201: IssuedCredentialSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415, 429, 503) }
+    },
+    // No body at all means no options: validated as {}.
+    preValidation: async (request) => { request.body ??= {} },
+    preHandler: app.requireScopes(AdminScope.AgentsWrite),
+    config
+  }, async (request, reply) => {
+    const credential = await service.create(request.params.id, request.body, principalActor(request))
+    return reply.code(201)
+      .header('cache-control', 'no-store')
+      .header('pragma', 'no-cache')
+      .header('location', `/api/v1/agents/${request.params.id}/credentials/${credential.id}`)
+      .send(credential)
+  })
+
+  app.get('/api/v1/agents/:id/credentials', {
+    schema: {
+      tags,
+      summary: "List an agent's credentials",
+      description: 'Live, expired and revoked, oldest first. Never a secret or a hash.',
+      security,
+      params: AgentParamsSchema,
+      response: { 200: CredentialListSchema, ...problemResponses(400, 401, 403, 404, 429, 503) }
+    },
+    preHandler: app.requireScopes(AdminScope.AgentsRead),
+    config
+  }, async (request) => await service.list(request.params.id))
+
+  app.delete('/api/v1/agents/:id/credentials/:credential_id', {
+    schema: {
+      tags,
+      summary: 'Revoke a credential',
+      description: 'The secret stops working at once, on every replica. Revoking a revoked credential is a 204 that changes nothing.',
+      security,
+      params: CredentialParamsSchema,
+      response: { 204: Type.Null({ description: 'Revoked' }), ...problemResponses(400, 401, 403, 404, 429, 503) }
+    },
+    preHandler: app.requireScopes(AdminScope.AgentsWrite),
+    config
+  }, async (request, reply) => {
+    await service.revoke(request.params.id, request.params.credential_id, principalActor(request))
+    return await reply.code(204).send(null)
+  })
+}
+
+export default credentials

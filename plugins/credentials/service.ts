@@ -1,0 +1,96 @@
+import type { AuditActor } from '../infra/audit.js'
+import { badRequest, conflict, notFound } from '../../src/errors.js'
+import { newId } from '../../src/ids.js'
+import { generateClientSecret, hashSecret } from '../../src/secrets.js'
+import type { CreateCredentialBody, Credential, CredentialList, IssuedCredential } from '../../schemas/credentials.js'
+import { publishChanges, type Deps } from '../agents/changes.js'
+import type { AgentRow } from '../agents/repository.js'
+import { existingAgent } from '../agents/service.js'
+import { findCredential, insertCredential, listCredentials, revokeCredential, type CredentialRow } from './repository.js'
+
+const iso = (date: Date | null): string | null => date === null ? null : date.toISOString()
+
+function toCredential (row: CredentialRow, clientId: string): Credential {
+  return {
+    id: row.id,
+    client_id: clientId,
+    created_at: row.created_at.toISOString(),
+    expires_at: iso(row.expires_at),
+    revoked_at: iso(row.revoked_at),
+    last_used_at: iso(row.last_used_at)
+  }
+}
+
+function expiryOf (body: CreateCredentialBody | undefined): Date | null {
+  if (body?.expires_at === undefined) return null
+  const expiresAt = new Date(body.expires_at)
+  if (!(expiresAt.getTime() > Date.now())) {
+    throw badRequest('expires_at must be in the future', [{ location: 'body/expires_at', message: 'must be in the future' }])
+  }
+  return expiresAt
+}
+
+function refuseDecommissioned (agent: AgentRow): void {
+  if (agent.status === 'decommissioned') throw conflict(`agent ${agent.id} is decommissioned: it can hold no new credential`)
+}
+
+/** Credentials of an agent: server-generated secrets, shown once, stored as argon2id hashes; listed and revoked. */
+export function credentialService (deps: Deps) {
+  return {
+    /**
+     * Issues a new credential. The secret carries the credential's id (so a token request checks one hash) and is
+     * returned only here. Suspended agents may receive one (an admin preparing reactivation); decommissioned: 409.
+     */
+    async create (agentId: string, body: CreateCredentialBody | undefined, actor: AuditActor): Promise<IssuedCredential> {
+      const expiresAt = expiryOf(body)
+      // Checked before hashing, so a request for an unknown or retired agent costs no argon2 work.
+      refuseDecommissioned(await existingAgent(deps.sql, agentId))
+      const id = newId()
+      const secret = generateClientSecret(id)
+      const secretHash = await hashSecret(secret)
+      const { agent, row } = await deps.sql.begin(async (tx) => {
+        // FOR SHARE: a concurrent decommissioning (FOR UPDATE) waits for this insert and then revokes it too, or
+        // this waits for it and sees the agent decommissioned; never a live credential on a retired agent.
+        const agent = await existingAgent(tx, agentId, 'share')
+        refuseDecommissioned(agent)
+        const row = await insertCredential(tx, { id, agent_id: agentId, secret_hash: secretHash, expires_at: expiresAt })
+        return { agent, row }
+      })
+      await deps.audit.record({
+        type: 'credential.created',
+        agentId,
+        ...actor,
+        data: { credential_id: row.id, expires_at: iso(row.expires_at) }
+      })
+      return {
+        id: row.id,
+        client_id: agent.client_id,
+        client_secret: secret,
+        created_at: row.created_at.toISOString(),
+        expires_at: iso(row.expires_at)
+      }
+    },
+
+    /** Every credential of the agent, live, expired or revoked, oldest first: never a secret or a hash. */
+    async list (agentId: string): Promise<CredentialList> {
+      const agent = await existingAgent(deps.sql, agentId)
+      const rows = await listCredentials(deps.sql, agentId)
+      return { items: rows.map((row) => toCredential(row, agent.client_id)) }
+    },
+
+    /**
+     * Revokes the credential: it stops working at once on every replica. Revoking a revoked credential is a
+     * success that changes nothing (DELETE is idempotent); a credential of another agent is a 404.
+     */
+    async revoke (agentId: string, credentialId: string, actor: AuditActor): Promise<void> {
+      const revoked = await revokeCredential(deps.sql, agentId, credentialId)
+      if (!revoked) {
+        await existingAgent(deps.sql, agentId)
+        if (await findCredential(deps.sql, agentId, credentialId) === undefined) throw notFound(`agent ${agentId} has no credential ${credentialId}`)
+        return
+      }
+      await publishChanges(deps, { credentialIds: [credentialId] })
+      await deps.audit.record({ type: 'credential.revoked', agentId, ...actor, data: { credential_id: credentialId, reason: 'revoked' } })
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import { Type, type Static, type TString } from 'typebox'
+import { SCOPE_TOKEN } from '../src/scopes.js'
+import { PageSchema, UuidSchema } from './common.js'
+
+/** Bounds of an agent's free-form metadata: a handful of labels, not a document store. */
+export const METADATA_MAX_KEYS = 32
+export const METADATA_MAX_BYTES = 8 * 1024
+/** How many scopes one agent may be allowed. */
+export const AGENT_MAX_SCOPES = 100
+
+export const AgentStatusSchema = Type.Union([Type.Literal('active'), Type.Literal('suspended'), Type.Literal('decommissioned')], {
+  description: 'active: may obtain tokens. suspended: refused tokens until reactivated. decommissioned: final; every credential revoked, the record kept read-only'
+})
+export type AgentStatus = Static<typeof AgentStatusSchema>
+
+const NameSchema = Type.String({ minLength: 1, maxLength: 128, description: 'A human-readable name, 1–128 characters' })
+const DescriptionSchema = Type.String({ maxLength: 1024, description: 'Free text; null clears it in a PATCH' })
+const OwnerSchema = Type.String({ maxLength: 256, description: 'Who is responsible for the agent (a team, a person, a system); null clears it in a PATCH' })
+
+/**
+ * A string or null, as one JSON Schema `type` array rather than anyOf: with Fastify's type coercion an anyOf would
+ * turn null into "" through its string branch.
+ */
+function nullable (schema: TString) {
+  return Type.Unsafe<string | null>({ ...schema, type: ['string', 'null'] })
+}
+
+export const ScopeSchema = Type.String({ pattern: SCOPE_TOKEN.source, description: 'An RFC 6749 scope-token, e.g. weather:read' })
+
+const ScopesSchema = Type.Array(ScopeSchema, {
+  maxItems: AGENT_MAX_SCOPES,
+  uniqueItems: true,
+  description: 'Every scope this agent may ever be granted; a token request can narrow, never widen them'
+})
+
+const MetadataSchema = Type.Record(Type.String(), Type.Unknown(), {
+  maxProperties: METADATA_MAX_KEYS,
+  description: `Free-form labels: at most ${METADATA_MAX_KEYS} keys and ${METADATA_MAX_BYTES} bytes as JSON. Never put secrets here: metadata is returned to every agents:read caller`
+})
+export type AgentMetadata = Static<typeof MetadataSchema>
+
+export const AgentSchema = Type.Object({
+  id: Type.String({ format: 'uuid', description: 'The agent id (UUIDv7); the `sub` of its tokens' }),
+  client_id: Type.String({ description: 'The OAuth client_id; the same across credential rotations' }),
+  name: Type.String(),
+  description: Type.Union([Type.String(), Type.Null()]),
+  owner: Type.Union([Type.String(), Type.Null()]),
+  scopes: Type.Array(Type.String()),
+  status: AgentStatusSchema,
+  metadata: Type.Record(Type.String(), Type.Unknown()),
+  created_at: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' })
+}, { title: 'Agent' })
+export type Agent = Static<typeof AgentSchema>
+
+export const CreateAgentBodySchema = Type.Object({
+  name: NameSchema,
+  description: Type.Optional(DescriptionSchema),
+  owner: Type.Optional(OwnerSchema),
+  scopes: Type.Optional(ScopesSchema),
+  metadata: Type.Optional(MetadataSchema)
+}, { additionalProperties: false })
+export type CreateAgentBody = Static<typeof CreateAgentBodySchema>
+
+export const UpdateAgentBodySchema = Type.Object({
+  name: Type.Optional(NameSchema),
+  description: Type.Optional(nullable(DescriptionSchema)),
+  owner: Type.Optional(nullable(OwnerSchema)),
+  scopes: Type.Optional(ScopesSchema),
+  metadata: Type.Optional(MetadataSchema),
+  status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('suspended')], {
+    description: 'suspended refuses new tokens at once on every replica; active reactivates a suspended agent. Decommission with DELETE'
+  }))
+}, {
+  additionalProperties: false,
+  minProperties: 1,
+  description: 'Only the members present change; metadata is replaced as a whole. A decommissioned agent is read-only: any PATCH is a 409'
+})
+export type UpdateAgentBody = Static<typeof UpdateAgentBodySchema>
+
+export const AgentParamsSchema = Type.Object({ id: UuidSchema })
+export type AgentParams = Static<typeof AgentParamsSchema>
+
+export const ListAgentsQuerySchema = Type.Object({
+  status: Type.Optional(AgentStatusSchema),
+  owner: Type.Optional(Type.String({ maxLength: 256 })),
+  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+  cursor: Type.Optional(Type.String({ maxLength: 128, description: 'The next_cursor of the previous page, as given' }))
+}, { additionalProperties: false })
+export type ListAgentsQuery = Static<typeof ListAgentsQuerySchema>
+
+export const AgentPageSchema = PageSchema(AgentSchema)
+export type AgentPage = Static<typeof AgentPageSchema>
+
+export const UsageQuerySchema = Type.Object({
+  month: Type.Optional(Type.String({ pattern: '^[0-9]{4}-(0[1-9]|1[0-2])$', description: 'YYYY-MM (UTC); default: the current month' }))
+}, { additionalProperties: false })
+export type UsageQuery = Static<typeof UsageQuerySchema>
+
+export const UsageSchema = Type.Object({
+  agent_id: Type.String({ format: 'uuid' }),
+  month: Type.String({ description: 'YYYY-MM (UTC)' }),
+  tokens_issued: Type.Integer({ minimum: 0 })
+}, { title: 'Usage' })
+export type Usage = Static<typeof UsageSchema>
