@@ -39,7 +39,8 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
       const given = request.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
-    ajv: { customOptions: { allErrors: false } },
+    // Unknown members are refused (400), not silently dropped: a typo must not look like success.
+    ajv: { customOptions: { allErrors: false, removeAdditional: false } },
     ...overrides
   }).withTypeProvider<TypeBoxTypeProvider>()
 

@@ -30,6 +30,7 @@ function createdEvents (agent: AgentRow, credentialId: string): AuditEvent[] {
  * A decommissioned bootstrap agent stays decommissioned (a restart must not undo a retirement): a warning says so.
  */
 async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: string): Promise<void> {
+  const at = new Date()
   const outcome = await deps.sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK_KEY})`
     const existing = await findAgentByClientId(tx, clientId, 'update')
@@ -47,7 +48,7 @@ async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: strin
       if (missing.length > 0) changes.scopes = [...existing.scopes, ...missing]
       if (existing.status !== 'active') changes.status = 'active'
       if (Object.keys(changes).length > 0) {
-        agent = await updateAgent(tx, existing.id, changes)
+        agent = await updateAgent(tx, existing.id, changes, at)
         events.push(...updateEvents(existing, changes, BOOTSTRAP_ACTOR))
         statusChanged = changes.status !== undefined
       }
@@ -57,7 +58,7 @@ async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: strin
     if (live.length === 1 && await verifySecret((live[0] as { secret_hash: string }).secret_hash, secret)) {
       return { decommissioned: false as const, agentId: agent.id, events, statusChanged, revoked: [] as string[], replaced: false }
     }
-    const revoked = await revokeAllCredentials(tx, agent.id)
+    const revoked = await revokeAllCredentials(tx, agent.id, at)
     const credential = await insertCredential(tx, { id: newId(), agent_id: agent.id, secret_hash: await hashSecret(secret), expires_at: null })
     if (existing === undefined) {
       events.push(...createdEvents(agent, credential.id))
@@ -74,7 +75,7 @@ async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: strin
     deps.log.warn({ agentId: outcome.agentId }, 'the BOOTSTRAP_CLIENT_ID agent is decommissioned and stays so: BOOTSTRAP_* are ignored (remove them, or choose a new client_id)')
     return
   }
-  await publishChanges(deps, { agentIds: outcome.statusChanged ? [outcome.agentId] : [], credentialIds: outcome.revoked })
+  await publishChanges(deps, { agentIds: outcome.statusChanged ? [outcome.agentId] : [], credentialIds: outcome.revoked }, at)
   if (outcome.events.length > 0) await deps.audit.record(...outcome.events)
   if (outcome.replaced) deps.log.info({ agentId: outcome.agentId, revokedCredentials: outcome.revoked.length }, 'bootstrap admin credential set from BOOTSTRAP_CLIENT_SECRET')
 }

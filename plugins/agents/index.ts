@@ -31,7 +31,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
       body: CreateAgentBodySchema,
       response: { 201: AgentSchema, ...problemResponses(400, 401, 403, 413, 415, 429, 503) }
     },
-    preHandler: write,
+    preValidation: write,
     config
   }, async (request, reply) => {
     const agent = await service.create(request.body, principalActor(request))
@@ -47,7 +47,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
       querystring: ListAgentsQuerySchema,
       response: { 200: AgentPageSchema, ...problemResponses(400, 401, 403, 429, 503) }
     },
-    preHandler: read,
+    preValidation: read,
     config
   }, async (request) => await service.list(request.query))
 
@@ -60,7 +60,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
       params: AgentParamsSchema,
       response: { 200: AgentSchema, ...problemResponses(400, 401, 403, 404, 429, 503) }
     },
-    preHandler: read,
+    preValidation: read,
     config
   }, async (request) => await service.get(request.params.id))
 
@@ -74,7 +74,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
       body: UpdateAgentBodySchema,
       response: { 200: AgentSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415, 429, 503) }
     },
-    preHandler: write,
+    preValidation: write,
     config
   }, async (request) => await service.update(request.params.id, request.body, principalActor(request)))
 
@@ -87,7 +87,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
       params: AgentParamsSchema,
       response: { 204: Type.Null({ description: 'Decommissioned' }), ...problemResponses(400, 401, 403, 404, 429, 503) }
     },
-    preHandler: write,
+    preValidation: write,
     config
   }, async (request, reply) => {
     await service.decommission(request.params.id, principalActor(request))
@@ -104,7 +104,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
       querystring: UsageQuerySchema,
       response: { 200: UsageSchema, ...problemResponses(400, 401, 403, 404, 429, 503) }
     },
-    preHandler: read,
+    preValidation: read,
     config
   }, async (request) => await service.usage(request.params.id, request.query.month))
 }

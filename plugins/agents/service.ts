@@ -142,14 +142,15 @@ export function agentService (deps: Deps) {
       // Unknown members are dropped by validation; a body left with none was most likely a typo, not a no-op.
       if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, metadata, status' }])
       checkMetadataSize(body.metadata)
+      const at = new Date()
       const { before, after, changes } = await deps.sql.begin(async (tx) => {
         const current = await existingAgent(tx, id, 'update')
         if (current.status === 'decommissioned') throw conflict(`agent ${id} is decommissioned: its record is read-only and it can never be reactivated`)
         const changes = changesOf(current, body)
-        const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes)
+        const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes, at)
         return { before: current, after, changes }
       })
-      if (changes.status !== undefined) await publishChanges(deps, { agentIds: [id] })
+      if (changes.status !== undefined) await publishChanges(deps, { agentIds: [id] }, at)
       const events = updateEvents(before, changes, actor)
       if (events.length > 0) await deps.audit.record(...events)
       return toAgent(after)
@@ -160,15 +161,16 @@ export function agentService (deps: Deps) {
      * Idempotent: decommissioning a decommissioned agent changes nothing.
      */
     async decommission (id: string, actor: AuditActor): Promise<void> {
+      const at = new Date()
       const outcome = await deps.sql.begin(async (tx) => {
         const current = await existingAgent(tx, id, 'update')
         if (current.status === 'decommissioned') return undefined
-        const revoked = await revokeAllCredentials(tx, id)
-        await updateAgent(tx, id, { status: 'decommissioned' })
+        const revoked = await revokeAllCredentials(tx, id, at)
+        await updateAgent(tx, id, { status: 'decommissioned' }, at)
         return { from: current.status, revoked }
       })
       if (outcome === undefined) return
-      await publishChanges(deps, { agentIds: [id], credentialIds: outcome.revoked })
+      await publishChanges(deps, { agentIds: [id], credentialIds: outcome.revoked }, at)
       await deps.audit.record(
         { type: 'agent.decommissioned', agentId: id, ...actor, data: { from: outcome.from, revoked_credentials: outcome.revoked } },
         ...outcome.revoked.map((credentialId): AuditEvent => ({ type: 'credential.revoked', agentId: id, ...actor, data: { credential_id: credentialId, reason: 'agent_decommissioned' } }))

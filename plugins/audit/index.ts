@@ -11,7 +11,7 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
   const config = apiPerMinute === 0 ? {} : { rateLimit: { max: apiPerMinute, timeWindow: 60_000 } }
 
   app.get('/api/v1/audit-events', {
-    preHandler: app.requireScopes(AdminScope.AuditRead),
+    preValidation: app.requireScopes(AdminScope.AuditRead),
     config,
     schema: {
       tags: ['audit'],
@@ -24,7 +24,7 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => await listPage(app.sql, request.query))
 
   app.get('/api/v1/audit-events/export', {
-    preHandler: app.requireScopes(AdminScope.AuditRead),
+    preValidation: app.requireScopes(AdminScope.AuditRead),
     config,
     schema: {
       tags: ['audit'],

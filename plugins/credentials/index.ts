@@ -25,9 +25,8 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
       body: CreateCredentialBodySchema,
       response: { 201: IssuedCredentialSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415, 429, 503) }
     },
-    // No body at all means no options: validated as {}.
-    preValidation: async (request) => { request.body ??= {} },
-    preHandler: app.requireScopes(AdminScope.AgentsWrite),
+    // Authentication first; then no body at all means no options: validated as {}.
+    preValidation: [app.requireScopes(AdminScope.AgentsWrite), async (request) => { request.body ??= {} }],
     config
   }, async (request, reply) => {
     const credential = await service.create(request.params.id, request.body, principalActor(request))
@@ -47,7 +46,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
       params: AgentParamsSchema,
       response: { 200: CredentialListSchema, ...problemResponses(400, 401, 403, 404, 429, 503) }
     },
-    preHandler: app.requireScopes(AdminScope.AgentsRead),
+    preValidation: app.requireScopes(AdminScope.AgentsRead),
     config
   }, async (request) => await service.list(request.params.id))
 
@@ -60,7 +59,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
       params: CredentialParamsSchema,
       response: { 204: Type.Null({ description: 'Revoked' }), ...problemResponses(400, 401, 403, 404, 429, 503) }
     },
-    preHandler: app.requireScopes(AdminScope.AgentsWrite),
+    preValidation: app.requireScopes(AdminScope.AgentsWrite),
     config
   }, async (request, reply) => {
     await service.revoke(request.params.id, request.params.credential_id, principalActor(request))

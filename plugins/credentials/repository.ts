@@ -50,18 +50,18 @@ export async function liveCredentialsWithHash (sql: Queryable, agentId: string):
 }
 
 /** Revokes the credential if it belongs to the agent and is not revoked yet; true when this call revoked it. */
-export async function revokeCredential (sql: Queryable, agentId: string, credentialId: string): Promise<boolean> {
+export async function revokeCredential (sql: Queryable, agentId: string, credentialId: string, at = new Date()): Promise<boolean> {
   const rows = await sql`
-    update credentials set revoked_at = now()
+    update credentials set revoked_at = ${at}
     where id = ${credentialId} and agent_id = ${agentId} and revoked_at is null
     returning id`
   return rows.length === 1
 }
 
 /** Revokes every credential of the agent not revoked yet; returns the ids this call revoked. */
-export async function revokeAllCredentials (sql: Queryable, agentId: string): Promise<string[]> {
+export async function revokeAllCredentials (sql: Queryable, agentId: string, at = new Date()): Promise<string[]> {
   const rows = await sql<Array<{ id: string }>>`
-    update credentials set revoked_at = now()
+    update credentials set revoked_at = ${at}
     where agent_id = ${agentId} and revoked_at is null
     returning id`
   return rows.map((row) => row.id)

@@ -83,13 +83,14 @@ export function credentialService (deps: Deps) {
      * success that changes nothing (DELETE is idempotent); a credential of another agent is a 404.
      */
     async revoke (agentId: string, credentialId: string, actor: AuditActor): Promise<void> {
-      const revoked = await revokeCredential(deps.sql, agentId, credentialId)
+      const at = new Date()
+      const revoked = await revokeCredential(deps.sql, agentId, credentialId, at)
       if (!revoked) {
         await existingAgent(deps.sql, agentId)
         if (await findCredential(deps.sql, agentId, credentialId) === undefined) throw notFound(`agent ${agentId} has no credential ${credentialId}`)
         return
       }
-      await publishChanges(deps, { credentialIds: [credentialId] })
+      await publishChanges(deps, { credentialIds: [credentialId] }, at)
       await deps.audit.record({ type: 'credential.revoked', agentId, ...actor, data: { credential_id: credentialId, reason: 'revoked' } })
     }
   }

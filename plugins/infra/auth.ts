@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, preValidationAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { errors, jwtVerify, type JWTPayload } from 'jose'
 import { ProblemError } from '../../src/errors.js'
@@ -30,8 +30,11 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Verifies an access token issued by this server: signature by a published key, RS256, typ, iss, exp, nbf. */
     verifyAccessToken(token: string, options?: { audience?: string }): Promise<AccessTokenClaims>
-    /** A preHandler that requires a Bearer access token holding every one of the scopes. */
-    requireScopes(...scopes: string[]): preHandlerAsyncHookHandler
+    /**
+     * A hook that requires a Bearer access token holding every one of the scopes. Use it as `preValidation`:
+     * after the rate limit (onRequest), before schema validation, so an unauthenticated bad request is a 401.
+     */
+    requireScopes(...scopes: string[]): preValidationAsyncHookHandler
   }
   interface FastifyRequest {
     principal?: Principal
@@ -96,7 +99,7 @@ export default fp(async (app) => {
     }
   }
 
-  app.decorate('requireScopes', (...scopes: string[]): preHandlerAsyncHookHandler => {
+  app.decorate('requireScopes', (...scopes: string[]): preValidationAsyncHookHandler => {
     return async function requireScopes (request: FastifyRequest, _reply: FastifyReply) {
       let principal: Principal
       try {

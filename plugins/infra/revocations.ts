@@ -209,7 +209,7 @@ export default fp(async (app) => {
       try {
         await store.setMany(entries)
       } catch (error) {
-        log.warn({ err: { message: (error as Error).message } }, 'watermark stored in PostgreSQL only; Redis unavailable')
+        log.warn({ err: { message: (error as Error).message }, agents, credentials }, 'watermark stored in PostgreSQL only; Redis unavailable')
         await markRedisIncomplete()
       }
     },

@@ -318,8 +318,8 @@ describe('PATCH /api/v1/agents/{id}', () => {
     const response = await app.inject({ method: 'PATCH', url: `/api/v1/agents/${agent.id}`, headers: await authHeaders(app), payload: { status: 'suspended' } })
     expect(response.statusCode).toBe(200)
     expect(response.json().status).toBe('suspended')
-    const warning = logs.lines.map((line) => JSON.parse(line)).find((line) => line.msg?.startsWith('could not publish the change'))
-    expect(warning).toMatchObject({ level: 40, agentIds: [agent.id] })
+    const warning = logs.lines.map((line) => JSON.parse(line)).find((line) => line.msg?.startsWith('watermark stored in PostgreSQL only'))
+    expect(warning).toMatchObject({ level: 40, agents: [agent.id] })
   })
 })
 
