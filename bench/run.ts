@@ -210,7 +210,7 @@ async function coldScenario (base: string, cold: Agent[], warm: Agent, pid: numb
   const coldRun = autocannon({
     url: `${base}/oauth2/token`, method: 'POST', connections: 16, amount: cold.length,
     requests: [{
-      setupRequest: (request) => {
+      setupRequest: (request: autocannon.Request) => {
         const agent = cold[next++ % cold.length] as Agent
         return { ...request, headers: { authorization: basic(agent.clientId, agent.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' }
       }

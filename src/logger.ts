@@ -1,4 +1,4 @@
-import type { FastifyServerOptions } from 'fastify'
+import type { FastifyLoggerOptions } from 'fastify'
 import type { Config } from './config.js'
 
 /** Anything that may hold a secret, a token or a key, wherever it appears in a log object. */
@@ -28,7 +28,7 @@ export function safeUrl (url: string): string {
 }
 
 /** pino options for Fastify: JSON lines, redaction of every secret-bearing field. */
-export function loggerOptions (config: Config): NonNullable<FastifyServerOptions['logger']> {
+export function loggerOptions (config: Config): FastifyLoggerOptions & { redact: { paths: string[], censor: string } } {
   return {
     level: config.logLevel,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },

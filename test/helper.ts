@@ -143,7 +143,7 @@ export function setupTestContext (): TestContext {
     },
     async build (env: Record<string, string | undefined> = {}, options: { logs?: LogCapture } = {}): Promise<App> {
       const config = context.config(options.logs === undefined ? env : { LOG_LEVEL: 'trace', ...env })
-      const app = await buildApp(config, options.logs === undefined ? {} : { logger: { ...loggerOptions(config), stream: options.logs.stream } as never })
+      const app = await buildApp(config, options.logs === undefined ? {} : { logger: { ...loggerOptions(config), stream: options.logs.stream } })
       apps.push(app)
       return app
     }

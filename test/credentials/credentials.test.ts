@@ -185,7 +185,7 @@ describe('secrets stay secret', () => {
     expect(logs.lines.length).toBeGreaterThan(0)
     for (const secret of secrets) {
       const random = secret.split('_').slice(1).join('_')
-      for (const [where, text] of [['credentials', credentialRows], ['audit_events', auditRows], ['agents', agentRows], ['log', logs.text]]) {
+      for (const [where, text] of [['credentials', credentialRows], ['audit_events', auditRows], ['agents', agentRows], ['log', logs.text]] as Array<[string, string]>) {
         expect(text.includes(random), `secret found in ${where}`).toBe(false)
       }
     }

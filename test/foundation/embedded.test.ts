@@ -12,7 +12,7 @@ afterEach(async () => { await app?.close(); app = undefined })
 
 async function startEmbedded (dataDir: string, logs: LogCapture): Promise<App> {
   const config = loadConfig({ NODE_ENV: 'development', LOG_LEVEL: 'info', DATA_DIR: dataDir })
-  return await buildApp(config, { logger: { ...loggerOptions(config), stream: logs.stream } as never })
+  return await buildApp(config, { logger: { ...loggerOptions(config), stream: logs.stream } })
 }
 
 describe('embedded default (no DATABASE_URL, REDIS_URL or JWT keys)', () => {

@@ -71,7 +71,7 @@ describe('migrations', () => {
     writeFileSync(join(directory, `${next}_broken.sql`), 'create table broken_one (id int);\nselect * from no_such_table;')
     await withSql(database, async (sql) => {
       await expect(migrate(sql, () => {}, readMigrations(directory))).rejects.toThrow(new RegExp(`migration ${next}_broken failed: .*no_such_table`))
-      const [{ exists }] = await sql`select to_regclass('broken_one') is not null as exists`
+      const [{ exists }] = await sql<[{ exists: boolean }]>`select to_regclass('broken_one') is not null as exists`
       expect(exists).toBe(false)
     })
   })
@@ -86,7 +86,7 @@ describe('migrations', () => {
       const [a, b] = await Promise.all([migrate(first, () => {}), migrate(second, () => {})])
       expect(a.length + b.length).toBe(readMigrations().length)
       expect(Math.min(a.length, b.length)).toBe(0)
-      const [{ count }] = await first`select count(*)::int as count from schema_migrations`
+      const [{ count }] = await first<[{ count: number }]>`select count(*)::int as count from schema_migrations`
       expect(count).toBe(readMigrations().length)
     } finally {
       await first.end()
