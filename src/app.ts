@@ -5,11 +5,14 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import agents from '../plugins/agents/index.js'
 import auditEvents from '../plugins/audit/index.js'
 import credentials from '../plugins/credentials/index.js'
+import oidc from '../plugins/oidc/index.js'
+import tokens from '../plugins/tokens/index.js'
 import docs from '../plugins/docs/index.js'
 import health from '../plugins/health/index.js'
 import metricsRoutes from '../plugins/metrics/index.js'
 import audit from '../plugins/infra/audit.js'
 import auth from '../plugins/infra/auth.js'
+import clientAuth from '../plugins/infra/client-auth.js'
 import configPlugin from '../plugins/infra/config.js'
 import keys from '../plugins/infra/keys.js'
 import metrics from '../plugins/infra/metrics.js'
@@ -60,6 +63,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(revocations)
   await app.register(audit)
   await app.register(auth)
+  await app.register(clientAuth)
   await app.register(rateLimit)
   await app.register(cors, {
     origin: config.corsOrigin === '*' ? '*' : config.corsOrigin,
@@ -73,6 +77,8 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(agents)
   await app.register(credentials)
   await app.register(auditEvents)
+  await app.register(tokens)
+  await app.register(oidc)
 
   return app
 }

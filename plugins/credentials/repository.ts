@@ -66,3 +66,45 @@ export async function revokeAllCredentials (sql: Queryable, agentId: string, at 
     returning id`
   return rows.map((row) => row.id)
 }
+
+/** What client authentication needs of one credential and its agent. */
+export interface ClientCredentialRow {
+  agent_id: string
+  client_id: string
+  agent_status: 'active' | 'suspended' | 'decommissioned'
+  scopes: string[]
+  credential_id: string
+  secret_hash: string
+  expires_at: Date | null
+}
+
+/**
+ * The live (not revoked, not expired) credentials of the agent with this client_id, with their hashes: only the
+ * one with `credentialId` when given. At most two rows, which is all client authentication needs to decide.
+ */
+export async function liveCredentialsOfClient (sql: Queryable, clientId: string, credentialId?: string): Promise<ClientCredentialRow[]> {
+  return await sql<ClientCredentialRow[]>`
+    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes,
+           c.id as credential_id, c.secret_hash, c.expires_at
+    from agents a join credentials c on c.agent_id = a.id
+    where a.client_id = ${clientId}
+      and c.revoked_at is null and (c.expires_at is null or c.expires_at > now())
+      ${credentialId === undefined ? sql`` : sql`and c.id = ${credentialId}`}
+    order by c.id
+    limit 2`
+}
+
+/** The current standing of a credential and its agent, for re-checking a cached verification. */
+export async function clientStanding (sql: Queryable, credentialId: string): Promise<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null } | undefined> {
+  const [row] = await sql<Array<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null }>>`
+    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes,
+           c.id as credential_id, c.expires_at, c.revoked_at
+    from credentials c join agents a on a.id = c.agent_id
+    where c.id = ${credentialId}`
+  return row
+}
+
+/** Records that the credentials were used (at most about once a minute each; see client authentication). */
+export async function touchLastUsed (sql: Queryable, credentialIds: string[], at: Date): Promise<void> {
+  await sql`update credentials set last_used_at = ${at} where id = any(${sql.array(credentialIds)}::uuid[])`
+}

@@ -1,6 +1,8 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
 import fp from 'fastify-plugin'
-import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose'
+import { calculateJwkThumbprint, exportJWK } from 'jose'
+import type { Static } from 'typebox'
+import type { JwkSchema } from '../../schemas/oidc.js'
 import { ConfigError } from '../../src/config.js'
 import { loadOrCreateDevelopmentKeys } from '../../src/embedded.js'
 
@@ -8,7 +10,7 @@ import { loadOrCreateDevelopmentKeys } from '../../src/embedded.js'
 export interface PublicSigningKey {
   kid: string
   key: KeyObject
-  jwk: JWK & { kid: string, use: 'sig', alg: 'RS256' }
+  jwk: Static<typeof JwkSchema>
 }
 
 /** The current signing key and every key a token may verify against. */
@@ -33,7 +35,7 @@ async function publicKeyOf (variable: string, key: KeyObject): Promise<PublicSig
   if (bits < 2048) throw new ConfigError(variable, `must be an RSA key of at least 2048 bits, got ${bits}`)
   const exported = await exportJWK(key)
   const kid = await calculateJwkThumbprint({ kty: 'RSA', n: exported.n, e: exported.e }, 'sha256')
-  return { kid, key, jwk: { kty: 'RSA', n: exported.n, e: exported.e, kid, use: 'sig', alg: 'RS256' } }
+  return { kid, key, jwk: { kty: 'RSA', n: exported.n as string, e: exported.e as string, kid, use: 'sig', alg: 'RS256' } }
 }
 
 function parse<T> (variable: string, make: () => T): T {

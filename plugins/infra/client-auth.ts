@@ -1,0 +1,211 @@
+import { createHmac, randomBytes } from 'node:crypto'
+import type { FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { InvalidClient, InvalidRequest, OAuthError } from '../../src/errors.js'
+import { credentialIdOfSecret, verifySecret } from '../../src/secrets.js'
+import { findAgentByClientId } from '../agents/repository.js'
+import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from '../credentials/repository.js'
+import { actorOf } from './audit.js'
+
+/** A client that proved it holds a live credential of an active agent. */
+export interface AuthenticatedClient {
+  agentId: string
+  clientId: string
+  credentialId: string
+  /** Every scope the agent may be granted. */
+  scopes: string[]
+  method: 'client_secret_basic' | 'client_secret_post'
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * RFC 6749 §2.3.1 client authentication for the OAuth endpoints (client_secret_basic or client_secret_post,
+     * exactly one). Throws InvalidClient (401), InvalidRequest, or a 429 when the client_id has failed too often
+     * from this address. `endpoint` names the caller in audit events and metrics. The agent's standing is observed
+     * after the call starts: a token whose issue time is taken before the call dies with any watermark set after
+     * that observation.
+     */
+    authenticateClient(request: FastifyRequest, endpoint: string): Promise<AuthenticatedClient>
+  }
+}
+
+/** The client authentication methods this server supports, as discovery names them. */
+export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post'] as const
+
+// A verified secret is trusted from memory for this long (status changes are still seen on the very next request).
+const CACHE_TTL_MS = 60_000
+const CACHE_MAX_ENTRIES = 50_000
+// credentials.last_used_at is written at most this often per credential, off the response path.
+const LAST_USED_INTERVAL_MS = 60_000
+const MAX_CREDENTIAL_LENGTH = 512
+
+interface PresentedCredentials {
+  clientId: string
+  secret: string
+  method: AuthenticatedClient['method']
+}
+
+/** RFC 6749 §2.3.1 / Appendix B: client_id and client_secret are form-urlencoded inside the Basic credentials. */
+function formDecode (value: string): string {
+  return decodeURIComponent(value.replace(/\+/g, ' '))
+}
+
+/** The credentials a request presents, by exactly one method. */
+function presentedCredentials (request: FastifyRequest): PresentedCredentials {
+  const body = (request.body ?? {}) as Record<string, unknown>
+  const header = request.headers.authorization
+  const inBody = body.client_secret !== undefined
+  if (header !== undefined && /^basic /i.test(header)) {
+    if (inBody) throw new InvalidRequest('use one client authentication method, not both client_secret_basic and client_secret_post')
+    const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
+    const colon = decoded.indexOf(':')
+    if (colon < 1) throw new InvalidClient('malformed Basic credentials')
+    try {
+      const clientId = formDecode(decoded.slice(0, colon))
+      if (typeof body.client_id === 'string' && body.client_id !== clientId) throw new InvalidRequest('client_id in the body differs from the authenticated client')
+      return { clientId, secret: formDecode(decoded.slice(colon + 1)), method: 'client_secret_basic' }
+    } catch (error) {
+      if (error instanceof OAuthError) throw error
+      throw new InvalidClient('malformed Basic credentials')
+    }
+  }
+  if (inBody) {
+    if (typeof body.client_id !== 'string' || typeof body.client_secret !== 'string') throw new InvalidRequest('client_id and client_secret must each be given once')
+    return { clientId: body.client_id, secret: body.client_secret, method: 'client_secret_post' }
+  }
+  throw new InvalidClient('client authentication is required (client_secret_basic or client_secret_post)')
+}
+
+interface CachedVerification {
+  agentId: string
+  credentialId: string
+  scopes: string[]
+  credentialExpiresAt: number
+  verifiedAtMs: number
+}
+
+/** A bounded map in insertion order; the oldest entry goes first when full. */
+class VerificationCache {
+  readonly #entries = new Map<string, CachedVerification>()
+
+  get (key: string): CachedVerification | undefined {
+    const entry = this.#entries.get(key)
+    if (entry !== undefined && Date.now() - entry.verifiedAtMs > CACHE_TTL_MS) {
+      this.#entries.delete(key)
+      return undefined
+    }
+    return entry
+  }
+
+  set (key: string, entry: CachedVerification): void {
+    this.#entries.delete(key)
+    if (this.#entries.size >= CACHE_MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value as string)
+    this.#entries.set(key, entry)
+  }
+
+  delete (key: string): void {
+    this.#entries.delete(key)
+  }
+}
+
+export default fp(async (app) => {
+  const { sql, store, config, revocations, metrics, log } = app
+  // Cache keys are an HMAC under a key that never leaves this process: the cache never holds a secret.
+  const cacheKey = randomBytes(32)
+  const cache = new VerificationCache()
+  const lastUsedWritten = new Map<string, number>()
+  const failureLimit = config.rateLimit.authFailuresPerMinute
+
+  function keyOf (presented: PresentedCredentials): string {
+    return createHmac('sha256', cacheKey).update(presented.clientId).update('\0').update(presented.secret).digest('base64url')
+  }
+
+  function noteUse (credentialId: string): void {
+    const now = Date.now()
+    if (now - (lastUsedWritten.get(credentialId) ?? 0) < LAST_USED_INTERVAL_MS) return
+    lastUsedWritten.set(credentialId, now)
+    if (lastUsedWritten.size > CACHE_MAX_ENTRIES) lastUsedWritten.clear()
+    touchLastUsed(sql, [credentialId], new Date(now)).catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not record credential use') })
+  }
+
+  const failureKey = (clientId: string, ip: string): string => `rate:authfail:${clientId}:${ip}`
+
+  /** Refuses at once, before any hash, when this client_id failed too often from this address. */
+  async function refuseWhenFailingTooOften (clientId: string, ip: string): Promise<void> {
+    if (failureLimit === 0) return
+    let failures: string | null
+    try {
+      failures = await store.get(failureKey(clientId, ip))
+    } catch {
+      return // Redis down: no limiter rather than no service.
+    }
+    if (failures !== null && Number(failures) >= failureLimit) {
+      metrics.rateLimited.inc({ route: 'client-auth-failures' })
+      throw new OAuthError(429, 'slow_down', 'too many failed client authentications from this address; retry later', { 'retry-after': '60' })
+    }
+  }
+
+  async function fail (request: FastifyRequest, endpoint: string, presented: PresentedCredentials, reason: string, agentId?: string): Promise<never> {
+    metrics.authFailures.inc({ endpoint, reason })
+    if (failureLimit > 0) await store.hit(failureKey(presented.clientId, request.ip), 60_000).catch(() => {})
+    const knownAgent = agentId ?? (await findAgentByClientId(sql, presented.clientId))?.id
+    await app.audit.record({
+      type: 'auth.failed',
+      agentId: knownAgent ?? null,
+      ...actorOf(request, 'anonymous'),
+      data: { endpoint, client_id: presented.clientId.slice(0, 255), reason, method: presented.method }
+    })
+    throw new InvalidClient()
+  }
+
+  /** Confirms a cached verification: from Redis when nothing changed, else from PostgreSQL. */
+  async function confirmCached (entry: CachedVerification): Promise<CachedVerification | undefined> {
+    if (entry.credentialExpiresAt <= Date.now()) return undefined
+    if (!await revocations.changedSince(entry.agentId, entry.credentialId, entry.verifiedAtMs)) return entry
+    // The time of the read, not of its answer: a change committed meanwhile must still look newer.
+    const readAtMs = Date.now()
+    const standing = await clientStanding(sql, entry.credentialId)
+    if (standing === undefined || standing.agent_status !== 'active' || standing.revoked_at !== null) return undefined
+    if (standing.expires_at !== null && standing.expires_at.getTime() <= Date.now()) return undefined
+    return { ...entry, scopes: standing.scopes, verifiedAtMs: readAtMs }
+  }
+
+  app.decorate('authenticateClient', async (request: FastifyRequest, endpoint: string): Promise<AuthenticatedClient> => {
+    const presented = presentedCredentials(request)
+    if (presented.clientId.length === 0 || presented.clientId.length > MAX_CREDENTIAL_LENGTH || presented.secret.length > MAX_CREDENTIAL_LENGTH) {
+      return await fail(request, endpoint, { ...presented, clientId: presented.clientId.slice(0, MAX_CREDENTIAL_LENGTH) }, 'malformed_credentials')
+    }
+    const key = keyOf(presented)
+    const cached = cache.get(key)
+    if (cached !== undefined) {
+      const confirmed = await confirmCached(cached)
+      if (confirmed !== undefined) {
+        if (confirmed !== cached) cache.set(key, confirmed)
+        noteUse(confirmed.credentialId)
+        return { agentId: confirmed.agentId, clientId: presented.clientId, credentialId: confirmed.credentialId, scopes: confirmed.scopes, method: presented.method }
+      }
+      cache.delete(key)
+    }
+
+    await refuseWhenFailingTooOften(presented.clientId, request.ip)
+    // The secret names its credential, so at most one hash is verified whatever the agent holds; a secret that
+    // names none (the bootstrap admin's) is checked against the agent's single live credential.
+    const readAtMs = Date.now()
+    const rows = await liveCredentialsOfClient(sql, presented.clientId, credentialIdOfSecret(presented.secret))
+    const row: ClientCredentialRow | undefined = rows.length === 1 ? rows[0] : undefined
+    if (row === undefined) return await fail(request, endpoint, presented, rows.length === 0 ? 'unknown_client_or_credential' : 'credential_not_named')
+    if (row.agent_status !== 'active') return await fail(request, endpoint, presented, `agent_${row.agent_status}`, row.agent_id)
+    if (!await verifySecret(row.secret_hash, presented.secret)) return await fail(request, endpoint, presented, 'wrong_secret', row.agent_id)
+
+    cache.set(key, {
+      agentId: row.agent_id,
+      credentialId: row.credential_id,
+      scopes: row.scopes,
+      credentialExpiresAt: row.expires_at?.getTime() ?? Infinity,
+      verifiedAtMs: readAtMs
+    })
+    noteUse(row.credential_id)
+    return { agentId: row.agent_id, clientId: row.client_id, credentialId: row.credential_id, scopes: row.scopes, method: presented.method }
+  })
+}, { name: 'client-auth', dependencies: ['postgres', 'redis', 'revocations', 'audit', 'metrics', 'config'] })

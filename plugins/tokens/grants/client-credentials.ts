@@ -1,0 +1,58 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { InvalidScope, OAuthError } from '../../../src/errors.js'
+import { parseScope, SCOPE_TOKEN } from '../../../src/scopes.js'
+import type { AuthenticatedClient } from '../../infra/client-auth.js'
+import { issueAccessToken, type TokenResponse } from '../issuer.js'
+import type { TokenRequestBody } from '../../../schemas/tokens.js'
+
+/** What every grant handler receives: the authenticated client and the request's jti (its issue time). */
+export interface GrantContext {
+  app: FastifyInstance
+  request: FastifyRequest
+  body: TokenRequestBody
+  client: AuthenticatedClient
+  jti: string
+}
+
+/** A grant type: its handler and the request parameters it reads (RFC 6749 §3.2: others are ignored). */
+export interface Grant {
+  parameters: readonly string[]
+  handle(context: GrantContext): Promise<TokenResponse>
+}
+
+/** RFC 8707 §2: each resource is an absolute URI without a fragment. */
+function audienceOf (resource: string | string[] | undefined, fallback: string): string | string[] {
+  if (resource === undefined) return fallback
+  const resources = [...new Set(Array.isArray(resource) ? resource : [resource])]
+  for (const value of resources) {
+    let url: URL | undefined
+    try { url = new URL(value) } catch {}
+    if (url === undefined || value.includes('#')) throw new OAuthError(400, 'invalid_target', `resource must be an absolute URI without a fragment: ${value.slice(0, 200)}`)
+  }
+  return resources.length === 1 ? resources[0] as string : resources
+}
+
+/** The scopes granted: those asked for (each one the agent may hold), or every scope the agent may hold. */
+function grantedScopes (requested: string | undefined, allowed: string[]): string[] {
+  if (requested === undefined) return allowed
+  const scopes = parseScope(requested)
+  const malformed = scopes.filter((scope) => !SCOPE_TOKEN.test(scope))
+  if (malformed.length > 0) throw new InvalidScope('scope holds characters RFC 6749 §3.3 does not allow')
+  const outside = scopes.filter((scope) => !allowed.includes(scope))
+  if (outside.length > 0) throw new InvalidScope(`not allowed for this client: ${outside.join(' ').slice(0, 300)}`)
+  return scopes
+}
+
+/** RFC 6749 §4.4: the client acts on its own behalf; the token's subject is the agent. */
+export const clientCredentials: Grant = {
+  parameters: ['scope', 'resource'],
+  async handle ({ app, request, body, client, jti }) {
+    return await issueAccessToken(app, request, {
+      grantType: 'client_credentials',
+      client,
+      jti,
+      scope: grantedScopes(body.scope, client.scopes),
+      audience: audienceOf(body.resource, app.config.tokenAudience)
+    })
+  }
+}

@@ -1,0 +1,75 @@
+import { sign, type KeyObject } from 'node:crypto'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { timeOfId } from '../../src/ids.js'
+import { monthlyUsageKey, utcMonth } from '../../src/usage-keys.js'
+import { actorOf } from '../infra/audit.js'
+import type { AccessTokenClaims } from '../infra/auth.js'
+import type { AuthenticatedClient } from '../infra/client-auth.js'
+
+/** The claims AgentIdP puts in every access token (RFC 9068), plus the credential it was issued against. */
+export interface IssuedClaims extends AccessTokenClaims {
+  /** The credential the client authenticated with: revoking it kills this token. */
+  credential_id: string
+}
+
+/** A successful token response (RFC 6749 §5.1). */
+export interface TokenResponse {
+  access_token: string
+  token_type: 'Bearer'
+  expires_in: number
+  scope: string
+}
+
+const base64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
+
+/**
+ * Signs a JWS (RS256) with node's crypto.sign and a callback, which runs on libuv's thread pool: both cores sign
+ * while the event loop keeps serving requests.
+ */
+export async function signJwt (header: Record<string, unknown>, payload: Record<string, unknown>, privateKey: KeyObject): Promise<string> {
+  const input = `${base64url(header)}.${base64url(payload)}`
+  const signature = await new Promise<Buffer>((resolve, reject) => {
+    sign('sha256', Buffer.from(input), privateKey, (error, result) => { error === null ? resolve(result) : reject(error) })
+  })
+  return `${input}.${signature.toString('base64url')}`
+}
+
+/**
+ * Issues an RFC 9068 access token to an authenticated client and records it: the token.issued event is committed
+ * (group commit) before the token is returned, and the agent's monthly counter counts it once.
+ * `jti` is a UUIDv7 made when the request started; its time is the token's issue time (at ms precision).
+ */
+export async function issueAccessToken (
+  app: FastifyInstance,
+  request: FastifyRequest,
+  grant: { grantType: string, client: AuthenticatedClient, jti: string, scope: string[], audience: string | string[] }
+): Promise<TokenResponse> {
+  const { config, keys } = app
+  const issuedAtMs = timeOfId(grant.jti)
+  const iat = Math.floor(issuedAtMs / 1000)
+  const claims: IssuedClaims = {
+    iss: config.issuer,
+    sub: grant.client.agentId,
+    aud: grant.audience,
+    exp: iat + config.tokenTtlSeconds,
+    iat,
+    jti: grant.jti,
+    client_id: grant.client.clientId,
+    scope: grant.scope.join(' '),
+    credential_id: grant.client.credentialId
+  }
+  const [token] = await Promise.all([
+    signJwt({ alg: 'RS256', typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey),
+    app.audit.record({
+      type: 'token.issued',
+      agentId: grant.client.agentId,
+      ...actorOf(request, grant.client.clientId),
+      data: { jti: grant.jti, scope: claims.scope, aud: claims.aud, client_id: claims.client_id, grant_type: grant.grantType, credential_id: claims.credential_id, exp: claims.exp }
+    }),
+    // The counter lives in Redis only; a Redis failure must not refuse the token.
+    app.store.incr(monthlyUsageKey(grant.client.agentId, utcMonth(new Date(issuedAtMs))), 400 * 24 * 3600_000)
+      .catch((error: Error) => { request.log.warn({ err: { message: error.message } }, 'monthly usage not counted: store unavailable') })
+  ])
+  app.metrics.tokensIssued.inc({ grant_type: grant.grantType })
+  return { access_token: token, token_type: 'Bearer', expires_in: claims.exp - iat, scope: claims.scope }
+}

@@ -1,0 +1,23 @@
+import { Type, type Static } from 'typebox'
+
+const Parameter = (description: string) => Type.String({ maxLength: 4096, description })
+
+/**
+ * POST /oauth2/token, form-encoded. Every parameter appears at most once (RFC 6749 §3.2), except `resource`
+ * (RFC 8707 allows several). Unknown parameters are ignored, as RFC 6749 §3.2 requires.
+ */
+export const TokenRequestBodySchema = Type.Object({
+  grant_type: Parameter('client_credentials'),
+  scope: Type.Optional(Parameter('Space-separated scopes; absent: every scope the agent may hold')),
+  resource: Type.Optional(Type.Union([Parameter('RFC 8707 resource indicator: becomes aud'), Type.Array(Type.String({ maxLength: 2048 }), { maxItems: 10 })])),
+  client_id: Type.Optional(Parameter('client_secret_post only')),
+  client_secret: Type.Optional(Parameter('client_secret_post only'))
+}, { additionalProperties: Type.Unknown() })
+export type TokenRequestBody = Static<typeof TokenRequestBodySchema>
+
+export const TokenResponseSchema = Type.Object({
+  access_token: Type.String({ description: 'RFC 9068 JWT (RS256, typ at+jwt)' }),
+  token_type: Type.Literal('Bearer'),
+  expires_in: Type.Integer(),
+  scope: Type.String()
+})
