@@ -6,6 +6,7 @@ import agents from '../plugins/agents/index.js'
 import auditEvents from '../plugins/audit/index.js'
 import credentials from '../plugins/credentials/index.js'
 import oidc from '../plugins/oidc/index.js'
+import revocation from '../plugins/revocation/index.js'
 import tokens from '../plugins/tokens/index.js'
 import docs from '../plugins/docs/index.js'
 import health from '../plugins/health/index.js'
@@ -78,6 +79,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(credentials)
   await app.register(auditEvents)
   await app.register(tokens)
+  await app.register(revocation)
   await app.register(oidc)
 
   return app

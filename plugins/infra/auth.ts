@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import { errors, jwtVerify, type JWTPayload } from 'jose'
 import { ProblemError } from '../../src/errors.js'
 import { actorOf } from './audit.js'
+import { tokenRefOf } from './revocations.js'
 
 /** The verified caller of a management API request. */
 export interface Principal {
@@ -90,12 +91,15 @@ export default fp(async (app) => {
       const reason = error instanceof errors.JWTExpired ? 'the access token has expired' : 'the access token is invalid'
       throw bearerError(401, 'invalid_token', reason)
     }
+    const token = tokenRefOf(claims)
+    // Revoked tokens, and tokens of an agent suspended or decommissioned (or a credential revoked) since.
+    if (await app.revocations.isRevoked(token)) throw bearerError(401, 'invalid_token', 'the access token has been revoked')
     return {
       agentId: claims.sub,
       clientId: claims.client_id,
       scopes: new Set(claims.scope.split(' ').filter(Boolean)),
       jti: claims.jti,
-      issuedAtMs: claims.iat * 1000
+      issuedAtMs: token.issuedAtMs
     }
   }
 
@@ -113,4 +117,4 @@ export default fp(async (app) => {
       if (missing.length > 0) throw bearerError(403, 'insufficient_scope', `this operation needs the scope ${missing.join(' ')}`, scopes.join(' '))
     }
   })
-}, { name: 'auth', dependencies: ['config', 'keys', 'audit'] })
+}, { name: 'auth', dependencies: ['config', 'keys', 'audit', 'revocations'] })

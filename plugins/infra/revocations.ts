@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { Sql } from '../../src/database.js'
+import { timeOfId } from '../../src/ids.js'
 import { agentChangedKey, credentialChangedKey, revokedTokenKey } from '../../src/revocation-keys.js'
 
 /** What the revocation checks need to know of an access token. */
@@ -12,6 +13,22 @@ export interface TokenRef {
   /** Issue time at millisecond precision (from the UUIDv7 jti). */
   issuedAtMs: number
   expiresAtMs: number
+}
+
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+
+/**
+ * What the revocation checks need of verified access token claims. Our jtis are UUIDv7s, so the issue time is
+ * known to the millisecond; for anything else the second of `iat` is all there is.
+ */
+export function tokenRefOf (claims: { jti: string, sub: string, iat: number, exp: number, credential_id?: unknown }): TokenRef {
+  return {
+    jti: claims.jti,
+    agentId: claims.sub,
+    credentialId: typeof claims.credential_id === 'string' && UUID_V7.test(claims.credential_id) ? claims.credential_id : undefined,
+    issuedAtMs: UUID_V7.test(claims.jti) ? timeOfId(claims.jti) : claims.iat * 1000,
+    expiresAtMs: claims.exp * 1000
+  }
 }
 
 /**

@@ -1,0 +1,53 @@
+import formbody from '@fastify/formbody'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyContextConfig } from 'fastify'
+import { oauthErrorResponses } from '../../schemas/common.js'
+import { IntrospectionSchema, TokenParameterBodySchema } from '../../schemas/revocation.js'
+import { requireFormBody } from '../tokens/index.js'
+import { revocationService } from './service.js'
+
+/** POST /oauth2/revoke (RFC 7009) and POST /oauth2/introspect (RFC 7662), client-authenticated like the token endpoint. */
+const revocation: FastifyPluginAsyncTypebox = async (app) => {
+  await app.register(formbody, { bodyLimit: 32 * 1024 })
+  const service = revocationService(app)
+  const common = {
+    bodyLimit: 32 * 1024,
+    config: { oauth: true } as FastifyContextConfig,
+    preValidation: requireFormBody
+  }
+
+  app.post('/oauth2/revoke', {
+    ...common,
+    schema: {
+      tags: ['oauth2'],
+      summary: 'Revoke an access token (RFC 7009)',
+      description: 'A client revokes tokens issued to itself; a client whose agent may hold agents:write revokes any. Unknown, malformed, expired or already revoked tokens answer 200 too.',
+      consumes: ['application/x-www-form-urlencoded'],
+      security: [{ clientSecretBasic: [] }, {}],
+      body: TokenParameterBodySchema,
+      response: { 200: { description: 'Revoked, or nothing to revoke: an empty body' }, ...oauthErrorResponses(400, 401, 429, 503) }
+    }
+  }, async (request, reply) => {
+    const client = await app.authenticateClient(request, 'revoke')
+    await service.revoke(request, client, request.body.token)
+    return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).send()
+  })
+
+  app.post('/oauth2/introspect', {
+    ...common,
+    schema: {
+      tags: ['oauth2'],
+      summary: 'Introspect an access token (RFC 7662)',
+      description: 'A client introspects its own tokens; a client whose agent holds tokens:introspect (a resource server) any token. Anything not currently valid is {"active": false} and nothing more.',
+      consumes: ['application/x-www-form-urlencoded'],
+      security: [{ clientSecretBasic: [] }, {}],
+      body: TokenParameterBodySchema,
+      response: { 200: IntrospectionSchema, ...oauthErrorResponses(400, 401, 429, 503) }
+    }
+  }, async (request, reply) => {
+    const introspection = await service.introspect(app.authenticateClient(request, 'introspect'), request.body.token)
+    return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).send(introspection)
+  })
+}
+
+export default revocation

@@ -1,0 +1,72 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { errors } from 'jose'
+import { InvalidRequest } from '../../src/errors.js'
+import { AdminScope } from '../../src/scopes.js'
+import type { Introspection } from '../../schemas/revocation.js'
+import { actorOf } from '../infra/audit.js'
+import type { AccessTokenClaims } from '../infra/auth.js'
+import type { AuthenticatedClient } from '../infra/client-auth.js'
+import { tokenRefOf } from '../infra/revocations.js'
+
+type VerifiedToken = { valid: true, claims: AccessTokenClaims } | { valid: false, expired: boolean }
+
+/** Verifies a presented token as this server issued it (signature by a published key, RS256, typ, iss, exp). */
+async function verify (app: FastifyInstance, token: string): Promise<VerifiedToken> {
+  try {
+    return { valid: true, claims: await app.verifyAccessToken(token) }
+  } catch (error) {
+    return { valid: false, expired: error instanceof errors.JWTExpired }
+  }
+}
+
+/** Revocation (RFC 7009) and introspection (RFC 7662) over the dual store. */
+export function revocationService (app: FastifyInstance) {
+  return {
+    /**
+     * Revokes a token issued to the client (or any token, for a client whose agent may hold agents:write).
+     * Unknown, malformed, expired or already revoked tokens are a success that changes nothing (RFC 7009 §2.2).
+     */
+    async revoke (request: FastifyRequest, client: AuthenticatedClient, token: string): Promise<void> {
+      const verified = await verify(app, token)
+      if (!verified.valid) return
+      const { claims } = verified
+      const admin = client.scopes.includes(AdminScope.AgentsWrite)
+      if (claims.client_id !== client.clientId && !admin) throw new InvalidRequest('the token was not issued to this client')
+      const ref = tokenRefOf(claims)
+      if (await app.revocations.isRevoked(ref)) return
+      await app.revocations.revokeToken(ref, claims.client_id === client.clientId ? 'revoked by its client' : `revoked by ${client.clientId}`)
+      app.metrics.revocations.inc({ kind: 'token' })
+      await app.audit.record({
+        type: 'token.revoked',
+        agentId: claims.sub,
+        ...actorOf(request, client.clientId),
+        data: { jti: claims.jti, client_id: claims.client_id, revoked_by: client.clientId, exp: claims.exp }
+      })
+    },
+
+    /**
+     * Whether the token is active now, and its claims if so, for the client allowed to see them: its own
+     * tokens, or any token for a client whose agent holds tokens:introspect. Anything else: `{ active: false }`.
+     */
+    async introspect (client: Promise<AuthenticatedClient>, token: string): Promise<Introspection> {
+      // Client authentication and the token check run at once: their Redis reads share one round trip.
+      const [authenticated, verified] = await Promise.all([client, verify(app, token)])
+      if (!verified.valid) return { active: false }
+      const { claims } = verified
+      if (claims.client_id !== authenticated.clientId && !authenticated.scopes.includes(AdminScope.TokensIntrospect)) return { active: false }
+      if (await app.revocations.isRevoked(tokenRefOf(claims))) return { active: false }
+      return {
+        active: true,
+        scope: claims.scope,
+        client_id: claims.client_id,
+        sub: claims.sub,
+        aud: claims.aud,
+        iss: claims.iss,
+        exp: claims.exp,
+        iat: claims.iat,
+        jti: claims.jti,
+        token_type: 'Bearer'
+      }
+    }
+  }
+}

@@ -1,0 +1,27 @@
+import { Type, type Static } from 'typebox'
+
+const Parameter = (description: string) => Type.String({ maxLength: 16_384, description })
+
+/** RFC 7009 §2.1 / RFC 7662 §2.1 request: the token, a hint, and client_secret_post credentials if used. */
+export const TokenParameterBodySchema = Type.Object({
+  token: Parameter('The access token'),
+  token_type_hint: Type.Optional(Parameter('access_token (refresh tokens are not issued; any hint is accepted and ignored)')),
+  client_id: Type.Optional(Parameter('client_secret_post only')),
+  client_secret: Type.Optional(Parameter('client_secret_post only'))
+}, { additionalProperties: Type.Unknown() })
+export type TokenParameterBody = Static<typeof TokenParameterBodySchema>
+
+/** RFC 7662 §2.2: inactive tokens say only that; active ones carry their claims. */
+export const IntrospectionSchema = Type.Object({
+  active: Type.Boolean(),
+  scope: Type.Optional(Type.String()),
+  client_id: Type.Optional(Type.String()),
+  sub: Type.Optional(Type.String()),
+  aud: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
+  iss: Type.Optional(Type.String()),
+  exp: Type.Optional(Type.Integer()),
+  iat: Type.Optional(Type.Integer()),
+  jti: Type.Optional(Type.String()),
+  token_type: Type.Optional(Type.Literal('Bearer'))
+})
+export type Introspection = Static<typeof IntrospectionSchema>
