@@ -130,7 +130,7 @@ describe('POST /oauth2/introspect (RFC 7662)', () => {
     const app = await context.build()
     const me = await client(app)
     const token = await tokenOf(app, me)
-    for (const headers of [{}, { authorization: basicAuth(me.clientId, 'wrong') }]) {
+    for (const headers of [{}, { authorization: basicAuth(me.clientId, 'wrong') }] as Array<Record<string, string>>) {
       const response = await postForm(app, '/oauth2/introspect', { token }, headers)
       expect(response.statusCode).toBe(401)
       expect(response.json().error).toBe('invalid_client')
