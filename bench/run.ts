@@ -95,7 +95,8 @@ async function main (): Promise<void> {
     const cold = await createAgents(sql, 1000)
 
     const keys = generateRsaKeyPair()
-    const ours = startProcess(['dist/src/server.js'], {
+    // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles our server while it is measured.
+    const ours = startProcess([...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/server.js'], {
       NODE_ENV: 'production', PORT: String(OURS_PORT), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
       DATABASE_URL: databaseUrl, REDIS_URL, JWT_PRIVATE_KEY: keys.privateKey, JWT_PUBLIC_KEY: keys.publicKey,
       ISSUER: `http://127.0.0.1:${OURS_PORT}`,
@@ -140,6 +141,7 @@ async function main (): Promise<void> {
     await autocannon({ ...tokenRequest(theirsBase, '/token', warm[0] as Agent), connections: 8, amount: 2000 })
 
     await scenario('token (warm credential)', tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), tokenRequest(theirsBase, '/token', warm[0] as Agent))
+    if (process.env.BENCH_ONLY === 'token') { writeReport(rows); return }
 
     // Cold: the first request of each of 1,000 agents (argon2id on ours), with warm traffic alongside.
     rows.push(await coldScenario(oursBase, cold, warm[0] as Agent, ours.child.pid as number))

@@ -1,8 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { PGlite } from '@electric-sql/pglite'
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 
 /** A running embedded PostgreSQL: PGlite behind a loopback socket that speaks the wire protocol. */
 export interface EmbeddedPostgres {
@@ -18,6 +16,9 @@ export interface EmbeddedPostgres {
  */
 export async function startEmbeddedPostgres (directory?: string, maxConnections = 1): Promise<EmbeddedPostgres> {
   if (directory !== undefined) mkdirSync(directory, { recursive: true })
+  // Loaded only when used: a production process on a real PostgreSQL never pays for PGlite's WASM.
+  const { PGlite } = await import('@electric-sql/pglite')
+  const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket')
   const db = await PGlite.create(directory ?? 'memory://')
   const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections })
   await server.start()

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { availableParallelism } from 'node:os'
 import argon2 from 'argon2'
 
 /**
@@ -29,16 +30,39 @@ export function generateClientId (): string {
   return `agt_${randomBytes(16).toString('base64url')}`
 }
 
+/**
+ * At most this many argon2 computations at once (one core's worth on two): argon2 shares libuv's thread pool
+ * with token signing, and a burst of first-time clients must not starve the event loop or the signer.
+ */
+const MAX_CONCURRENT_HASHES = Math.max(1, availableParallelism() - 1)
+let running = 0
+const waiting: Array<() => void> = []
+
+async function limited<T> (work: () => Promise<T>): Promise<T> {
+  // A finishing computation hands its slot straight to the next waiter, so the limit holds exactly.
+  if (running >= MAX_CONCURRENT_HASHES) await new Promise<void>((resolve) => waiting.push(resolve))
+  else running += 1
+  try {
+    return await work()
+  } finally {
+    const next = waiting.shift()
+    if (next === undefined) running -= 1
+    else next()
+  }
+}
+
 /** The argon2id hash stored for a secret (on libuv's thread pool, off the event loop). */
 export async function hashSecret (secret: string): Promise<string> {
-  return await argon2.hash(secret, ARGON2_OPTIONS)
+  return await limited(async () => await argon2.hash(secret, ARGON2_OPTIONS))
 }
 
 /** Whether the secret matches the stored hash; false for a malformed hash rather than an error. */
 export async function verifySecret (hash: string, secret: string): Promise<boolean> {
-  try {
-    return await argon2.verify(hash, secret)
-  } catch {
-    return false
-  }
+  return await limited(async () => {
+    try {
+      return await argon2.verify(hash, secret)
+    } catch {
+      return false
+    }
+  })
 }

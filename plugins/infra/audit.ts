@@ -146,15 +146,29 @@ type Storable = ReturnType<typeof storable>
  * database's clock at commit, to the millisecond, and never earlier than the previous event's, so it rises with seq
  * whichever replica writes (the query API relies on that to turn a time range into a seq range).
  */
-async function appendUnderLock (sql: Sql, decide: (tx: Sql) => Promise<Storable[]>): Promise<number> {
+async function appendUnderLock (sql: Sql, decide: Storable[] | ((tx: Sql) => Promise<Storable[]>)): Promise<number> {
   return await sql.begin(async (tx) => {
-    await tx`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK_KEY})`
-    const events = await decide(tx as unknown as Sql)
-    if (events.length === 0) return 0
-    const [head] = await tx<Array<{ seq: string | null, hash: string | null, occurred_at: Date | null, now: Date }>>`
+    type Head = Array<{ seq: string | null, hash: string | null, occurred_at: Date | null, now: Date }>
+    const lock = tx`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK_KEY})`
+    // The head of the chain is read by a statement of its own, after the lock is held, so its snapshot sees the
+    // last batch committed by any replica. With the events known up front both statements go out pipelined.
+    const readHead = (): ReturnType<typeof tx<Head>> => tx<Head>`
       select last.seq, last.hash, last.occurred_at, date_trunc('milliseconds', clock_timestamp()) as now
       from (select 1) as one
       left join (select seq, hash, occurred_at from audit_events order by seq desc limit 1) as last on true`
+    let events: Storable[]
+    let headRows: Head
+    if (Array.isArray(decide)) {
+      events = decide
+      if (events.length === 0) return 0
+      ;[, headRows] = await Promise.all([lock, readHead()])
+    } else {
+      await lock
+      events = await decide(tx as unknown as Sql)
+      if (events.length === 0) return 0
+      headRows = await readHead()
+    }
+    const [head] = headRows
     const { seq: lastSeq, hash: lastHash, occurred_at: lastAt, now } = head as NonNullable<typeof head>
     const occurredAt = lastAt !== null && lastAt > now ? lastAt : now
     let seq = BigInt(lastSeq ?? 0)
@@ -172,8 +186,7 @@ async function appendUnderLock (sql: Sql, decide: (tx: Sql) => Promise<Storable[
 
 /** Appends events to the chain in one transaction (no batching): for scripts and tests. */
 export async function appendEvents (sql: Sql, events: AuditEvent[]): Promise<void> {
-  const rows = events.map(storable)
-  await appendUnderLock(sql, async () => rows)
+  await appendUnderLock(sql, events.map(storable))
 }
 
 interface Pending {
@@ -219,7 +232,7 @@ export class GroupCommitTrail implements AuditTrail {
       const batch = this.#takeBatch()
       const events = batch.flatMap((pending) => pending.events)
       try {
-        await appendUnderLock(this.sql, async () => events)
+        await appendUnderLock(this.sql, events)
         this.stats.batches += 1
         this.stats.events += events.length
         this.onBatch(events.length)
