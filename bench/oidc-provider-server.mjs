@@ -30,7 +30,10 @@ const provider = new Provider(issuer, {
       enabled: true,
       defaultResource: () => 'urn:agentidp:bench',
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({ scope: 'bench:read', audience: 'urn:agentidp:bench', accessTokenFormat: 'jwt', accessTokenTTL: 3600, jwt: { sign: { alg: 'RS256' } } })
+      // node-oidc-provider introspects only the tokens it stores (opaque); the introspection row asks for those.
+      getResourceServerInfo: (_ctx, resource) => resource === 'urn:agentidp:opaque'
+        ? { scope: 'bench:read', audience: resource, accessTokenFormat: 'opaque', accessTokenTTL: 3600 }
+        : { scope: 'bench:read', audience: 'urn:agentidp:bench', accessTokenFormat: 'jwt', accessTokenTTL: 3600, jwt: { sign: { alg: 'RS256' } } }
     }
   }
 })
