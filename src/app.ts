@@ -39,6 +39,8 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   const app = Fastify({
     logger: loggerOptions(config),
     bodyLimit: 64 * 1024,
+    // Starting the embedded PostgreSQL and migrating it can take a while on a busy laptop or CI machine.
+    pluginTimeout: 120_000,
     genReqId: (request) => {
       const given = request.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()

@@ -116,6 +116,8 @@ export interface TestContext {
   env: Record<string, string>
   /** Configuration for this file's database and Redis, with env on top. */
   config(env?: Record<string, string | undefined>): Config
+  /** Skips the running test on PGlite: several apps at once would share its single session. */
+  requireServerDatabase(test: { skip: (note?: string) => void }): void
   /** Builds an app (closed after the test) on this file's database and Redis. */
   build(env?: Record<string, string | undefined>, options?: { logs?: LogCapture }): Promise<App>
 }
@@ -140,6 +142,9 @@ export function setupTestContext (): TestContext {
         ...env
       }
       return loadConfig(merged)
+    },
+    requireServerDatabase (test: { skip: (note?: string) => void }): void {
+      if (context.database.kind === 'pglite') test.skip('two replicas need a PostgreSQL server: PGlite has a single session (the embedded default serves one instance)')
     },
     async build (env: Record<string, string | undefined> = {}, options: { logs?: LogCapture } = {}): Promise<App> {
       const config = context.config(options.logs === undefined ? env : { LOG_LEVEL: 'trace', ...env })

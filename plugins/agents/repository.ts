@@ -69,12 +69,12 @@ export async function listAgents (sql: Queryable, filter: { status?: AgentStatus
 }
 
 /**
- * Applies the changes (at least one) and bumps updated_at; returns the row as it now is. A status change also
- * moves the agent's "not before" watermark to `at`: every token issued up to then stops being valid.
+ * Applies the changes (at least one) and bumps updated_at; returns the row as it now is. A status change, or a scope
+ * taken away, also moves the agent's "not before" watermark to `at`: every token issued up to then stops being valid.
  */
-export async function updateAgent (sql: Queryable, id: string, changes: AgentChanges, at = new Date()): Promise<AgentRow> {
+export async function updateAgent (sql: Queryable, id: string, changes: AgentChanges, at = new Date(), scopesRemoved = false): Promise<AgentRow> {
   const values: Record<string, any> = { ...changes }
-  if (changes.status !== undefined) values.tokens_invalid_before = at
+  if (changes.status !== undefined || scopesRemoved) values.tokens_invalid_before = at
   if (changes.scopes !== undefined) values.scopes = sql.array(changes.scopes)
   if (changes.metadata !== undefined) values.metadata = sql.json(changes.metadata as never)
   const [row] = await sql<AgentRow[]>`

@@ -143,14 +143,16 @@ export function agentService (deps: Deps) {
       if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, metadata, status' }])
       checkMetadataSize(body.metadata)
       const at = new Date()
-      const { before, after, changes } = await deps.sql.begin(async (tx) => {
+      const { before, after, changes, scopesRemoved } = await deps.sql.begin(async (tx) => {
         const current = await existingAgent(tx, id, 'update')
         if (current.status === 'decommissioned') throw conflict(`agent ${id} is decommissioned: its record is read-only and it can never be reactivated`)
         const changes = changesOf(current, body)
-        const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes, at)
-        return { before: current, after, changes }
+        // Tokens carrying a scope the agent lost die with it (and cached client verifications re-read the scopes).
+        const scopesRemoved = changes.scopes !== undefined && current.scopes.some((scope) => !changes.scopes?.includes(scope))
+        const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes, at, scopesRemoved)
+        return { before: current, after, changes, scopesRemoved }
       })
-      if (changes.status !== undefined) await publishChanges(deps, { agentIds: [id] }, at)
+      if (changes.status !== undefined || scopesRemoved) await publishChanges(deps, { agentIds: [id] }, at)
       const events = updateEvents(before, changes, actor)
       if (events.length > 0) await deps.audit.record(...events)
       return toAgent(after)

@@ -192,7 +192,8 @@ describe('POST /oauth2/revoke (RFC 7009)', () => {
     expect(await isActive(app, me, token)).toBe(true)
   })
 
-  it('two replicas: a revocation through one is honoured by the other at once', async () => {
+  it('two replicas: a revocation through one is honoured by the other at once', async (test) => {
+    context.requireServerDatabase(test)
     const first = await context.build()
     const second = await context.build()
     const me = await client(first)

@@ -72,7 +72,8 @@ describe('revocation state', () => {
     expect((await app.sql`select jti from token_revocations where agent_id = ${agentId}`).map((r) => r.jti)).toEqual([live.jti])
   })
 
-  it('two replicas on one PostgreSQL and Redis: a revocation through one holds on the other at once', async () => {
+  it('two replicas on one PostgreSQL and Redis: a revocation through one holds on the other at once', async (test) => {
+    context.requireServerDatabase(test)
     const first = await context.build()
     const agentId = await agentIn(first)
     const second = await context.build()

@@ -160,7 +160,8 @@ describe('credentials and agent standing', () => {
     expectOAuthError(await requestToken(app, clientId, secret), 401, 'invalid_client')
   })
 
-  it('a suspension through one replica is honoured by another on its very next request', async () => {
+  it('a suspension through one replica is honoured by another on its very next request', async (test) => {
+    context.requireServerDatabase(test)
     const first = await context.build()
     const second = await context.build()
     const { agent, clientId, secret } = await agentWithCredential(first)
@@ -266,5 +267,20 @@ describe('interoperability', () => {
     const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: discovery.issuer, audience: app.config.issuer, typ: 'at+jwt', algorithms: ['RS256'] })
     expect(payload.sub).toBe(agent.id)
     expect(protectedHeader.kid).toBe(app.keys.current.kid)
+  })
+})
+
+describe('scope changes', () => {
+  it('a scope taken away is refused on the very next token request, and tokens carrying it die; an added one is granted', async () => {
+    const app = await context.build()
+    const { agent, clientId, secret } = await agentWithCredential(app)
+    const resourceServer = await agentWithCredential(app, ['tokens:introspect'])
+    const wide = (await requestToken(app, clientId, secret)).json().access_token
+    const patch = await app.inject({ method: 'PATCH', url: `/api/v1/agents/${agent.id}`, headers: await authHeaders(app), payload: { scopes: ['weather:read'] } })
+    expect(patch.statusCode).toBe(200)
+    expectOAuthError(await requestToken(app, clientId, secret, { scope: 'weather:write' }), 400, 'invalid_scope')
+    expect((await requestToken(app, clientId, secret)).json().scope).toBe('weather:read')
+    const introspection = await postForm(app, '/oauth2/introspect', { token: wide }, { authorization: basicAuth(resourceServer.clientId, resourceServer.secret) })
+    expect(introspection.json()).toEqual({ active: false })
   })
 })
