@@ -1,81 +1,256 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { loadSigningKeys } from '../../plugins/infra/keys.js'
+import { COMPLETE_MARKER_KEY } from '../../plugins/infra/revocations.js'
+import { loadConfig } from '../../src/config.js'
 import { projectRoot } from '../../src/paths.js'
-import { setupTestContext } from '../helper.js'
+import { agentChangedKey, credentialChangedKey, revokedTokenKey } from '../../src/revocation-keys.js'
+import { monthlyUsageKey } from '../../src/usage-keys.js'
+import { createEmptyDatabase, setupTestContext, withSql } from '../helper.js'
 import { ServerProcess } from '../support/server-process.js'
 
 const context = setupTestContext()
 const read = (path: string): string => readFileSync(join(projectRoot, path), 'utf8')
 
-/** Every Markdown file under docs/, and the README. */
-function markdownFiles (): string[] {
-  const files = ['README.md']
-  const walk = (directory: string): void => {
-    for (const entry of readdirSync(join(projectRoot, directory))) {
-      const path = join(directory, entry)
-      if (statSync(join(projectRoot, path)).isDirectory()) walk(path)
-      else if (entry.endsWith('.md')) files.push(path)
-    }
+/** Files under a folder of the project (relative paths), recursively, that pass the filter. */
+function filesUnder (directory: string, keep: (path: string) => boolean): string[] {
+  const files: string[] = []
+  for (const entry of readdirSync(join(projectRoot, directory))) {
+    const path = join(directory, entry)
+    if (statSync(join(projectRoot, path)).isDirectory()) files.push(...filesUnder(path, keep))
+    else if (keep(path)) files.push(path)
   }
-  walk('docs')
   return files
 }
 
-/** The first cell of each row of the Markdown tables that follow a heading, keyed by heading. */
-function tablesByHeading (markdown: string): Map<string, string[]> {
-  const tables = new Map<string, string[]>()
+/** Every Markdown file under docs/, and the README. */
+const markdownFiles = (): string[] => ['README.md', ...filesUnder('docs', (path) => path.endsWith('.md'))]
+
+/** The TypeScript sources the server runs. */
+const sourceFiles = (): string[] => ['src', 'plugins'].flatMap((directory) => filesUnder(directory, (path) => path.endsWith('.ts')))
+
+/** The rows (cells, backticks kept) of the Markdown tables under each heading, keyed by heading. */
+function tablesByHeading (markdown: string): Map<string, string[][]> {
+  const tables = new Map<string, string[][]>()
   let heading = ''
   for (const line of markdown.split('\n')) {
     const title = /^#{1,6} (.+)$/.exec(line)?.[1]
     if (title !== undefined) heading = title.trim()
-    const cell = /^\| `([^`]+)` \|/.exec(line)?.[1]
-    if (cell !== undefined) tables.set(heading, [...(tables.get(heading) ?? []), cell])
+    if (!/^\| `/.test(line)) continue
+    const cells = line.slice(1, line.endsWith('|') ? -1 : undefined).split(' | ').map((cell) => cell.trim())
+    tables.set(heading, [...(tables.get(heading) ?? []), cells])
   }
   return tables
 }
 
+const unquote = (cell: string): string => cell.replace(/^`|`$/g, '')
+
+/** The text of each section (from its heading to the next heading of any level), keyed by heading. */
+function sections (markdown: string): Map<string, string> {
+  const result = new Map<string, string>()
+  let heading = ''
+  for (const line of markdown.split('\n')) {
+    const title = /^#{1,6} (.+)$/.exec(line)?.[1]
+    if (title !== undefined) heading = title.trim()
+    else result.set(heading, `${result.get(heading) ?? ''}${line}\n`)
+  }
+  return result
+}
+
+/** Fenced code blocks of a Markdown text (also indented ones, inside list items). */
+const codeBlocks = (markdown: string): string[] => [...markdown.matchAll(/^ *```[a-z]*\n([\s\S]*?)^ *```$/gm)].map((match) => match[1] as string)
+
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
 const anchorOf = (heading: string): string => heading.toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-')
 
+/** `KEY=value` lines, double quotes around a value removed (what compose and shells do with .env files). */
+function parseDotenv (text: string): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const line of text.split('\n')) {
+    const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line.trim())
+    if (match !== null) env[match[1] as string] = (match[2] as string).replace(/^"(.*)"$/, '$1')
+  }
+  return env
+}
+
+/** The TypeScript source a `node dist/….js` package script runs, so tests run it with tsx and need no build. */
+function sourceOfScript (name: string): string {
+  const script = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts[name]
+  const target = /^node dist\/(\S+)\.js$/.exec(script ?? '')?.[1]
+  expect(target, `package.json script ${name} runs a compiled file: ${script}`).toBeDefined()
+  const source = `${target as string}.ts`
+  expect(existsSync(join(projectRoot, source)), source).toBe(true)
+  return source
+}
+
+/**
+ * Runs a TypeScript CLI of this project as its `npm run` script would, through tsx. Asynchronously: on the embedded
+ * default the test database is served from this very process, which must keep answering meanwhile.
+ */
+async function runCli (source: string, env: Record<string, string>): Promise<{ status: number | null, stdout: string, stderr: string }> {
+  const run = ServerProcess.start(env, source)
+  const status = await run.exited
+  return { status, stdout: run.stdout, stderr: run.stderr }
+}
+
+/**
+ * The message literals of every pino call (`log.info(…, 'message')`) in a source: single-quoted strings that are
+ * arguments of the call itself (a ternary between two messages included), not members of an object argument.
+ */
+function logMessages (source: string): string[] {
+  const messages: string[] = []
+  for (const call of source.matchAll(/\blog\.(?:fatal|error|warn|info|debug|trace)\(/g)) {
+    let depth = 1
+    let braces = 0
+    for (let i = (call.index as number) + call[0].length; i < source.length && depth > 0; i++) {
+      const char = source[i] as string
+      if (char === '\'') {
+        let end = i + 1
+        while (source[end] !== '\'') end += source[end] === '\\' ? 2 : 1
+        if (depth === 1 && braces === 0) messages.push(source.slice(i + 1, end))
+        i = end
+      } else if (char === '(') depth++
+      else if (char === ')') depth--
+      else if (char === '{') braces++
+      else if (char === '}') braces--
+    }
+  }
+  return messages
+}
+
 describe('docs agree with the code', () => {
-  it('every variable in environment-variables.md is read by the config, and every variable the config reads is there', () => {
-    const documented = tablesByHeading(read('docs/devops/environment-variables.md')).get('Environment variables') ?? []
-    const read_ = [...read('src/config.ts').matchAll(/\(env, '([A-Z][A-Z0-9_]*)'/g)].map((match) => match[1] as string)
-    expect(new Set(documented)).toEqual(new Set(read_))
-    expect(documented.length).toBeGreaterThan(15)
+  it('environment-variables.md lists exactly the variables the config reads, with the config\'s defaults', () => {
+    const rows = tablesByHeading(read('docs/devops/environment-variables.md')).get('Environment variables') ?? []
+    const documented = rows.map((row) => unquote(row[0] as string))
+    // What loadConfig reads, observed (every read of an empty environment) and from its source (reads behind a branch).
+    const observed = new Set<string>()
+    loadConfig(new Proxy({}, { get: (_target, name) => { if (typeof name === 'string') observed.add(name); return undefined } }))
+    const source = read('src/config.ts')
+    const inSource = [...source.matchAll(/\(env, '([A-Z][A-Z0-9_]*)'/g)].map((match) => match[1] as string)
+    expect(documented.length).toBe(new Set(documented).size)
+    expect(new Set(documented)).toEqual(new Set([...observed, ...inSource]))
+
+    for (const match of source.matchAll(/integer\(env, '([A-Z_]+)', ([\d_]+),/g)) {
+      const row = rows.find((cells) => cells[0] === `\`${match[1] as string}\``)
+      expect(row?.[2], `default of ${match[1] as string}`).toBe(`\`${Number((match[2] as string).replace(/_/g, ''))}\``)
+    }
+    for (const [name, fallback] of [['NODE_ENV', 'development'], ['HOST', '0.0.0.0'], ['LOG_LEVEL', 'info'], ['CORS_ORIGIN', '*'], ['DATA_DIR', './.agentidp']]) {
+      expect(source).toContain(`text(env, '${name as string}') ?? '${fallback as string}'`)
+      expect(rows.find((cells) => cells[0] === `\`${name as string}\``)?.[2], `default of ${name as string}`).toBe(`\`${fallback as string}\``)
+    }
   })
 
-  it('every table and column in database.md exists after migrations, and every table is described', async () => {
+  it('the complete .env example sets every variable and is accepted by the config', async () => {
+    const documented = (tablesByHeading(read('docs/devops/environment-variables.md')).get('Environment variables') ?? []).map((row) => unquote(row[0] as string))
+    const example = codeBlocks(sections(read('docs/devops/environment-variables.md')).get('A complete `.env`') ?? '')[0] ?? ''
+    const env = parseDotenv(example)
+    expect(Object.keys(env).sort()).toEqual([...documented].sort())
+    // The keys are elided (…) in the example: put a real pair in, as keys:generate prints it.
+    const generated = parseDotenv((await runCli(sourceOfScript('keys:generate'), {})).stdout)
+    const config = loadConfig({ ...env, JWT_PRIVATE_KEY: generated.JWT_PRIVATE_KEY, JWT_PUBLIC_KEY: generated.JWT_PUBLIC_KEY })
+    expect(config.nodeEnv).toBe('production')
+    expect(config.issuer).toBe(env.ISSUER)
+  })
+
+  it('every table, column, type, index, foreign key and trigger in database.md exists after migrations, and every table is described', async () => {
     const app = await context.build()
-    const rows = await app.sql<Array<{ table_name: string, column_name: string }>>`
-      select table_name, column_name from information_schema.columns where table_schema = 'public'`
-    const actual = new Map<string, Set<string>>()
-    for (const row of rows) actual.set(row.table_name, (actual.get(row.table_name) ?? new Set()).add(row.column_name))
-    const documented = tablesByHeading(read('docs/devops/database.md'))
-    for (const [table, columns] of actual) {
-      expect(documented.get(table), `table ${table} is not described in database.md`).toBeDefined()
-      expect(new Set(documented.get(table)), `columns of ${table}`).toEqual(columns)
+    const database = read('docs/devops/database.md')
+    const documented = tablesByHeading(database)
+    const columns = await app.sql<Array<{ table_name: string, column_name: string, type: string }>>`
+      select table_name, column_name,
+             case when data_type = 'ARRAY' then substr(udt_name, 2) || '[]'
+                  when data_type = 'timestamp with time zone' then 'timestamptz'
+                  else data_type end as type
+      from information_schema.columns where table_schema = 'public'`
+    const actual = new Map<string, Map<string, string>>()
+    for (const row of columns) actual.set(row.table_name, (actual.get(row.table_name) ?? new Map()).set(row.column_name, row.type))
+    for (const [table, types] of actual) {
+      const rows = documented.get(table)
+      expect(rows, `table ${table} is not described in database.md`).toBeDefined()
+      expect(new Map(rows?.map((cells) => [unquote(cells[0] as string), cells[1]])), `columns and types of ${table}`).toEqual(types)
     }
     for (const heading of documented.keys()) {
       if (/^[a-z_]+$/.test(heading)) expect(actual.has(heading), `database.md describes ${heading}, which does not exist`).toBe(true)
     }
+
+    const indexes = await app.sql<Array<{ tablename: string, indexname: string }>>`select tablename, indexname from pg_indexes where schemaname = 'public'`
+    const text = sections(database)
+    for (const table of actual.keys()) {
+      const listed = /^Indexes: ([\s\S]*?)\.(?: |\n|$)/m.exec(text.get(table) ?? '')?.[1] ?? ''
+      const names = [...listed.matchAll(/`([a-z_]+) \(/g)].map((match) => match[1])
+      expect(new Set(names), `indexes of ${table}`).toEqual(new Set(indexes.filter((row) => row.tablename === table).map((row) => row.indexname)))
+    }
+
+    const foreignKeys = await app.sql<Array<{ table_name: string, column_name: string, target: string }>>`
+      select c.conrelid::regclass::text as table_name, a.attname as column_name,
+             c.confrelid::regclass::text || ' (' || af.attname || ')' as target
+      from pg_constraint c
+      join pg_attribute a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]
+      join pg_attribute af on af.attrelid = c.confrelid and af.attnum = c.confkey[1]
+      where c.contype = 'f' and c.connamespace = 'public'::regnamespace`
+    const documentedKeys = [...documented].flatMap(([table, rows]) => rows.flatMap((cells) => {
+      const target = /foreign key → `([^`]+)`/.exec(cells[2] ?? '')?.[1]
+      return target === undefined ? [] : [`${table}.${unquote(cells[0] as string)} → ${target}`]
+    }))
+    expect(new Set(documentedKeys)).toEqual(new Set(foreignKeys.map((key) => `${key.table_name}.${key.column_name} → ${key.target}`)))
+
+    const triggers = await app.sql<Array<{ tgname: string }>>`select tgname from pg_trigger where not tgisinternal`
+    const documentedTriggers = [...database.matchAll(/`(audit_events_no_[a-z_]+)`/g)].map((match) => match[1])
+    expect(new Set(documentedTriggers)).toEqual(new Set(triggers.map((row) => row.tgname)))
+
+    // The refusal database.md quotes: start-up recorded the key material, so there is a row to refuse.
+    const refused = await app.sql`update audit_events set actor = actor`.catch((error: { message: string, code: string }) => error)
+    expect(refused).toMatchObject({ code: '42501', message: 'audit_events is append-only: UPDATE is not allowed' })
+    expect(database).toContain('`audit_events is append-only: UPDATE is not allowed`')
+    expect(database).toContain('SQLSTATE 42501')
   })
 
-  it('ports in the docs agree with compose.yaml', () => {
+  it('ports in the docs agree with compose.yaml, the Containerfile and the config', () => {
     const compose = read('compose.yaml')
-    const published = [...compose.matchAll(/ports: \["(\d+):(\d+)"\]/g)].map((match) => match[1])
-    expect(published.sort()).toEqual(['3000', '5432', '6379'])
-    const architecture = read('docs/devops/architecture.md')
-    for (const port of published) expect(architecture).toContain(`:${port}`)
+    const published = new Map<string, string>()
+    let service = ''
+    for (const line of compose.split('\n')) {
+      service = /^ {2}([a-z-]+):$/.exec(line)?.[1] ?? service
+      const ports = /^ {4}ports: \["(\d+):(\d+)"\]$/.exec(line)
+      if (ports !== null) {
+        expect(ports[1], `${service} publishes its port under the same number`).toBe(ports[2])
+        published.set(service, ports[1] as string)
+      }
+    }
+    expect(Object.fromEntries(published)).toEqual({ postgres: '5432', redis: '6379', app: '3000' })
+    expect(compose).toContain('PORT: "3000"')
+    expect(compose).toContain('@postgres:5432/')
+    expect(compose).toContain('redis://redis:6379')
+
+    const containerfile = read('Containerfile')
+    expect(containerfile).toContain('EXPOSE 3000')
+    expect(containerfile).toMatch(/ENV .*PORT=3000/)
+    expect(containerfile).toContain('/health/live')
     expect(read('src/config.ts')).toContain("integer(env, 'PORT', 3000")
-    const environment = read('docs/devops/environment-variables.md')
-    expect(environment).toMatch(/\| `PORT` \| no \| `3000` \|/)
+
+    // Every variable compose gives the app is one the config reads.
+    const variables = new Set((tablesByHeading(read('docs/devops/environment-variables.md')).get('Environment variables') ?? []).map((row) => unquote(row[0] as string)))
+    const anchor = /x-agentidp-environment: &agentidp-environment\n((?: {2}.+\n)+)/.exec(compose)?.[1] ?? ''
+    const passed = [...anchor.matchAll(/^ {2}([A-Z_]+):/gm)].map((match) => match[1] as string)
+    expect(passed.length).toBeGreaterThan(5)
+    for (const name of passed) expect(variables.has(name), `compose passes ${name}, which the config does not read`).toBe(true)
+
+    // The component table of architecture.md: `| component | role | port |`.
+    const components = [...read('docs/devops/architecture.md').matchAll(/^\| (AgentIdP|PostgreSQL|Redis)\b.*\| (\d+) \|$/gm)].map((match) => match[2])
+    expect(components.sort()).toEqual([...published.values()].sort())
+    const ports = new Set(published.values())
+    for (const file of markdownFiles()) {
+      for (const match of read(file).matchAll(/\/\/(?:[^/\s@`"]+@)?[a-z0-9.-]+:(\d+)/g)) {
+        expect(ports.has(match[1] as string), `${file}: ${match[0]} uses a port compose.yaml does not publish`).toBe(true)
+      }
+    }
+    expect(read('docs/devops/architecture.md')).toMatch(/PostgreSQL :5432[\s\S]*Redis :6379/)
   })
 
-  it('every relative link resolves, anchors included', () => {
+  it('every relative link resolves, anchors included, and the indexes link every page of their folder', () => {
     for (const file of markdownFiles()) {
       const text = read(file)
       for (const match of text.matchAll(/\]\(([^)\s]+)\)/g)) {
@@ -90,34 +265,145 @@ describe('docs agree with the code', () => {
         }
       }
     }
+    for (const folder of ['docs/devops', 'docs/guide']) {
+      const index = read(`${folder}/README.md`)
+      for (const page of readdirSync(join(projectRoot, folder)).filter((name) => name.endsWith('.md') && name !== 'README.md')) {
+        expect(index, `${folder}/README.md links to ${page}`).toContain(`](${page}`)
+      }
+    }
+    const readme = read('README.md')
+    expect(readme).toContain('](docs/devops/README.md)')
+    expect(readme).toContain('](docs/guide/')
+    for (const page of ['architecture', 'environment-variables', 'database', 'local-development', 'security', 'operations']) {
+      expect(existsSync(join(projectRoot, `docs/devops/${page}.md`)), `docs/devops/${page}.md`).toBe(true)
+    }
   })
 
-  it('the documented key generation works: npm run keys:generate, and the openssl commands in security.md', () => {
-    const generated = spawnSync(process.execPath, ['--import', 'tsx', 'src/keys-cli.ts'], { cwd: projectRoot, encoding: 'utf8' })
-    expect(generated.status).toBe(0)
-    expect(generated.stdout).toMatch(/^JWT_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----\\n[^\n]+-----END PRIVATE KEY-----"\nJWT_PUBLIC_KEY="-----BEGIN PUBLIC KEY-----\\n[^\n]+-----END PUBLIC KEY-----"\n$/)
-    expect(read('package.json')).toContain('"keys:generate"')
-    if (spawnSync('openssl', ['version']).status !== 0) return
+  it('every npm script the docs name exists, and output redirected to a file is not polluted by npm\'s header', () => {
+    const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts
+    for (const file of markdownFiles()) {
+      const text = read(file)
+      for (const match of text.matchAll(/npm run (?:(?:-s|--silent) )?([a-z][a-z:-]*)/g)) {
+        expect(scripts[match[1] as string], `${file}: npm run ${match[1] as string}`).toBeDefined()
+      }
+      for (const line of codeBlocks(text).flatMap((code) => code.split('\n'))) {
+        if (/npm run .*\s>>?\s*\S/.test(line)) expect(line, `${file}: npm prints its header to stdout; redirect with npm run --silent`).toMatch(/npm run (?:-s|--silent) /)
+      }
+    }
+    expect(read('README.md')).toContain('npm ci && npm start')
+    expect(read('README.md')).toContain('npm test')
+  })
+
+  it('the documented key generation works: npm run keys:generate prints a pair the config and the key loader accept', async () => {
+    const run = await runCli(sourceOfScript('keys:generate'), {})
+    expect(run.status).toBe(0)
+    expect(run.stdout).toMatch(/^JWT_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----\\n[^\n]+-----END PRIVATE KEY-----"\nJWT_PUBLIC_KEY="-----BEGIN PUBLIC KEY-----\\n[^\n]+-----END PUBLIC KEY-----"\n$/)
+    const config = loadConfig(parseDotenv(run.stdout))
+    const keys = await loadSigningKeys({ privateKey: config.jwtPrivateKey as string, publicKey: config.jwtPublicKey as string, previous: [] })
+    expect(keys.current.key.asymmetricKeyDetails?.modulusLength).toBe(2048)
+  })
+
+  const openssl = spawnSync('openssl', ['version']).status === 0
+  it.skipIf(!openssl)(`the openssl commands and the awk one-liner in security.md make keys the server accepts${openssl ? '' : ' (skipped: openssl is not installed)'}`, async () => {
     const security = read('docs/devops/security.md')
     const commands = [...security.matchAll(/^openssl .+$/gm)].map((match) => match[0])
     expect(commands.length).toBeGreaterThanOrEqual(2)
     const directory = mkdtempSync(join(tmpdir(), 'agentidp-openssl-'))
-    for (const command of commands) {
-      expect(spawnSync('sh', ['-c', command], { cwd: directory }).status, command).toBe(0)
+    try {
+      for (const command of commands) expect(spawnSync('sh', ['-c', command], { cwd: directory }).status, command).toBe(0)
+      // As files (the path form) ...
+      const fromFiles = loadConfig({ JWT_PRIVATE_KEY: join(directory, 'jwt-private.pem'), JWT_PUBLIC_KEY: join(directory, 'jwt-public.pem') })
+      const keys = await loadSigningKeys({ privateKey: fromFiles.jwtPrivateKey as string, publicKey: fromFiles.jwtPublicKey as string, previous: [] })
+      expect(keys.current.key.asymmetricKeyDetails?.modulusLength).toBe(2048)
+      // ... and turned into the escaped one-line form by the documented awk command.
+      const awk = /^awk .+$/m.exec(security)?.[0] as string
+      expect(awk).toBeDefined()
+      const escape = (file: string): string => spawnSync('sh', ['-c', awk.replace('jwt-private.pem', file)], { cwd: directory, encoding: 'utf8' }).stdout
+      const escaped = loadConfig({ JWT_PRIVATE_KEY: escape('jwt-private.pem'), JWT_PUBLIC_KEY: escape('jwt-public.pem') })
+      expect(escape('jwt-private.pem')).not.toContain('\n')
+      expect(escaped.jwtPrivateKey).toBe(fromFiles.jwtPrivateKey)
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
     }
-    const pem = readFileSync(join(directory, 'jwt-private.pem'), 'utf8')
-    expect(pem).toContain('BEGIN PRIVATE KEY')
   })
 
-  it('the documented migration command runs and prints what database.md shows', async () => {
-    expect(JSON.parse(read('package.json')).scripts['db:migrate']).toBeDefined()
-    // This file's database is migrated already: the documented re-run output.
-    const run = ServerProcess.start({ DATABASE_URL: context.database.url }, 'src/migrate-cli.ts')
-    expect(await run.exited).toBe(0)
-    expect(run.stdout.trim()).toBe('database is up to date')
-    expect(read('docs/devops/database.md')).toContain('database is up to date')
-    const documentedLines = [...read('docs/devops/database.md').matchAll(/^ {2}applied migration (\d{4}_[a-z0-9_]+)$/gm)].map((m) => m[1])
-    const files = readdirSync(join(projectRoot, 'sql')).map((file) => file.replace(/\.sql$/, '')).sort()
-    expect(documentedLines).toEqual(files)
+  it('the documented migration command runs on an empty database and prints what the docs show', async () => {
+    const source = sourceOfScript('db:migrate')
+    const documented = ['docs/devops/database.md', 'docs/devops/local-development.md'].map((file) => {
+      const block = codeBlocks(read(file)).find((code) => code.trimStart().startsWith('applied migration'))
+      expect(block, `${file} shows the output of npm run db:migrate`).toBeDefined()
+      return (block as string).split('\n').map((line) => line.trim()).filter(Boolean).join('\n')
+    })
+    const database = await createEmptyDatabase()
+    try {
+      const first = await runCli(source, { DATABASE_URL: database.url })
+      expect(first.status, first.stderr).toBe(0)
+      for (const output of documented) expect(first.stdout.trim()).toBe(output)
+      const again = await runCli(source, { DATABASE_URL: database.url })
+      expect(again.stdout.trim()).toBe('database is up to date')
+      expect(read('docs/devops/database.md')).toContain('`database is up to date`')
+      // "How to see what is applied", as database.md writes it.
+      const query = /`(select version, name, applied_at from schema_migrations[^`]*);`/.exec(read('docs/devops/database.md'))?.[1]
+      expect(query).toBeDefined()
+      const applied = await withSql(database, async (sql) => await sql.unsafe(query as string))
+      expect(applied.map((row) => `${String(row.version).padStart(4, '0')}_${row.name as string}`)).toEqual(readdirSync(join(projectRoot, 'sql')).map((file) => file.replace(/\.sql$/, '')).sort())
+    } finally {
+      await database.drop()
+    }
+  })
+
+  it('the server refuses a database with pending migrations with the message operations.md quotes', async () => {
+    const database = await createEmptyDatabase()
+    try {
+      const server = ServerProcess.start({ NODE_ENV: 'test', DATABASE_URL: database.url, DATA_DIR: context.dataDir, LOG_LEVEL: 'silent' })
+      expect(await server.exited).toBe(1)
+      const line = server.stderr.trim()
+      expect(line).toMatch(/^agentidp: the database has \d+ pending migration\(s\) \(.+\): run npm run db:migrate before starting$/)
+      expect(read('docs/devops/operations.md')).toContain('`the database has N pending migration(s) (…): run npm run db:migrate before starting`')
+    } finally {
+      await database.drop()
+    }
+  })
+
+  it('operations.md explains every log line the server writes, and quotes only real ones', () => {
+    const operations = read('docs/devops/operations.md')
+    const sources = sourceFiles().map((file) => read(file))
+    const messages = sources.flatMap(logMessages)
+    expect(messages).toContain('signing key loaded')
+    for (const message of new Set(messages)) expect(operations, `log line "${message}" is not in operations.md`).toContain(`\`${message}\``)
+
+    const all = sources.join('\n')
+    const tables = tablesByHeading(operations)
+    const quoted = [...(tables.get('What the start-up log says') ?? []), ...(tables.get('Log lines while running') ?? [])]
+      .flatMap((cells) => (cells[0] as string).split(' / ').map(unquote))
+    expect(quoted.length).toBeGreaterThan(20)
+    for (const message of quoted) {
+      // Up to the first elision or interpolated value: `applied migration 0001_agents …`, `Server listening at http://…`.
+      const fixed = message.split(/…|\d{4}_/)[0]?.trim() as string
+      if (fixed === 'Server listening at http://') continue // Fastify's own line
+      expect(all, `operations.md quotes "${message}", which the code does not log`).toContain(fixed)
+    }
+  })
+
+  it('the Redis keys and metrics in the docs are the ones the code uses', () => {
+    const keys = (tablesByHeading(read('docs/devops/architecture.md')).get('What Redis holds') ?? []).map((cells) => unquote(cells[0] as string))
+    expect(keys.sort()).toEqual([
+      'rate:{route}:{key}',
+      'rate:authfail:{client_id}:{ip}',
+      revokedTokenKey('{jti}'),
+      agentChangedKey('{agent_id}'),
+      credentialChangedKey('{credential_id}'),
+      COMPLETE_MARKER_KEY,
+      monthlyUsageKey('{agent_id}', '{YYYY-MM}')
+    ].sort())
+    expect(read('plugins/infra/rate-limit.ts')).toContain('`rate:${params.routeInfo?.url')
+    expect(read('plugins/infra/client-auth.ts')).toContain('`rate:authfail:${clientId}:${ip}`')
+    const patterns = (tablesByHeading(read('docs/devops/operations.md')).get('Redis key patterns') ?? []).map((cells) => unquote(cells[0] as string))
+    expect(patterns).toEqual(['rate:*', 'revoked:*', 'monthly:*'])
+
+    const defined = [...read('plugins/infra/metrics.ts').matchAll(/name: '(agentidp_[a-z_]+)'/g)].map((match) => match[1])
+    const listed = (tablesByHeading(read('docs/devops/operations.md')).get('Metrics') ?? [])
+      .flatMap((cells) => [...(cells[0] as string).matchAll(/`(agentidp_[a-z_]+)(?:\{[^}]*\})?`/g)].map((match) => match[1]))
+    expect(new Set(listed)).toEqual(new Set(defined))
   })
 })
