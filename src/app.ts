@@ -46,7 +46,14 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
     // Unknown members are refused (400), not silently dropped: a typo must not look like success.
-    ajv: { customOptions: { allErrors: false, removeAdditional: false } },
+    // strictNumbers off: with it on, Ajv coerces ?limit=1e400 to Infinity and then skips minimum/maximum for a
+    // non-finite number, so Infinity reached SQL (a 500); off, the bounds are checked and refuse it (a 400).
+    ajv: { customOptions: { allErrors: false, removeAdditional: false, strictNumbers: false } },
+    // A URL that is not validly percent-encoded is refused before routing: answer it like every other 400.
+    frameworkErrors: (error, request, reply) => {
+      reply.header('x-request-id', request.id)
+      handleError(error, request, reply)
+    },
     ...overrides
   }).withTypeProvider<TypeBoxTypeProvider>()
 
@@ -70,7 +77,10 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(rateLimit)
   await app.register(cors, {
     origin: config.corsOrigin === '*' ? '*' : config.corsOrigin,
-    exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate']
+    exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate'],
+    // An OPTIONS without Origin and Access-Control-Request-Method is no browser preflight; the strict answer would
+    // be a text/plain 400, the one error body that is not JSON. A 204 with the CORS headers gives nothing away.
+    strictPreflight: false
   })
   await app.register(docs)
 

@@ -106,6 +106,7 @@ function clientErrorOf (error: FastifyError): { status: number, message: string,
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return { status: 400, message: 'content-length does not match the body' }
     case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { status: 400, message: 'body is empty but content-type says JSON' }
     case 'FST_ERR_CTP_INVALID_JSON_BODY': return { status: 400, message: 'body is not valid JSON' }
+    case 'FST_ERR_BAD_URL': return { status: 400, message: 'the URL is not validly percent-encoded' }
   }
   if (error instanceof SyntaxError) return { status: 400, message: 'body is not valid JSON' }
   if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {

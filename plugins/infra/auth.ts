@@ -25,6 +25,8 @@ export interface AccessTokenClaims extends JWTPayload {
   jti: string
   client_id: string
   scope: string
+  /** The credential the token was issued against (private claim of /oauth2/token), when it names one. */
+  credential_id?: string
 }
 
 declare module 'fastify' {
@@ -44,14 +46,44 @@ declare module 'fastify' {
 
 // Our tokens are a few hundred bytes; anything far larger is refused before it is parsed.
 const MAX_TOKEN_LENGTH = 8192
-const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/
+// RFC 6750 §2.1 b64token after the scheme, which is case-insensitive (RFC 9110 §11.1): "bearer" is Bearer too.
+const BEARER_SCHEME = /^bearer(?: |$)/i
+const BEARER = /^bearer ([A-Za-z0-9\-._~+/]+=*)$/i
+// Seconds of clock skew tolerated between replicas for exp, nbf and iat.
+const CLOCK_TOLERANCE_SECONDS = 5
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
-/** RFC 6750 §3: a 401 or 403 that tells the client what went wrong in WWW-Authenticate. */
-function bearerError (status: 401 | 403, error: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | undefined, detail: string, scope?: string): ProblemError {
+/**
+ * Claims jose does not check: types and shapes the rest of the server relies on, and an issue time in the
+ * past (jose checks iat only with maxTokenAge; a token from the future would outlive every watermark).
+ */
+function checkClaims (payload: JWTPayload): AccessTokenClaims {
+  const claims = payload as AccessTokenClaims
+  const invalid = (claim: string, reason: string): never => { throw new errors.JWTClaimValidationFailed(`"${claim}" ${reason}`, payload, claim, 'check_failed') }
+  if (typeof claims.sub !== 'string' || !UUID.test(claims.sub)) invalid('sub', 'is not an agent id')
+  if (typeof claims.jti !== 'string' || claims.jti === '' || claims.jti.length > 128) invalid('jti', 'is not a token id')
+  if (typeof claims.client_id !== 'string') invalid('client_id', 'is not a string')
+  if (typeof claims.scope !== 'string') invalid('scope', 'is not a string')
+  if (claims.credential_id !== undefined && (typeof claims.credential_id !== 'string' || !UUID.test(claims.credential_id))) invalid('credential_id', 'is not a credential id')
+  const latestMs = Date.now() + CLOCK_TOLERANCE_SECONDS * 1000
+  if (claims.iat * 1000 > latestMs || tokenRefOf(claims).issuedAtMs > latestMs) invalid('iat', 'is in the future')
+  return claims
+}
+
+/** How many Authorization headers the request carried (Node folds repeats into the first one). */
+function authorizationHeaderCount (request: FastifyRequest): number {
+  const raw = request.raw.rawHeaders
+  let count = 0
+  for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === 'authorization') count += 1
+  return count
+}
+
+/** RFC 6750 §3: a 400, 401 or 403 that tells the client what went wrong in WWW-Authenticate. */
+function bearerError (status: 400 | 401 | 403, error: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | undefined, detail: string, scope?: string): ProblemError {
   const params = ['realm="agentidp"']
   if (error !== undefined) params.push(`error="${error}"`, `error_description="${detail.replace(/"/g, "'")}"`)
   if (scope !== undefined) params.push(`scope="${scope}"`)
-  return new ProblemError(status, status === 401 ? 'Unauthorized' : 'Forbidden', detail, { 'www-authenticate': `Bearer ${params.join(', ')}` })
+  return new ProblemError(status, status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Bad Request', detail, { 'www-authenticate': `Bearer ${params.join(', ')}` })
 }
 
 /**
@@ -73,16 +105,21 @@ export default fp(async (app) => {
       typ: 'at+jwt',
       audience: options.audience,
       requiredClaims: ['sub', 'exp', 'iat', 'jti', 'client_id', 'scope'],
-      clockTolerance: 5
+      clockTolerance: CLOCK_TOLERANCE_SECONDS
     })
-    return payload as AccessTokenClaims
+    return checkClaims(payload)
   })
 
   async function authenticate (request: FastifyRequest): Promise<Principal> {
     const header = request.headers.authorization
     if (header === undefined) throw bearerError(401, undefined, 'a Bearer access token is required')
+    // Node keeps only the first of repeated Authorization headers; which one a proxy in front saw is anyone's
+    // guess, so a request that carries two is refused (RFC 6750 §3.1: more than one method is invalid_request).
+    if (typeof header !== 'string' || authorizationHeaderCount(request) > 1) throw bearerError(400, 'invalid_request', 'the request carries more than one Authorization header')
+    // Another scheme is no Bearer credential at all: 401 with the challenge and no error code (RFC 6750 §3.1).
+    if (!BEARER_SCHEME.test(header)) throw bearerError(401, undefined, 'a Bearer access token is required; the Authorization header uses another scheme')
     const match = BEARER.exec(header)
-    if (match === null) throw bearerError(401, 'invalid_request', 'the Authorization header must be "Bearer <access token>"')
+    if (match === null) throw bearerError(400, 'invalid_request', 'the Authorization header must be "Bearer <access token>"')
     let claims: AccessTokenClaims
     try {
       // Management API tokens must be meant for this server: aud includes the issuer.
@@ -92,7 +129,8 @@ export default fp(async (app) => {
       throw bearerError(401, 'invalid_token', reason)
     }
     const token = tokenRefOf(claims)
-    // Revoked tokens, and tokens of an agent suspended or decommissioned (or a credential revoked) since.
+    // Revoked by jti, or issued before its agent was suspended/decommissioned or its credential revoked.
+    // A store failure here is not the caller's fault: it propagates (503), it is not an auth failure.
     if (await app.revocations.isRevoked(token)) throw bearerError(401, 'invalid_token', 'the access token has been revoked')
     return {
       agentId: claims.sub,
@@ -109,6 +147,7 @@ export default fp(async (app) => {
       try {
         principal = await authenticate(request)
       } catch (error) {
+        if (!(error instanceof ProblemError)) throw error
         await app.audit.record({ type: 'auth.failed', ...actorOf(request), data: { endpoint: request.routeOptions.url, method: request.method, reason: (error as ProblemError).detail ?? 'invalid token' } })
         throw error
       }

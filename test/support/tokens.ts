@@ -1,4 +1,5 @@
-import { SignJWT } from 'jose'
+import type { KeyObject } from 'node:crypto'
+import { SignJWT, type JWTHeaderParameters } from 'jose'
 import type { App } from '../../src/app.js'
 import { newId } from '../../src/ids.js'
 import { ADMIN_SCOPES } from '../../src/scopes.js'
@@ -14,8 +15,19 @@ export interface MintOptions {
   /** Seconds from now; negative for a token that has already expired. Default 300. */
   expiresIn?: number
   iss?: string
-  typ?: string
+  /** null leaves typ out of the header. */
+  typ?: string | null
   jti?: string
+  /** Header parameters set on top (kid, alg with a matching key, …). */
+  header?: Partial<JWTHeaderParameters>
+  /** Signs with this key instead of the app's current private key. */
+  key?: KeyObject | Uint8Array
+  /** Epoch seconds; default now. */
+  issuedAt?: number
+  /** Epoch seconds; no nbf when absent. */
+  notBefore?: number
+  /** Claims set on top (a private claim such as credential_id). */
+  claims?: Record<string, unknown>
 }
 
 /**
@@ -25,15 +37,18 @@ export interface MintOptions {
 export async function mintAccessToken (app: App, options: MintOptions = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000)
   const { kid, privateKey } = app.keys.current
-  return await new SignJWT({ client_id: options.clientId ?? 'test-admin', scope: (options.scopes ?? ADMIN_SCOPES).join(' ') })
-    .setProtectedHeader({ alg: 'RS256', typ: options.typ ?? 'at+jwt', kid })
+  const header: JWTHeaderParameters = { alg: 'RS256', kid, ...options.header }
+  if (options.typ !== null) header.typ = options.typ ?? 'at+jwt'
+  const jwt = new SignJWT({ client_id: options.clientId ?? 'test-admin', scope: (options.scopes ?? ADMIN_SCOPES).join(' '), ...options.claims })
+    .setProtectedHeader(header)
     .setIssuer(options.iss ?? app.config.issuer)
     .setSubject(options.sub ?? newId())
     .setAudience(options.aud ?? app.config.issuer)
-    .setIssuedAt(now)
+    .setIssuedAt(options.issuedAt ?? now)
     .setExpirationTime(now + (options.expiresIn ?? 300))
     .setJti(options.jti ?? newId())
-    .sign(privateKey)
+  if (options.notBefore !== undefined) jwt.setNotBefore(options.notBefore)
+  return await jwt.sign(options.key ?? privateKey)
 }
 
 /** The Authorization header of a minted token. */

