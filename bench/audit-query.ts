@@ -2,30 +2,22 @@
  * `npm run bench:audit`: filtered pages of GET /api/v1/audit-events on a million events. Prints p50/p95 per
  * filter; the target is p95 under 50 ms. BENCH_DATABASE_URL as in bench/run.ts; BENCH_AUDIT_EVENTS (default 1e6).
  */
-import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import postgres from 'postgres'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
-import { migrate } from '../src/migrate.js'
+import { createBenchDatabase } from './database.js'
 import { projectRoot } from '../src/paths.js'
 import { mintAccessToken } from '../test/support/tokens.js'
 
-const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const EVENTS = Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000)
 const REQUESTS = 200
 
 async function main (): Promise<void> {
-  const name = `agentidp_bench_audit_${randomBytes(4).toString('hex')}`
-  const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} })
-  await admin.unsafe(`create database ${name}`)
-  const url = new URL(DATABASE_URL)
-  url.pathname = `/${name}`
-  const sql = postgres(url.toString(), { max: 1, onnotice: () => {} })
+  const database = await createBenchDatabase('agentidp_bench_audit', 1)
+  const { sql, url } = database
   try {
-    await migrate(sql, () => {})
     console.log(`seeding ${EVENTS} events…`)
     // 85% token.issued, the rest spread over other types; 2,000 agents and actors; one event a second.
     await sql`
@@ -36,7 +28,7 @@ async function main (): Promise<void> {
         'client_' || (n % 2000), '127.0.0.1', null, '{}'::jsonb, repeat('0', 64), repeat('0', 64)
       from generate_series(1, ${EVENTS}) n`
     await sql`analyze audit_events`
-    const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: url.toString(), DATA_DIR: mkdtempSync(join(tmpdir(), 'agentidp-bench-')), RATE_LIMIT_API_PER_MIN: '0' })
+    const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: url, DATA_DIR: mkdtempSync(join(tmpdir(), 'agentidp-bench-')), RATE_LIMIT_API_PER_MIN: '0' })
     const app = await buildApp(config)
     const authorization = `Bearer ${await mintAccessToken(app, { scopes: ['audit:read'] })}`
     const dayAgo = new Date(Date.now() - 86_400_000).toISOString()
@@ -71,9 +63,7 @@ async function main (): Promise<void> {
     writeSection(lines.join('\n'))
     await app.close()
   } finally {
-    await sql.end()
-    await admin.unsafe(`drop database if exists ${name} with (force)`)
-    await admin.end()
+    await database.drop()
   }
 }
 

@@ -7,7 +7,6 @@
  * BENCH_DURATION_S sets each round's length (default 10), BENCH_ROUNDS the rounds per scenario (default 2).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
@@ -17,14 +16,13 @@ import postgres from 'postgres'
 import { createClient } from 'redis'
 import { generateRsaKeyPair } from '../src/embedded.js'
 import { newId } from '../src/ids.js'
-import { migrate } from '../src/migrate.js'
 import { projectRoot } from '../src/paths.js'
+import { createBenchDatabase } from './database.js'
 import { generateClientSecret, hashSecret } from '../src/secrets.js'
 
 const CONNECTIONS = 32
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
-const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/15'
 const OURS_PORT = 3301
 const THEIRS_PORT = 3302
@@ -76,19 +74,13 @@ function combine (results: Result[]): Result {
 }
 
 async function main (): Promise<void> {
-  const name = `agentidp_bench_${randomBytes(4).toString('hex')}`
-  const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} })
-  await admin.unsafe(`create database ${name}`)
-  const url = new URL(DATABASE_URL)
-  url.pathname = `/${name}`
-  const databaseUrl = url.toString()
-  const sql = postgres(databaseUrl, { max: 4, onnotice: () => {} })
+  const database = await createBenchDatabase('agentidp_bench', 4)
+  const { sql, url: databaseUrl } = database
   const redis = createClient({ url: REDIS_URL })
   await redis.connect()
   await redis.flushDb()
   const children: ChildProcess[] = []
   try {
-    await migrate(sql, () => {})
 
     // Fixtures: one warm agent, 1,000 cold agents, then (later) 100k agents and 1M revocations.
     const warm = await createAgents(sql, 1)
@@ -168,11 +160,9 @@ async function main (): Promise<void> {
   } finally {
     for (const child of children) child.kill('SIGTERM')
     await sleep(500)
-    await sql.end()
     await redis.flushDb()
     await redis.close()
-    await admin.unsafe(`drop database if exists ${name} with (force)`)
-    await admin.end()
+    await database.drop()
   }
 }
 

@@ -12,16 +12,14 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import postgres from 'postgres'
 import { createClient } from 'redis'
 import { verifyChain } from '../plugins/infra/audit.js'
 import { generateRsaKeyPair } from '../src/embedded.js'
-import { migrate } from '../src/migrate.js'
 import { projectRoot } from '../src/paths.js'
+import { createBenchDatabase } from './database.js'
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 300)
 const WORKERS = Number(process.env.SOAK_WORKERS ?? 16)
-const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/15'
 const PORTS = [3311, 3312]
 const ADMIN = { id: 'soak-admin', secret: randomBytes(32).toString('base64url') }
@@ -53,19 +51,14 @@ async function tokenFor (base: string, client: Client): Promise<Response> {
 }
 
 async function main (): Promise<void> {
-  const name = `agentidp_soak_${randomBytes(4).toString('hex')}`
-  const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} })
-  await admin.unsafe(`create database ${name}`)
-  const url = new URL(DATABASE_URL)
-  url.pathname = `/${name}`
-  const sql = postgres(url.toString(), { max: 2, onnotice: () => {} })
+  const database = await createBenchDatabase('agentidp_soak')
+  const { sql } = database
   const redis = createClient({ url: REDIS_URL })
   await redis.connect()
   await redis.flushDb()
   const children: ChildProcess[] = []
   let failed = false
   try {
-    await migrate(sql, () => {})
     const keys = generateRsaKeyPair()
     for (const port of PORTS) {
       const child = spawn(process.execPath, ['dist/src/server.js'], {
@@ -73,7 +66,7 @@ async function main (): Promise<void> {
         stdio: 'ignore',
         env: {
           ...process.env, NODE_ENV: 'production', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ISSUER: 'http://127.0.0.1:3311',
-          DATABASE_URL: url.toString(), REDIS_URL, JWT_PRIVATE_KEY: keys.privateKey, JWT_PUBLIC_KEY: keys.publicKey,
+          DATABASE_URL: database.url, REDIS_URL, JWT_PRIVATE_KEY: keys.privateKey, JWT_PUBLIC_KEY: keys.publicKey,
           BOOTSTRAP_CLIENT_ID: ADMIN.id, BOOTSTRAP_CLIENT_SECRET: ADMIN.secret,
           RATE_LIMIT_TOKEN_PER_MIN: '10000000', RATE_LIMIT_API_PER_MIN: '10000000', RATE_LIMIT_AUTH_FAILURES_PER_MIN: '20'
         }
@@ -174,11 +167,9 @@ async function main (): Promise<void> {
   } finally {
     for (const child of children) child.kill('SIGTERM')
     await sleep(1000)
-    await sql.end()
     await redis.flushDb()
     await redis.close()
-    await admin.unsafe(`drop database if exists ${name} with (force)`)
-    await admin.end()
+    await database.drop()
   }
   console.log(failed ? 'soak: FAILED' : 'soak: passed')
   process.exitCode = failed ? 1 : 0
