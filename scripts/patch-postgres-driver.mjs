@@ -15,9 +15,9 @@
 // And a second defect of the same driver: when the server (or a proxy or load balancer in front of it) accepts the
 // TCP connection and closes it before the startup completes, closed() reconnects for the waiting query and each
 // attempt restarts connect_timeout, so the query waits, retrying, for as long as the server is away: a request
-// hangs instead of failing; and it retries at once, thousands of connections a second. The repair:
-// connect_timeout bounds all the attempts made for one waiting query, its expiry rejects the query
-// (CONNECT_TIMEOUT) even between attempts, when there is no socket to destroy, and the attempts back off.
+// hangs instead of failing; and it retries at once, thousands of connections a second. The repair: the attempts
+// for one waiting query back off, and once connect_timeout has passed since the first, the query is rejected
+// (CONNECT_TIMEOUT) and the connection closes as after any other failure.
 //
 // Run by `npm install` (postinstall) and by the Containerfile; idempotent. It refuses a driver it does not know,
 // so an upgrade makes someone check whether upstream fixed it (then drop this script) or adapt it.
@@ -55,49 +55,32 @@ const REPLACEMENTS = [
     chunk = nextWriteTimer = null`
   ],
   [
-    `    lifeTimer.cancel()
-    connectTimer.cancel()
-
-    socket.removeAllListeners()
+    `    socket.removeAllListeners()
     socket = null
 
     if (initial)
-      return reconnect()`,
-    `    lifeTimer.cancel()
-    initial || connectTimer.cancel()
-
-    socket.removeAllListeners()
+      return reconnect()
+`,
+    `    socket.removeAllListeners()
     socket = null
 
     if (initial) {
-      reconnectingInitial = true
-      closedTime = performance.now()
-      delay = (typeof backoff === 'function' ? backoff(options.shared.retries) : backoff) * 1000
-      return reconnect()
-    }`
-  ],
-  [
-    `    if (!socket)
-      return
-
-    connectTimer.start()`,
-    `    if (!socket)
-      return
-
-    reconnectingInitial && initial ? reconnectingInitial = false : connectTimer.start()`
-  ],
-  [
-    `    errored(Errors.connection('CONNECT_TIMEOUT', options, socket))
-    socket.destroy()`,
-    `    reconnectingInitial = false
-    errored(Errors.connection('CONNECT_TIMEOUT', options, socket))
-    socket && socket.destroy()`
+      initialSince || (initialSince = performance.now())
+      if (performance.now() - initialSince < (options.connect_timeout || Infinity) * 1000) {
+        closedTime = performance.now()
+        delay = (typeof backoff === 'function' ? backoff(options.shared.retries) : backoff) * 1000
+        return reconnect()
+      }
+      errored(Errors.connection('CONNECT_TIMEOUT', options, socket))
+    }
+    initialSince = 0
+`
   ],
   [
     `    , nextWriteTimer = null
 `,
     `    , nextWriteTimer = null
-    , reconnectingInitial = false
+    , initialSince = 0
 `
   ]
 ]
