@@ -45,13 +45,15 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 and tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return count`
 
-/** Rejects after ms, so a Redis that hangs never holds a request. */
-function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)
+/**
+ * Rejects after ms, so a Redis that hangs never holds a request. One plain timer a command: this is on the path of
+ * every OAuth request, several times.
+ */
+async function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return await new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`${what} timed out after ${ms} ms`)) }, ms)
+    promise.then((value) => { clearTimeout(timer); resolve(value) }, (error: unknown) => { clearTimeout(timer); reject(error) })
   })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 /** KeyValueStore on Redis (node-redis). Commands fail fast while disconnected; the client reconnects by itself. */
@@ -65,6 +67,9 @@ export class RedisStore implements KeyValueStore {
       url,
       // Fail commands at once while disconnected instead of queueing them: callers fall back to PostgreSQL.
       disableOfflineQueue: true,
+      // node-redis's own command timeout (5 s by default, an AbortSignal.timeout a command) only covers the wait
+      // before a command is written; withTimeout covers the whole round trip, so the client's is turned off.
+      commandOptions: { timeout: 0 },
       socket: {
         connectTimeout: 2000,
         reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 2000)
