@@ -39,6 +39,8 @@ const CACHE_MAX_ENTRIES = 50_000
 // credentials.last_used_at is written at most this often per credential, off the response path.
 const LAST_USED_INTERVAL_MS = 60_000
 const MAX_CREDENTIAL_LENGTH = 512
+// How long a refusal by the failure limiter is answered from memory before the store is asked again.
+const REFUSAL_MEMORY_MS = 1000
 
 interface PresentedCredentials {
   clientId: string
@@ -130,19 +132,34 @@ export default fp(async (app) => {
   }
 
   const failureKey = (clientId: string, ip: string): string => `rate:authfail:${clientId}:${ip}`
+  // A refusal is remembered here for a second: a flood of wrong secrets for one client_id then costs no Redis
+  // round trip a request, and the store is asked again once a second. Bounded: attackers choose client_ids.
+  const refusedUntil = new Map<string, number>()
+
+  const tooManyFailures = (): OAuthError => {
+    metrics.rateLimited.inc({ route: 'client-auth-failures' })
+    return new OAuthError(429, 'slow_down', 'too many failed client authentications from this address; retry later', { 'retry-after': '60' })
+  }
 
   /** Refuses at once, before any hash, when this client_id failed too often from this address. */
   async function refuseWhenFailingTooOften (clientId: string, ip: string): Promise<void> {
     if (failureLimit === 0) return
+    const key = failureKey(clientId, ip)
+    const until = refusedUntil.get(key)
+    if (until !== undefined) {
+      if (until > Date.now()) throw tooManyFailures()
+      refusedUntil.delete(key)
+    }
     let failures: string | null
     try {
-      failures = await store.get(failureKey(clientId, ip))
+      failures = await store.get(key)
     } catch {
       return // Redis down: no limiter rather than no service.
     }
     if (failures !== null && Number(failures) >= failureLimit) {
-      metrics.rateLimited.inc({ route: 'client-auth-failures' })
-      throw new OAuthError(429, 'slow_down', 'too many failed client authentications from this address; retry later', { 'retry-after': '60' })
+      if (refusedUntil.size >= CACHE_MAX_ENTRIES) refusedUntil.clear()
+      refusedUntil.set(key, Date.now() + REFUSAL_MEMORY_MS)
+      throw tooManyFailures()
     }
   }
 
