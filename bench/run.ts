@@ -17,6 +17,7 @@ import { createClient } from 'redis'
 import { generateRsaKeyPair } from '../src/embedded.js'
 import { newId } from '../src/ids.js'
 import { projectRoot } from '../src/paths.js'
+import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../src/runtime.js'
 import { createBenchDatabase } from './database.js'
 import { generateClientSecret, hashSecret } from '../src/secrets.js'
 
@@ -87,8 +88,10 @@ async function main (): Promise<void> {
     const cold = await createAgents(sql, 1000)
 
     const keys = generateRsaKeyPair()
-    // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles our server while it is measured.
-    const ours = startProcess([...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/server.js'], {
+    // Started as in production (src/runtime.ts). BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", adds
+    // node flags, to profile our server while it is measured.
+    const ours = startProcess([...SERVER_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/server.js'], {
+      ...SERVER_PROCESS_ENV,
       NODE_ENV: 'production', PORT: String(OURS_PORT), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
       DATABASE_URL: databaseUrl, REDIS_URL, JWT_PRIVATE_KEY: keys.privateKey, JWT_PUBLIC_KEY: keys.publicKey,
       ISSUER: `http://127.0.0.1:${OURS_PORT}`,

@@ -16,6 +16,7 @@ import { createClient } from 'redis'
 import { verifyChain } from '../plugins/infra/audit.js'
 import { generateRsaKeyPair } from '../src/embedded.js'
 import { projectRoot } from '../src/paths.js'
+import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../src/runtime.js'
 import { createBenchDatabase } from './database.js'
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 300)
@@ -61,11 +62,11 @@ async function main (): Promise<void> {
   try {
     const keys = generateRsaKeyPair()
     for (const port of PORTS) {
-      const child = spawn(process.execPath, ['dist/src/server.js'], {
+      const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, 'dist/src/server.js'], {
         cwd: projectRoot,
         stdio: 'ignore',
         env: {
-          ...process.env, NODE_ENV: 'production', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ISSUER: 'http://127.0.0.1:3311',
+          ...process.env, ...SERVER_PROCESS_ENV, NODE_ENV: 'production', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ISSUER: 'http://127.0.0.1:3311',
           DATABASE_URL: database.url, REDIS_URL, JWT_PRIVATE_KEY: keys.privateKey, JWT_PUBLIC_KEY: keys.publicKey,
           BOOTSTRAP_CLIENT_ID: ADMIN.id, BOOTSTRAP_CLIENT_SECRET: ADMIN.secret,
           RATE_LIMIT_TOKEN_PER_MIN: '10000000', RATE_LIMIT_API_PER_MIN: '10000000', RATE_LIMIT_AUTH_FAILURES_PER_MIN: '20'

@@ -8,6 +8,7 @@ import { COMPLETE_MARKER_KEY } from '../../plugins/infra/revocations.js'
 import { loadConfig } from '../../src/config.js'
 import { projectRoot } from '../../src/paths.js'
 import { agentChangedKey, credentialChangedKey, revokedTokenKey } from '../../src/revocation-keys.js'
+import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../../src/runtime.js'
 import { monthlyUsageKey } from '../../src/usage-keys.js'
 import { createEmptyDatabase, setupTestContext, withSql } from '../helper.js'
 import { ServerProcess } from '../support/server-process.js'
@@ -206,6 +207,16 @@ describe('docs agree with the code', () => {
     expect(refused).toMatchObject({ code: '42501', message: 'audit_events is append-only: UPDATE is not allowed' })
     expect(database).toContain('`audit_events is append-only: UPDATE is not allowed`')
     expect(database).toContain('SQLSTATE 42501')
+  })
+
+  it('npm start, the Containerfile and the benchmarks start the server the same way (src/runtime.ts)', () => {
+    const env = Object.entries(SERVER_PROCESS_ENV)
+    const start = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.start
+    expect(start).toBe(`${env.map(([name, value]) => `${name}=\${${name}:-${value}}`).join(' ')} node ${SERVER_NODE_FLAGS.join(' ')} dist/src/server.js`)
+    const containerfile = read('Containerfile')
+    expect(containerfile).toContain(`ENTRYPOINT ${JSON.stringify(['node', ...SERVER_NODE_FLAGS, 'dist/src/server.js']).replace(/","/g, '", "')}`)
+    for (const [name, value] of env) expect(containerfile).toMatch(new RegExp(`^ENV .*\\b${name}=${value}\\b`, 'm'))
+    for (const file of ['bench/run.ts', 'bench/soak.ts']) expect(read(file), file).toMatch(/\[\.\.\.SERVER_NODE_FLAGS, [^\n]*'dist\/src\/server\.js'\]/)
   })
 
   it('ports in the docs agree with compose.yaml, the Containerfile and the config', () => {
