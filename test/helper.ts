@@ -118,9 +118,22 @@ export interface TestContext {
   config(env?: Record<string, string | undefined>): Config
   /** Skips the running test on PGlite: several apps at once would share its single session. */
   requireServerDatabase(test: { skip: (note?: string) => void }): void
+  /** Skips an OUTAGE_POOLS run with DATABASE_POOL_SIZE=1 where the back-end's pool is one connection already (PGlite). */
+  skipRepeatedPool(env: Record<string, string>, test: { skip: (note?: string) => void }): void
   /** Builds an app (closed after the test) on this file's database and Redis. */
   build(env?: Record<string, string | undefined>, options?: { logs?: LogCapture }): Promise<App>
 }
+
+/**
+ * The pools a PostgreSQL outage test runs with (`it.for(OUTAGE_POOLS)('%s: …', async ([, env], test) => …)`, env on
+ * top of the app's): the back-end's (10 connections on a server, 1 on PGlite, a single session) and, on a server, ONE
+ * connection too, where the driver used to queue queries behind one connect attempt after another for as long as
+ * PostgreSQL was away (repaired by scripts/patch-postgres-driver.mjs).
+ */
+export const OUTAGE_POOLS: Array<[pool: string, env: Record<string, string>]> = [
+  ['the back-end pool', {}],
+  ['DATABASE_POOL_SIZE=1', { DATABASE_POOL_SIZE: '1' }]
+]
 
 /**
  * Sets up one database, one Redis db and one DATA_DIR for the calling test file; apps built through it are
@@ -145,6 +158,9 @@ export function setupTestContext (): TestContext {
     },
     requireServerDatabase (test: { skip: (note?: string) => void }): void {
       if (context.database.kind === 'pglite') test.skip('two replicas need a PostgreSQL server: PGlite has a single session (the embedded default serves one instance)')
+    },
+    skipRepeatedPool (env: Record<string, string>, test: { skip: (note?: string) => void }): void {
+      if (env.DATABASE_POOL_SIZE === '1' && context.database.poolSize === 1) test.skip('the back-end pool is one connection already (PGlite): the run above')
     },
     async build (env: Record<string, string | undefined> = {}, options: { logs?: LogCapture } = {}): Promise<App> {
       const config = context.config(options.logs === undefined ? env : { LOG_LEVEL: 'trace', ...env })

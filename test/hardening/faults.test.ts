@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { createSql } from '../../src/database.js'
 import { isDatabaseUnavailable } from '../../src/errors.js'
-import { setupTestContext } from '../helper.js'
+import { OUTAGE_POOLS, setupTestContext } from '../helper.js'
 import { bounded } from '../support/fuzz.js'
 import { authHeaders, createAgent, createCredential } from '../support/management.js'
 import { hasRedisServer, OwnRedisServer } from '../support/redis-server.js'
@@ -53,7 +53,7 @@ async function mixedRequests (app: App, agentId: string): Promise<InjectOptions[
  * Sends the requests round-robin from `workers` concurrent clients until stop() resolves; returns every answer.
  * A request that fails to answer within the bound fails the test.
  */
-function load (app: App, requests: InjectOptions[], workers = concurrency()): { stop: () => Promise<Array<{ what: string, response: LightMyRequestResponse }>> } {
+function load (app: App, requests: InjectOptions[], workers = concurrency): { stop: () => Promise<Array<{ what: string, response: LightMyRequestResponse }>> } {
   let running = true
   const answers: Array<{ what: string, response: LightMyRequestResponse }> = []
   const worker = async (offset: number): Promise<void> => {
@@ -72,21 +72,14 @@ function load (app: App, requests: InjectOptions[], workers = concurrency()): { 
   }
 }
 
-const concurrency = (): number => Math.min(4, context.database.poolSize)
+// Concurrent clients, more than one connection serves: on a pool of one, requests queue in the driver.
+const concurrency = 4
 
-/**
- * Open: with a pool of ONE connection (the embedded PGlite; DATABASE_POOL_SIZE=1) the driver, once a query failed
- * with CONNECT_TIMEOUT while PostgreSQL was unreachable, leaves later queries waiting for ever (seen through the
- * proxy; with 10 connections it recovers). Skipped there, visibly, until the driver is repaired for it too. An
- * embedded database cannot vanish apart from its process, so the case matters for DATABASE_POOL_SIZE=1 only.
- */
-const singleConnection = (): boolean => context.database.poolSize === 1
-
-/** Sends the requests, `concurrency()` at a time; answers in the order given. */
+/** Sends the requests, `concurrency` at a time; answers in the order given. */
 async function sendAll (app: App, requests: InjectOptions[]): Promise<LightMyRequestResponse[]> {
   const answers: LightMyRequestResponse[] = []
-  for (let i = 0; i < requests.length; i += concurrency()) {
-    answers.push(...await Promise.all(requests.slice(i, i + concurrency()).map(async (options) => await send(app, options))))
+  for (let i = 0; i < requests.length; i += concurrency) {
+    answers.push(...await Promise.all(requests.slice(i, i + concurrency).map(async (options) => await send(app, options))))
   }
   return answers
 }
@@ -94,12 +87,16 @@ async function sendAll (app: App, requests: InjectOptions[]): Promise<LightMyReq
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 describe('the PostgreSQL driver, repaired (scripts/patch-postgres-driver.mjs)', () => {
-  it('is installed with both repairs (npm install runs the script; a reinstall without it fails here)', () => {
+  it('is installed with all its repairs (npm install runs the script; a reinstall without it fails here)', () => {
     const root = join(dirname(createRequire(import.meta.url).resolve('postgres')), '..', '..')
     for (const file of ['src/connection.js', 'cjs/src/connection.js']) {
       const source = readFileSync(join(root, file), 'utf8')
       expect(source, file).toContain('agentidp: nextWrite repaired')
       expect(source, file).toContain('initialSince')
+      expect(source, file).toContain('failedAttempt = err')
+    }
+    for (const file of ['src/index.js', 'cjs/src/index.js']) {
+      expect(readFileSync(join(root, file), 'utf8'), file).toContain('agentidp: a failed connect fails the queue')
     }
   })
 
@@ -117,14 +114,33 @@ describe('the PostgreSQL driver, repaired (scripts/patch-postgres-driver.mjs)', 
     expect((error as { code?: string }).code).toBe('CONNECT_TIMEOUT')
     expect(isDatabaseUnavailable(error)).toBe(true)
   }, 20_000)
+
+  it('a pool of ONE connection: queries queued while PostgreSQL is unreachable fail with the attempt, not one attempt after another; back by itself', async () => {
+    const proxy = await TcpProxy.start(context.database.url)
+    cleanups.push(() => proxy.close())
+    const sql = createSql(proxy.through(context.database.url), 1)
+    cleanups.push(() => sql.end({ timeout: 1 }))
+    const query = async (n: number): Promise<unknown> => await bounded(sql`select ${n}::int as n`.then((rows) => rows[0], (reason: unknown) => reason), REQUEST_BOUND_MS, `query ${n}`)
+    expect(await query(0)).toEqual({ n: 0 })
+
+    proxy.cut()
+    // The connection sees the cut (the query sent on it fails); the next query starts an attempt to connect.
+    expect(isDatabaseUnavailable(await query(1))).toBe(true)
+    // One starts the attempt, the others wait in the pool's queue behind it: each used to wait an attempt more.
+    const queued = await Promise.all([2, 3, 4].map(query))
+    for (const error of queued) expect(isDatabaseUnavailable(error), String(error)).toBe(true)
+
+    proxy.restore()
+    expect(await Promise.all([5, 6].map(query))).toEqual([{ n: 5 }, { n: 6 }])
+  }, 30_000)
 })
 
 describe('PostgreSQL stopped under load (a TCP proxy the test controls)', () => {
-  it('answers 503 problem+json, never a 500 or a hang; /health/ready 503; comes back by itself', async (test) => {
-    if (singleConnection()) test.skip('a single-connection pool does not recover from CONNECT_TIMEOUT yet (see singleConnection)')
+  it.for(OUTAGE_POOLS)('%s: answers 503 problem+json, never a 500 or a hang; /health/ready 503; comes back by itself', { timeout: 90_000 }, async ([, env], test) => {
+    context.skipRepeatedPool(env, test)
     const proxy = await TcpProxy.start(context.database.url)
     cleanups.push(() => proxy.close())
-    const app = await context.build({ DATABASE_URL: proxy.through(context.database.url), RATE_LIMIT_API_PER_MIN: '0' })
+    const app = await context.build({ DATABASE_URL: proxy.through(context.database.url), RATE_LIMIT_API_PER_MIN: '0', ...env })
     const agent = await createAgent(app)
     const requests = await mixedRequests(app, agent.id)
 
@@ -152,7 +168,7 @@ describe('PostgreSQL stopped under load (a TCP proxy the test controls)', () => 
     await expect.poll(async () => (await send(app, requests[0] as InjectOptions)).statusCode, { timeout: 15_000, interval: 200 }).toBe(200)
     for (const options of requests) expect((await send(app, options)).statusCode, `${options.method} ${options.url} after restore`).toBeLessThan(300)
     expect((await send(app, { method: 'GET', url: '/health/ready' })).statusCode).toBe(200)
-  }, 90_000)
+  })
 })
 
 describe.skipIf(!hasRedisServer)('Redis stopped (a redis-server of the test\'s own)', () => {
@@ -194,13 +210,13 @@ describe.skipIf(!hasRedisServer)('Redis stopped (a redis-server of the test\'s o
     expect((await send(app, { method: 'GET', url: '/api/v1/agents', headers: agentToken })).statusCode).toBe(401)
   }, 90_000)
 
-  it('both stopped at once: no crash, 503s, liveness still answers; both back, service back', async (test) => {
-    if (singleConnection()) test.skip('a single-connection pool does not recover from CONNECT_TIMEOUT yet (see singleConnection)')
+  it.for(OUTAGE_POOLS)('%s: both stopped at once: no crash, 503s, liveness still answers; both back, service back', { timeout: 90_000 }, async ([, env], test) => {
+    context.skipRepeatedPool(env, test)
     const redis = await OwnRedisServer.start()
     cleanups.push(() => redis.stop())
     const proxy = await TcpProxy.start(context.database.url)
     cleanups.push(() => proxy.close())
-    const app = await context.build({ REDIS_URL: redis.url, DATABASE_URL: proxy.through(context.database.url), RATE_LIMIT_API_PER_MIN: '0' })
+    const app = await context.build({ REDIS_URL: redis.url, DATABASE_URL: proxy.through(context.database.url), RATE_LIMIT_API_PER_MIN: '0', ...env })
     const agent = await createAgent(app)
     const requests = await mixedRequests(app, agent.id)
 
@@ -226,6 +242,6 @@ describe.skipIf(!hasRedisServer)('Redis stopped (a redis-server of the test\'s o
     await redis.start()
     await expect.poll(async () => (await send(app, { method: 'GET', url: '/health/ready' })).statusCode, { timeout: 15_000, interval: 200 }).toBe(200)
     for (const options of requests) expect((await send(app, options)).statusCode, `${options.method} ${options.url} after restore`).toBeLessThan(300)
-  }, 90_000)
+  })
 })
 if (!hasRedisServer) it.skip('redis-server is not installed on this machine: Redis fault tests skipped', () => {})

@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import { SignJWT, UnsecuredJWT } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { newId } from '../../src/ids.js'
-import { setupTestContext } from '../helper.js'
+import { OUTAGE_POOLS, setupTestContext } from '../helper.js'
 import { bounded } from '../support/fuzz.js'
 import { createAgent, createCredential } from '../support/management.js'
 import { basicAuth, postForm, requestToken } from '../support/oauth.js'
@@ -11,9 +11,8 @@ import { TcpProxy } from '../support/tcp-proxy.js'
 const context = setupTestContext()
 
 describe('the OAuth endpoints when PostgreSQL goes away', () => {
-  it('the token endpoint answers 503 temporarily_unavailable (RFC 6749 JSON, no-store), then recovers by itself', async (test) => {
-    // A pool of one connection does not recover reliably in the driver (see test/hardening/faults.test.ts).
-    context.requireServerDatabase(test)
+  it.for(OUTAGE_POOLS)('%s: the token endpoint answers 503 temporarily_unavailable (RFC 6749 JSON, no-store), then recovers by itself', async ([, env], test) => {
+    context.skipRepeatedPool(env, test)
     const setup = await context.build()
     const agent = await createAgent(setup, { name: 'outage', scopes: [] })
     const credential = await createCredential(setup, agent.id)
@@ -21,7 +20,7 @@ describe('the OAuth endpoints when PostgreSQL goes away', () => {
     await setup.close()
     const proxy = await TcpProxy.start(context.database.url)
     try {
-      const app = await context.build({ DATABASE_URL: proxy.through(context.database.url) })
+      const app = await context.build({ DATABASE_URL: proxy.through(context.database.url), ...env })
       expect((await requestToken(app, credential.client_id, credential.client_secret)).statusCode).toBe(200)
       proxy.cut()
       // Cold (never verified: needs PostgreSQL) and warm (cached; its audit event still needs PostgreSQL).
