@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest, preValidationAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { errors, jwtVerify, type JWTPayload } from 'jose'
 import { ProblemError } from '../../src/errors.js'
+import { ExpiringCache } from '../../src/expiring-cache.js'
 import { actorOf } from './audit.js'
 import { tokenRefOf } from './revocations.js'
 
@@ -52,6 +54,8 @@ const BEARER = /^bearer ([A-Za-z0-9\-._~+/]+=*)$/i
 // Seconds of clock skew tolerated between replicas for exp, nbf and iat.
 const CLOCK_TOLERANCE_SECONDS = 5
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+// Verified tokens remembered at most (a few hundred bytes each).
+const VERIFIED_TOKENS_MAX_ENTRIES = 10_000
 
 /**
  * Claims jose does not check: types and shapes the rest of the server relies on, and an issue time in the
@@ -93,8 +97,16 @@ function bearerError (status: 400 | 401 | 403, error: 'invalid_request' | 'inval
 export default fp(async (app) => {
   const { config, keys } = app
 
+  // A token that verified is remembered until it expires, under its SHA-256 (the cache never holds a token):
+  // resource servers introspect the same token for every call they serve, and a check through jose costs far
+  // more CPU than the hash. Expiry is checked on every hit; revocation is never cached (the callers ask each time).
+  const verified = new ExpiringCache<AccessTokenClaims>(VERIFIED_TOKENS_MAX_ENTRIES)
+
   app.decorate('verifyAccessToken', async (token: string, options: { audience?: string } = {}) => {
     if (token.length > MAX_TOKEN_LENGTH) throw new errors.JWTInvalid('token too long')
+    const cacheKey = createHash('sha256').update(options.audience ?? '').update('\0').update(token).digest('base64url')
+    const known = verified.get(cacheKey)
+    if (known !== undefined) return known
     const { payload } = await jwtVerify(token, (header) => {
       const key = header.kid === undefined ? undefined : keys.byKid.get(header.kid)
       if (key === undefined) throw new errors.JWKSNoMatchingKey()
@@ -107,7 +119,10 @@ export default fp(async (app) => {
       requiredClaims: ['sub', 'exp', 'iat', 'jti', 'client_id', 'scope'],
       clockTolerance: CLOCK_TOLERANCE_SECONDS
     })
-    return checkClaims(payload)
+    const claims = Object.freeze(checkClaims(payload))
+    // Until jose would call it expired: exp plus the tolerance (an nbf or iat that passed stays passed).
+    verified.set(cacheKey, claims, (claims.exp + CLOCK_TOLERANCE_SECONDS) * 1000)
+    return claims
   })
 
   async function authenticate (request: FastifyRequest): Promise<Principal> {

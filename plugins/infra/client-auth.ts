@@ -2,6 +2,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { InvalidClient, InvalidRequest, OAuthError } from '../../src/errors.js'
+import { ExpiringCache } from '../../src/expiring-cache.js'
 import { credentialIdOfSecret, verifySecret } from '../../src/secrets.js'
 import { findAgentByClientId } from '../agents/repository.js'
 import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from '../credentials/repository.js'
@@ -87,35 +88,12 @@ interface CachedVerification {
   verifiedAtMs: number
 }
 
-/** A bounded map in insertion order; the oldest entry goes first when full. */
-class VerificationCache {
-  readonly #entries = new Map<string, CachedVerification>()
-
-  get (key: string): CachedVerification | undefined {
-    const entry = this.#entries.get(key)
-    if (entry !== undefined && Date.now() - entry.verifiedAtMs > CACHE_TTL_MS) {
-      this.#entries.delete(key)
-      return undefined
-    }
-    return entry
-  }
-
-  set (key: string, entry: CachedVerification): void {
-    this.#entries.delete(key)
-    if (this.#entries.size >= CACHE_MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value as string)
-    this.#entries.set(key, entry)
-  }
-
-  delete (key: string): void {
-    this.#entries.delete(key)
-  }
-}
-
 export default fp(async (app) => {
   const { sql, store, config, revocations, metrics, log } = app
   // Cache keys are an HMAC under a key that never leaves this process: the cache never holds a secret.
   const cacheKey = randomBytes(32)
-  const cache = new VerificationCache()
+  const cache = new ExpiringCache<CachedVerification>(CACHE_MAX_ENTRIES)
+  const remember = (key: string, entry: CachedVerification): void => { cache.set(key, entry, entry.verifiedAtMs + CACHE_TTL_MS) }
   const lastUsedWritten = new Map<string, number>()
   const failureLimit = config.rateLimit.authFailuresPerMinute
 
@@ -198,7 +176,7 @@ export default fp(async (app) => {
     if (cached !== undefined) {
       const confirmed = await confirmCached(cached)
       if (confirmed !== undefined) {
-        if (confirmed !== cached) cache.set(key, confirmed)
+        if (confirmed !== cached) remember(key, confirmed)
         noteUse(confirmed.credentialId)
         return { agentId: confirmed.agentId, clientId: presented.clientId, credentialId: confirmed.credentialId, scopes: confirmed.scopes, method: presented.method }
       }
@@ -215,7 +193,7 @@ export default fp(async (app) => {
     if (row.agent_status !== 'active') return await fail(request, endpoint, presented, `agent_${row.agent_status}`, row.agent_id)
     if (!await verifySecret(row.secret_hash, presented.secret)) return await fail(request, endpoint, presented, 'wrong_secret', row.agent_id)
 
-    cache.set(key, {
+    remember(key, {
       agentId: row.agent_id,
       credentialId: row.credential_id,
       scopes: row.scopes,

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createClient } from 'redis'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { App } from '../../src/app.js'
 import { setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
@@ -82,6 +82,21 @@ describe('POST /oauth2/introspect (RFC 7662)', () => {
       const response = await introspect(app, me, token)
       expect(response.statusCode, name).toBe(200)
       expect(response.json(), name).toEqual({ active: false })
+    }
+  })
+
+  it('a token already verified (and remembered) is inactive once it expires', async () => {
+    const app = await context.build()
+    const me = await client(app)
+    const token = await mintAccessToken(app, { clientId: me.clientId, expiresIn: 2 })
+    expect(await isActive(app, me, token)).toBe(true)
+    expect(await isActive(app, me, token)).toBe(true)
+    // A minute later by the clock: past exp and the 5 s tolerance.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 60_000 })
+    try {
+      expect(await isActive(app, me, token)).toBe(false)
+    } finally {
+      vi.useRealTimers()
     }
   })
 
