@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
 import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
@@ -30,6 +31,11 @@ export type App = FastifyInstance
 // A caller's request id is kept when it is short and plain; anything else is replaced, never echoed into logs.
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
+/** Whether a request carries a body (RFC 9112 §6.3): a Content-Length above zero, or a Transfer-Encoding. */
+function hasBody (headers: IncomingHttpHeaders): boolean {
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0')
+}
+
 /**
  * Builds the application without listening: infrastructure decorators first, then each capability as an
  * encapsulated plugin, in one fixed order. `overrides` lets tests and the server entry set Fastify options
@@ -59,6 +65,12 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+    // Request bodies are never decoded: one declared compressed would be parsed as if it were not, and a proxy that
+    // does decode it would see another request than the application. Refused (RFC 9110 §8.4.1: 415).
+    const coding = request.headers['content-encoding']
+    if (coding !== undefined && coding.trim().toLowerCase() !== 'identity' && hasBody(request.headers)) {
+      throw Object.assign(new Error('request bodies are not accepted with a Content-Encoding'), { statusCode: 415 })
+    }
   })
   app.setErrorHandler(handleError)
   app.setNotFoundHandler(handleNotFound)

@@ -75,7 +75,7 @@ function checkClaims (payload: JWTPayload): AccessTokenClaims {
 }
 
 /** How many Authorization headers the request carried (Node folds repeats into the first one). */
-function authorizationHeaderCount (request: FastifyRequest): number {
+export function authorizationHeaderCount (request: FastifyRequest): number {
   const raw = request.raw.rawHeaders
   let count = 0
   for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === 'authorization') count += 1

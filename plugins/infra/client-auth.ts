@@ -7,6 +7,7 @@ import { credentialIdOfSecret, verifySecret } from '../../src/secrets.js'
 import { findAgentByClientId } from '../agents/repository.js'
 import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from '../credentials/repository.js'
 import { actorOf } from './audit.js'
+import { authorizationHeaderCount } from './auth.js'
 
 /** A client that proved it holds a live credential of an active agent. */
 export interface AuthenticatedClient {
@@ -54,30 +55,47 @@ function formDecode (value: string): string {
   return decodeURIComponent(value.replace(/\+/g, ' '))
 }
 
+/** Client authentication that failed before any client could be named: nothing to look up, still a failure to record. */
+class UnreadableCredentials extends Error {
+  constructor (readonly reason: 'no_credentials' | 'malformed_credentials', readonly description: string, readonly method?: AuthenticatedClient['method']) {
+    super(description)
+  }
+}
+
 /** The credentials a request presents, by exactly one method. */
 function presentedCredentials (request: FastifyRequest): PresentedCredentials {
   const body = (request.body ?? {}) as Record<string, unknown>
   const header = request.headers.authorization
   const inBody = body.client_secret !== undefined
+  // Node keeps the first of repeated Authorization headers, a proxy in front may have judged another: two are two
+  // credentials, which RFC 6749 §2.3 forbids in one request, as the management API refuses two Bearer tokens.
+  if (authorizationHeaderCount(request) > 1) throw new InvalidRequest('the request carries more than one Authorization header')
   if (header !== undefined && /^basic /i.test(header)) {
     if (inBody) throw new InvalidRequest('use one client authentication method, not both client_secret_basic and client_secret_post')
-    const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
+    const encoded = header.slice(6).trim()
+    const bytes = Buffer.from(encoded, 'base64')
+    // Node's decoder stops at the first '=' and skips what it cannot read: without this check, "Basic <valid>==x",
+    // "Basic <valid>x" or two headers folded into one ("Basic <valid>, Basic <other>") authenticated as the first
+    // credentials. Only the base64 of exactly those bytes (RFC 4648 §3.5), padded or not, is read.
+    const canonical = bytes.toString('base64')
+    if (encoded !== canonical && encoded !== canonical.replace(/=+$/, '')) throw new UnreadableCredentials('malformed_credentials', 'malformed Basic credentials', 'client_secret_basic')
+    const decoded = bytes.toString('utf8')
     const colon = decoded.indexOf(':')
-    if (colon < 1) throw new InvalidClient('malformed Basic credentials')
+    if (colon < 1) throw new UnreadableCredentials('malformed_credentials', 'malformed Basic credentials', 'client_secret_basic')
     try {
       const clientId = formDecode(decoded.slice(0, colon))
       if (typeof body.client_id === 'string' && body.client_id !== clientId) throw new InvalidRequest('client_id in the body differs from the authenticated client')
       return { clientId, secret: formDecode(decoded.slice(colon + 1)), method: 'client_secret_basic' }
     } catch (error) {
       if (error instanceof OAuthError) throw error
-      throw new InvalidClient('malformed Basic credentials')
+      throw new UnreadableCredentials('malformed_credentials', 'malformed Basic credentials', 'client_secret_basic')
     }
   }
   if (inBody) {
     if (typeof body.client_id !== 'string' || typeof body.client_secret !== 'string') throw new InvalidRequest('client_id and client_secret must each be given once')
     return { clientId: body.client_id, secret: body.client_secret, method: 'client_secret_post' }
   }
-  throw new InvalidClient('client authentication is required (client_secret_basic or client_secret_post)')
+  throw new UnreadableCredentials('no_credentials', 'client authentication is required (client_secret_basic or client_secret_post)')
 }
 
 interface CachedVerification {
@@ -141,17 +159,37 @@ export default fp(async (app) => {
     }
   }
 
-  async function fail (request: FastifyRequest, endpoint: string, presented: PresentedCredentials, reason: string, agentId?: string): Promise<never> {
-    metrics.authFailures.inc({ endpoint, reason })
+  /** Counts and records a failed client authentication, then refuses it (401 invalid_client). */
+  /** `agentId`: the agent the client_id names, when known; null when it cannot name one; looked up when undefined. */
+  async function fail (request: FastifyRequest, endpoint: string, presented: PresentedCredentials, reason: string, agentId?: string | null): Promise<never> {
     if (failureLimit > 0) await store.hit(failureKey(presented.clientId, request.ip), 60_000).catch(() => {})
-    const knownAgent = agentId ?? (await findAgentByClientId(sql, presented.clientId))?.id
+    const knownAgent = agentId === undefined ? (await findAgentByClientId(sql, presented.clientId))?.id : agentId ?? undefined
+    return await recordFailure(request, endpoint, { reason, agentId: knownAgent, clientId: presented.clientId, method: presented.method })
+  }
+
+  /**
+   * Every 401 invalid_client is an auth.failed event, as every refused Bearer token is, including credentials
+   * missing or unreadable: probing without naming a client is probing too. Those name no client_id, so the
+   * per-client failure limiter has nothing to count them against.
+   */
+  async function recordFailure (request: FastifyRequest, endpoint: string, failure: { reason: string, agentId?: string, clientId?: string, method?: string, description?: string }): Promise<never> {
+    metrics.authFailures.inc({ endpoint, reason: failure.reason })
     await app.audit.record({
       type: 'auth.failed',
-      agentId: knownAgent ?? null,
+      agentId: failure.agentId ?? null,
       ...actorOf(request, 'anonymous'),
-      data: { endpoint, client_id: presented.clientId.slice(0, 255), reason, method: presented.method }
+      data: { endpoint, client_id: failure.clientId?.slice(0, 255) ?? null, reason: failure.reason, method: failure.method ?? null }
     })
-    throw new InvalidClient()
+    throw new InvalidClient(failure.description)
+  }
+
+  function readCredentials (request: FastifyRequest, endpoint: string): PresentedCredentials | Promise<never> {
+    try {
+      return presentedCredentials(request)
+    } catch (error) {
+      if (!(error instanceof UnreadableCredentials)) throw error
+      return recordFailure(request, endpoint, { reason: error.reason, method: error.method, description: error.description })
+    }
   }
 
   /** Confirms a cached verification: from Redis when nothing changed, else from PostgreSQL. */
@@ -167,9 +205,11 @@ export default fp(async (app) => {
   }
 
   app.decorate('authenticateClient', async (request: FastifyRequest, endpoint: string): Promise<AuthenticatedClient> => {
-    const presented = presentedCredentials(request)
-    if (presented.clientId.length === 0 || presented.clientId.length > MAX_CREDENTIAL_LENGTH || presented.secret.length > MAX_CREDENTIAL_LENGTH) {
-      return await fail(request, endpoint, { ...presented, clientId: presented.clientId.slice(0, MAX_CREDENTIAL_LENGTH) }, 'malformed_credentials')
+    const presented = await readCredentials(request, endpoint)
+    // PostgreSQL text cannot hold NUL: such a client_id (Basic credentials in UTF-16, say) names no client, and
+    // must not reach a query, where it was a 500. No client_id this malformed belongs to an agent: none is looked up.
+    if (presented.clientId.length === 0 || presented.clientId.length > MAX_CREDENTIAL_LENGTH || presented.secret.length > MAX_CREDENTIAL_LENGTH || presented.clientId.includes('\0')) {
+      return await fail(request, endpoint, { ...presented, clientId: presented.clientId.slice(0, MAX_CREDENTIAL_LENGTH) }, 'malformed_credentials', null)
     }
     const key = keyOf(presented)
     const cached = cache.get(key)

@@ -5,6 +5,7 @@ import { expect } from 'vitest'
 import type { App } from '../../src/app.js'
 import { newId } from '../../src/ids.js'
 import { ADMIN_SCOPES } from '../../src/scopes.js'
+import { basicAuth } from './oauth.js'
 import { mintAccessToken } from './tokens.js'
 
 /**
@@ -21,8 +22,12 @@ export interface FuzzContext {
   adminBearer: string
   /** A valid Bearer header holding no admin scope. */
   scopelessBearer: string
-  /** Basic credentials of a live client (for client-authenticated endpoints). */
+  /** A live client of an active agent that may hold weather:read and weather:write, for the OAuth endpoints. */
+  client: { agentId: string, clientId: string, secret: string, credentialId: string }
+  /** Its Basic credentials (client_secret_basic, form-urlencoded then base64). */
   clientBasic: string
+  /** Access tokens to revoke and introspect: live ones of the client, others' and an expired one of its own. */
+  tokens: { own: string[], foreign: string[], expired: string }
 }
 
 export type ErrorKind =
@@ -41,8 +46,10 @@ export interface EndpointDescriptor {
   auth: 'bearer' | 'client' | 'none'
   /** What the body is when it is well formed. */
   body?: 'json' | 'form'
-  /** A well-formed body or form, which the generators then mutate member by member. */
+  /** A well-formed JSON body, which the generators then mutate member by member. */
   validBody?: (ctx: FuzzContext) => Record<string, unknown>
+  /** The members of a well-formed form, each with values that are valid (or nearly: a scope not granted); mutated likewise. */
+  form?: (ctx: FuzzContext) => Record<string, fc.Arbitrary<string>>
   /** Known query members, with values that are valid for them. */
   query?: Record<string, fc.Arbitrary<string>>
   /** Values of each path parameter that name something real. */
@@ -116,7 +123,8 @@ function queryArbitrary (endpoint: EndpointDescriptor): fc.Arbitrary<string> {
   )
 }
 
-function pathArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<string> {
+/** A path, and whether it is the endpoint's own (no suffix: the router takes it to the endpoint's route). */
+function pathArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<{ path: string, exact: boolean }> {
   const names = [...endpoint.path.matchAll(/:([a-z_]+)/g)].map((match) => match[1] as string)
   const value = (name: string): fc.Arbitrary<string> => fc.oneof(
     { weight: 3, arbitrary: endpoint.params?.[name]?.(ctx) ?? fc.uuid() },
@@ -126,7 +134,11 @@ function pathArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbi
   const filled = names.length === 0
     ? fc.constant(endpoint.path)
     : fc.tuple(...names.map(value)).map((values) => names.reduce((path, name, i) => path.replace(`:${name}`, values[i] as string), endpoint.path))
-  return fc.tuple(filled, fc.constantFrom('', '', '', '', '/', '//', '/extra', '/..', '%2F', '.json')).map(([path, suffix]) => path + suffix)
+  // An OAuth endpoint has no path parameters to fuzz: mostly its own path, so the requests reach it.
+  const suffix = endpoint.auth === 'client'
+    ? fc.oneof({ weight: 12, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom('/', '//', '/extra', '/..', '%2F', '.json') })
+    : fc.constantFrom('', '', '', '', '/', '//', '/extra', '/..', '%2F', '.json')
+  return fc.tuple(filled, suffix).map(([path, end]) => ({ path: path + end, exact: end === '' }))
 }
 
 const CONTENT_TYPES = [
@@ -196,34 +208,178 @@ function authorizationArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext)
   )
 }
 
+const FORM = 'application/x-www-form-urlencoded'
+const FORM_CONTENT_TYPES = [
+  `${FORM}; charset=utf-8`, `${FORM}; charset=UTF-8`, `${FORM}; charset=iso-8859-1`, `${FORM}; charset=utf-16le`, `${FORM};`,
+  'APPLICATION/X-WWW-FORM-URLENCODED', `${FORM}x`, `x-${FORM}`, `${FORM}, application/json`, 'application/x-www-form-urlencode'
+]
+
+/** Client authentication as a caller presents it: an Authorization header and client_id/client_secret form members. */
+interface PresentedClient {
+  authorization?: string | string[]
+  members: Array<[string, string]>
+}
+
+/**
+ * Every way of presenting client credentials (RFC 6749 §2.3.1): mostly the valid Basic header or form members, so the
+ * requests reach the grant and the token checks; then a wrong secret of the live client (which costs a hash), unknown
+ * clients, Basic headers that do not decode, both methods at once (§2.3: invalid_request), two Authorization
+ * headers, another scheme, nothing.
+ */
+function presentedClientArbitrary (ctx: FuzzContext): fc.Arbitrary<PresentedClient> {
+  const { clientId, secret } = ctx.client
+  const wrongSecret = secret.slice(0, -1) + (secret.endsWith('A') ? 'B' : 'A')
+  const post = (id: string, password: string): Array<[string, string]> => [['client_id', id], ['client_secret', password]]
+  const hostileBasic = fc.oneof(
+    headerValue.map((value) => `Basic ${Buffer.from(value).toString('base64')}`),
+    fc.tuple(hostileString, hostileString).map(([id, password]) => basicAuth(wellFormed(id), wellFormed(password))),
+    fc.tuple(encoded(hostileString), encoded(hostileString)).map(([id, password]) => `Basic ${Buffer.from(`${id}:${password}`).toString('base64')}`),
+    fc.constantFrom(
+      'Basic', 'Basic ', 'Basic !!!', 'Basic Og==', 'Basic ====', `Basic ${'A'.repeat(20_000)}`, `Basic ${Buffer.from(clientId).toString('base64')}`,
+      `Basic ${Buffer.from(`:${secret}`).toString('base64')}`, `Basic ${Buffer.from(`${clientId}:`).toString('base64')}`,
+      `Basic ${Buffer.from(`%ZZ:${secret}`).toString('base64')}`, `Basic ${Buffer.from(`${clientId}:%E2%82`).toString('base64')}`,
+      `Basic ${Buffer.from(`${clientId}:${secret}`, 'utf16le').toString('base64')}`, `basic ${ctx.clientBasic.slice(6)}`,
+      `BASIC ${ctx.clientBasic.slice(6)}`, `Basic  ${ctx.clientBasic.slice(6)} `, `${ctx.clientBasic}=`, `${ctx.clientBasic}x`, `${ctx.clientBasic},${ctx.clientBasic}`,
+      basicAuth('agt_nobody', secret), basicAuth(clientId, `${secret} `), basicAuth(`${clientId} `, secret), basicAuth(clientId, 'x'.repeat(600)), basicAuth('x'.repeat(600), secret)
+    )
+  )
+  return fc.oneof(
+    { weight: 8, arbitrary: fc.constant<PresentedClient>({ authorization: ctx.clientBasic, members: [] }) },
+    { weight: 3, arbitrary: fc.constant<PresentedClient>({ members: post(clientId, secret) }) },
+    // RFC 6749 §2.3: one method per request; a client_id in the form must name the Basic client.
+    { weight: 1, arbitrary: fc.constantFrom<PresentedClient>({ authorization: ctx.clientBasic, members: post(clientId, secret) }, { authorization: ctx.clientBasic, members: [['client_secret', secret]] }, { authorization: ctx.clientBasic, members: [['client_id', clientId]] }, { authorization: ctx.clientBasic, members: [['client_id', 'agt_nobody']] }) },
+    { weight: 3, arbitrary: fc.constantFrom<PresentedClient>({ authorization: basicAuth(clientId, wrongSecret), members: [] }, { members: post(clientId, wrongSecret) }) },
+    { weight: 3, arbitrary: hostileBasic.map((authorization): PresentedClient => ({ authorization, members: [] })) },
+    {
+      weight: 2,
+      arbitrary: fc.oneof(
+        fc.tuple(hostileString, hostileString).map(([id, password]) => post(id, password)),
+        hostileString.map((password) => post(clientId, password)),
+        fc.constant(post('agt_nobody', secret)),
+        fc.constant<Array<[string, string]>>([['client_secret', secret]]),
+        fc.constant<Array<[string, string]>>([['client_id', clientId]]),
+        fc.constant<Array<[string, string]>>([...post(clientId, secret), ['client_secret', secret]]),
+        fc.constant<Array<[string, string]>>([...post(clientId, secret), ['client_id', clientId]])
+      ).map((members): PresentedClient => ({ members }))
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom<PresentedClient>(
+        { members: [] }, { authorization: ctx.adminBearer, members: [] }, { authorization: ctx.adminBearer, members: post(clientId, secret) },
+        { authorization: [ctx.clientBasic, ctx.clientBasic], members: [] }, { authorization: [ctx.clientBasic, basicAuth('agt_nobody', secret)], members: [] },
+        { authorization: ctx.clientBasic.replace('Basic', 'Digest'), members: [] }
+      )
+    }
+  )
+}
+
+/** A form: the endpoint's members kept, dropped, made hostile or repeated (RFC 6749 §3.2: at most once), plus stray ones. */
+function formMembersArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<Array<[string, string]>> {
+  const values = endpoint.form?.(ctx) ?? {}
+  const member = (name: string): fc.Arbitrary<Array<[string, string]>> => {
+    const value = fc.oneof({ weight: 5, arbitrary: values[name] as fc.Arbitrary<string> }, { weight: 1, arbitrary: hostileString })
+    return fc.oneof(
+      { weight: 12, arbitrary: value.map((v): Array<[string, string]> => [[name, v]]) },
+      { weight: 1, arbitrary: fc.constant<Array<[string, string]>>([]) },
+      { weight: 1, arbitrary: fc.array(value, { minLength: 2, maxLength: 3 }).map((vs) => vs.map((v): [string, string] => [name, v])) },
+      { weight: 1, arbitrary: value.map((v): Array<[string, string]> => [[`${name}[]`, v]]) }
+    )
+  }
+  const stray = fc.tuple(fc.oneof(fc.constantFrom('__proto__', 'constructor', 'hasOwnProperty', 'toString', 'scope', 'resource', 'token', 'grant_type', 'a[b]', ''), hostileString), hostileString)
+  return fc.tuple(fc.tuple(...Object.keys(values).map(member)), fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(stray, { maxLength: 3 }) }))
+    .map(([known, extra]) => [...known.flat(), ...extra.filter(([name]) => name !== 'client_id' && name !== 'client_secret')])
+}
+
+/** The bytes of a form: percent-encoded as URLSearchParams does, or carelessly, in another charset, huge, gzipped. */
+function formPayloadArbitrary (members: Array<[string, string]>): fc.Arbitrary<{ payload: string | Buffer, contentEncoding?: string }> {
+  const proper = new URLSearchParams(members.map(([name, value]) => [wellFormed(name), wellFormed(value)])).toString()
+  // Careless: names and values raw, %20 for spaces, or doubly encoded; separators stay, so members stay members.
+  const careless = fc.tuple(...members.map(([name, value]) => fc.constantFrom('raw', 'percent', 'double').map((how) => {
+    const encode = (text: string): string => how === 'raw'
+      ? text.replace(/[&=#%+]|[^\x21-\x7e]/g, (c) => encodeURIComponent(wellFormed(c)))
+      : how === 'percent' ? encodeURIComponent(wellFormed(text)) : encodeURIComponent(encodeURIComponent(wellFormed(text)))
+    return `${encode(name)}=${encode(value)}`
+  }))).map((parts) => parts.join('&'))
+  return fc.oneof(
+    { weight: 10, arbitrary: fc.constant({ payload: proper }) },
+    { weight: 2, arbitrary: careless.map((payload) => ({ payload })) },
+    { weight: 1, arbitrary: fc.constantFrom(`&&${proper}&&`, `${proper}&=`, `${proper}&%ZZ=%ZZ`, `${proper}&%C3%28=%FF`, `\uFEFF${proper}`, proper.replace(/&/g, ';'), proper.toUpperCase()).map((payload) => ({ payload })) },
+    { weight: 1, arbitrary: fc.constantFrom(Buffer.from(proper, 'utf16le'), Buffer.from(`\uFEFF${proper}`, 'utf8'), Buffer.from(`${proper}&x=\u00e9\u00ff`, 'latin1')).map((payload) => ({ payload })) },
+    // Above the OAuth endpoints' body limits (16 and 32 KB), a member above its 4 or 16 KB, thousands of members.
+    { weight: 1, arbitrary: fc.constantFrom(`${proper}&pad=${'x'.repeat(40 * 1024)}`, `${proper}&scope=${'s'.repeat(5000)}`, `${proper}&token=${'t'.repeat(17_000)}`, `${proper}${'&a=1'.repeat(3000)}`).map((payload) => ({ payload })) },
+    { weight: 1, arbitrary: fc.constantFrom({ payload: gzipSync(proper), contentEncoding: 'gzip' }, { payload: proper, contentEncoding: 'gzip' }, { payload: proper, contentEncoding: 'x-garbage' }, { payload: gzipSync(proper) }) }
+  )
+}
+
+/** What an OAuth endpoint is sent: client credentials by one method, both or none, over any body. */
+function clientRequestArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<{ body: Body, authorization?: string | string[], authorized: boolean }> {
+  return fc.tuple(presentedClientArbitrary(ctx), formMembersArbitrary(endpoint, ctx)).chain(([presented, members]) => {
+    const all = [...members, ...presented.members]
+    const form = fc.tuple(formPayloadArbitrary(all), fc.oneof({ weight: 8, arbitrary: fc.constant<string | undefined>(FORM) }, { weight: 1, arbitrary: fc.constantFrom<string | undefined>(...FORM_CONTENT_TYPES, ...CONTENT_TYPES, undefined) }))
+      .map(([{ payload, contentEncoding }, contentType]) => ({ payload, contentType, contentEncoding }))
+    // Or no form at all: JSON, bytes, nothing (RFC 6749 §3.2 takes forms only).
+    const body = fc.oneof({ weight: 8, arbitrary: form }, { weight: 1, arbitrary: bodyArbitrary(endpoint, ctx) }, { weight: 1, arbitrary: fc.constant(Object.fromEntries(all)).map((value) => ({ payload: JSON.stringify(value), contentType: 'application/json' })) })
+    return body.map((chosen) => ({ body: chosen, authorization: presented.authorization, authorized: authorizedClient(ctx, presented, chosen) }))
+  })
+}
+
+/** Whether the server sees the live client's credentials by exactly one method, as the form arrives (mangled or not). */
+function authorizedClient (ctx: FuzzContext, presented: PresentedClient, body: Body): boolean {
+  const { clientId, secret } = ctx.client
+  const readable = body.payload !== undefined && (body.contentEncoding ?? 'identity') === 'identity' && (body.contentType ?? '').toLowerCase().startsWith(FORM)
+  // The server reads the bytes as UTF-8, whatever the charset says.
+  const form = new URLSearchParams(readable ? Buffer.from(body.payload as string | Buffer).toString('utf8') : '')
+  const ids = form.getAll('client_id')
+  const secrets = form.getAll('client_secret')
+  // The scheme is case-insensitive and may be followed by several spaces (RFC 9110 §11.4); the field value is trimmed.
+  const sameBasic = typeof presented.authorization === 'string' && /^basic +(\S+)\s*$/i.exec(presented.authorization)?.[1] === ctx.clientBasic.slice('Basic '.length)
+  if (sameBasic) return secrets.length === 0 && ids.length <= 1 && ids.every((id) => id === clientId)
+  if (presented.authorization !== undefined && (Array.isArray(presented.authorization) || /^basic /i.test(presented.authorization))) return false
+  return ids.length === 1 && ids[0] === clientId && secrets.length === 1 && secrets[0] === secret
+}
+
+/** The one address many requests to a client endpoint come from: its failed authentications trip the limiter. */
+export const NOISY_ADDRESS = '203.0.113.7'
+
 /** One generated request and whether it carried the one valid credential of the endpoint. */
 export interface FuzzRequest {
   options: InjectOptions
+  /** The valid credential, by exactly one method (on a client endpoint: if the form arrives as a form). */
   authorized: boolean
+  /** The endpoint's own method and path: the router takes it to the endpoint, whatever else is wrong with it. */
+  routed: boolean
 }
 
 /** Hostile requests aimed at one endpoint: its method mostly, its path with hostile params, any query, headers and body. */
 export function requestArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<FuzzRequest> {
+  const valid = endpoint.auth === 'client' ? ctx.clientBasic : ctx.adminBearer
+  const credentialsAndBody = endpoint.auth === 'client'
+    ? clientRequestArbitrary(endpoint, ctx)
+    : fc.record({
+      body: endpoint.body === undefined ? fc.oneof({ weight: 4, arbitrary: fc.constant({} as Body) }, { weight: 1, arbitrary: bodyArbitrary(endpoint, ctx) }) : bodyArbitrary(endpoint, ctx),
+      authorization: authorizationArbitrary(endpoint, ctx)
+    }).map(({ body, authorization }) => ({ body, authorization, authorized: authorization === valid }))
   return fc.record({
-    method: fc.oneof({ weight: 8, arbitrary: fc.constant(endpoint.method) }, { weight: 1, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD') }),
+    method: fc.oneof({ weight: endpoint.auth === 'client' ? 16 : 8, arbitrary: fc.constant(endpoint.method) }, { weight: 1, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD') }),
     path: pathArbitrary(endpoint, ctx),
     query: queryArbitrary(endpoint),
-    body: endpoint.body === undefined ? fc.oneof({ weight: 4, arbitrary: fc.constant({} as Body) }, { weight: 1, arbitrary: bodyArbitrary(endpoint, ctx) }) : bodyArbitrary(endpoint, ctx),
-    authorization: authorizationArbitrary(endpoint, ctx),
+    credentialsAndBody,
     extra: fc.dictionary(
       fc.constantFrom('accept', 'accept-encoding', 'accept-charset', 'x-request-id', 'x-forwarded-for', 'origin', 'cookie', 'content-length', 'transfer-encoding', 'expect', 'x-http-method-override', 'if-none-match', 'range'),
       headerValue,
       { maxKeys: 3 }
-    )
-  }).map(({ method, path, query, body, authorization, extra }) => {
+    ),
+    // Client endpoints: mostly a new address each time, so failed authentications stay below the per-address limit
+    // and reach the hash; sometimes one noisy address, which trips it (429 slow_down).
+    remoteAddress: endpoint.auth === 'client' ? fc.oneof({ weight: 1, arbitrary: fc.ipV4() }, { weight: 1, arbitrary: fc.constant(NOISY_ADDRESS) }) : fc.constant('127.0.0.1')
+  }).map(({ method, path, query, credentialsAndBody: { body, authorization, authorized }, extra, remoteAddress }) => {
     const headers: Record<string, string | string[]> = { ...extra }
     if (authorization !== undefined) headers.authorization = authorization
     if (body.contentType !== undefined) headers['content-type'] = body.contentType
     if (body.contentEncoding !== undefined) headers['content-encoding'] = body.contentEncoding
-    const options: InjectOptions = { method: method as InjectOptions['method'], url: path + query, headers: headers as Record<string, string> }
+    const options: InjectOptions = { method: method as InjectOptions['method'], url: path.path + query, headers: headers as Record<string, string>, remoteAddress }
     if (body.payload !== undefined) options.payload = body.payload
-    const valid = endpoint.auth === 'client' ? ctx.clientBasic : ctx.adminBearer
-    return { options, authorized: authorization === valid }
+    return { options, authorized, routed: method === endpoint.method && path.exact }
   })
 }
 
@@ -234,6 +390,15 @@ const defaultQuery = {
 }
 const anyAgent = (ctx: FuzzContext): fc.Arbitrary<string> => fc.constantFrom(...ctx.agentIds)
 const timestamp = fc.date({ min: new Date('2000-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }).map((date) => date.toISOString())
+
+/** A token to revoke or introspect: the client's own (live or expired), another client's, or one tampered with. */
+const tokenToPresent = (ctx: FuzzContext): fc.Arbitrary<string> => fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom(...ctx.tokens.own) },
+  { weight: 2, arbitrary: fc.constantFrom(...ctx.tokens.foreign, ctx.tokens.expired) },
+  { weight: 1, arbitrary: fc.constantFrom(...ctx.tokens.own).map((token) => `${token.slice(0, -2)}AA`) },
+  { weight: 1, arbitrary: fc.constantFrom(...ctx.tokens.own).map((token) => token.split('.').slice(0, 2).join('.') + '.') },
+  { weight: 1, arbitrary: fc.constantFrom(ctx.adminBearer.slice(7), ` ${ctx.tokens.own[0] as string}`, `Bearer ${ctx.tokens.own[0] as string}`) }
+)
 
 /** Every public endpoint on main, with what makes a request to it well formed. */
 export const ENDPOINTS: EndpointDescriptor[] = [
@@ -260,21 +425,67 @@ export const ENDPOINTS: EndpointDescriptor[] = [
   { name: 'GET /metrics', method: 'GET', path: '/metrics', errorKind: 'problem', auth: 'none' },
   { name: 'GET /docs/json', method: 'GET', path: '/docs/json', errorKind: 'problem', auth: 'none' },
   { name: 'GET /docs', method: 'GET', path: '/docs', errorKind: 'problem', auth: 'none' },
+  {
+    name: 'POST /oauth2/token',
+    method: 'POST',
+    path: '/oauth2/token',
+    errorKind: 'oauth',
+    auth: 'client',
+    body: 'form',
+    form: () => ({
+      grant_type: fc.oneof({ weight: 9, arbitrary: fc.constant('client_credentials') }, { weight: 1, arbitrary: fc.constantFrom('password', 'authorization_code', 'CLIENT_CREDENTIALS', 'client_credentials ', 'refresh_token', 'urn:ietf:params:oauth:grant-type:jwt-bearer') }),
+      // Granted, partly granted, never granted, malformed (RFC 6749 §3.3).
+      scope: fc.constantFrom('weather:read', 'weather:read weather:write', ' weather:read  ', '', 'agents:write', 'weather:read admin', 'weather:read\tweather:write', 'weather:"read', 'wëather:read'),
+      resource: fc.constantFrom('https://api.example.com/', 'urn:example:apis', 'https://api.example.com/a?b=c', '/relative', 'https://api.example.com/#fragment', 'not a uri', '')
+    })
+  },
+  {
+    name: 'POST /oauth2/revoke',
+    method: 'POST',
+    path: '/oauth2/revoke',
+    errorKind: 'oauth',
+    auth: 'client',
+    body: 'form',
+    form: (ctx) => ({ token: tokenToPresent(ctx), token_type_hint: fc.constantFrom('access_token', 'refresh_token', 'id_token', '') })
+  },
+  {
+    name: 'POST /oauth2/introspect',
+    method: 'POST',
+    path: '/oauth2/introspect',
+    errorKind: 'oauth',
+    auth: 'client',
+    body: 'form',
+    form: (ctx) => ({ token: tokenToPresent(ctx), token_type_hint: fc.constantFrom('access_token', 'refresh_token', 'id_token', '') })
+  },
   { name: 'GET /docs/static/{file}', method: 'GET', path: '/docs/static/:file', errorKind: 'problem', auth: 'none', params: { file: () => fc.constantFrom('index.html', 'swagger-ui.css', 'swagger-ui-bundle.js', '..%2F..%2Fpackage.json', '%2E%2E/%2E%2E/package.json') } }
 ]
 
 /** Seeds the app with agents and credentials to aim at, and the tokens the generators send. */
-export async function prepareFuzzContext (app: App, createAgent: (app: App) => Promise<Record<string, any>>, createCredential: (app: App, agentId: string) => Promise<Record<string, any>>): Promise<FuzzContext> {
-  const agents = [await createAgent(app), await createAgent(app), await createAgent(app)]
+export async function prepareFuzzContext (
+  app: App,
+  createAgent: (app: App, body?: Record<string, unknown>) => Promise<Record<string, any>>,
+  createCredential: (app: App, agentId: string) => Promise<Record<string, any>>
+): Promise<FuzzContext> {
+  const agents = [await createAgent(app), await createAgent(app), await createAgent(app, { name: 'fuzzed client', scopes: ['weather:read', 'weather:write'] })]
   const credentials = []
   for (const agent of agents.slice(0, 2)) credentials.push({ agentId: agent.id as string, credentialId: (await createCredential(app, agent.id)).id as string })
-  const client = await createCredential(app, agents[2]?.id)
+  const issued = await createCredential(app, agents[2]?.id)
+  const client = { agentId: agents[2]?.id as string, clientId: issued.client_id as string, secret: issued.client_secret as string, credentialId: issued.id as string }
+  // Tokens shaped as /oauth2/token issues them, without issuing them: the fuzzing starts from an empty audit trail.
+  const ownToken = async (expiresIn: number): Promise<string> => await mintAccessToken(app, { sub: client.agentId, clientId: client.clientId, scopes: ['weather:read'], expiresIn, claims: { credential_id: client.credentialId } })
+  const foreign = credentials[0] as { agentId: string, credentialId: string }
   return {
     agentIds: agents.map((agent) => agent.id as string),
     credentials,
     adminBearer: `Bearer ${await mintAccessToken(app, { scopes: ADMIN_SCOPES, expiresIn: 3600 })}`,
     scopelessBearer: `Bearer ${await mintAccessToken(app, { scopes: ['weather:read'], expiresIn: 3600, sub: newId() })}`,
-    clientBasic: `Basic ${Buffer.from(`${encodeURIComponent(client.client_id)}:${encodeURIComponent(client.client_secret)}`).toString('base64')}`
+    client,
+    clientBasic: basicAuth(client.clientId, client.secret),
+    tokens: {
+      own: await Promise.all(Array.from({ length: 30 }, async () => await ownToken(3600))),
+      foreign: await Promise.all(Array.from({ length: 3 }, async () => await mintAccessToken(app, { sub: foreign.agentId, clientId: 'agt_someone_else', scopes: ['weather:read'], expiresIn: 3600, claims: { credential_id: foreign.credentialId } }))),
+      expired: await ownToken(-3600)
+    }
   }
 }
 
@@ -294,32 +505,38 @@ export async function bounded<T> (promise: Promise<T>, ms: number, what: string)
  */
 export function expectErrorBody (response: LightMyRequestResponse, kind: ErrorKind, method: string): void {
   if (method === 'HEAD') return
+  // No stack trace or internals, whatever went wrong.
+  expect(response.body).not.toMatch(/\\n\s+at |node_modules/)
   if (kind === 'oauth') {
-    expect(response.headers['content-type']).toMatch(/^application\/json/)
+    expect(response.headers['content-type'], response.body).toMatch(/^application\/json/)
     expect(response.headers['cache-control']).toBe('no-store')
-    expect(typeof response.json().error).toBe('string')
+    const body = response.json()
+    expect(typeof body.error, response.body).toBe('string')
+    expect(body).not.toHaveProperty('stack')
     return
   }
   expect(response.headers['content-type'], response.body).toMatch(/^application\/problem\+json/)
   const problem = response.json()
   expect(problem).toMatchObject({ status: response.statusCode, type: expect.stringMatching(/^urn:agentidp:problem:/), title: expect.any(String) })
-  // No stack trace or internals, whatever went wrong.
   expect(problem).not.toHaveProperty('stack')
-  expect(response.body).not.toMatch(/\\n\s+at |node_modules/)
 }
 
 /**
  * A fingerprint of everything in the database: every table's content hashed, except audit_events, whose rows are
- * counted by type (it only grows). Compare before and after a rejected request.
+ * counted by type (it only grows), and credentials.last_used_at, which client authentication writes off the response
+ * path (at most once a minute per credential) and is given per credential instead. Compare before and after a
+ * rejected request.
  */
-export async function databaseFingerprint (app: App): Promise<{ tables: Record<string, string>, events: Record<string, number> }> {
+export async function databaseFingerprint (app: App): Promise<{ tables: Record<string, string>, events: Record<string, number>, lastUsed: Record<string, string | null> }> {
   const tables = await app.sql<Array<{ table_name: string }>>`
     select table_name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE' and table_name <> 'audit_events' order by table_name`
   const hashes = await app.sql.unsafe<Array<{ name: string, hash: string }>>(tables.map(({ table_name: name }) =>
-    `select '${name}' as name, md5(coalesce(string_agg(t::text, '|' order by t::text), '')) as hash from "${name}" t`).join(' union all '))
+    `select '${name}' as name, md5(coalesce(string_agg((to_jsonb(t) - 'last_used_at')::text, '|' order by (to_jsonb(t) - 'last_used_at')::text), '')) as hash from "${name}" t`).join(' union all '))
   const events = await app.sql<Array<{ type: string, count: number }>>`select type, count(*)::int as count from audit_events group by type`
+  const lastUsed = await app.sql<Array<{ id: string, last_used_at: Date | null }>>`select id, last_used_at from credentials`
   return {
     tables: Object.fromEntries(hashes.map((row) => [row.name, row.hash])),
-    events: Object.fromEntries(events.map((row) => [row.type, row.count]))
+    events: Object.fromEntries(events.map((row) => [row.type, row.count])),
+    lastUsed: Object.fromEntries(lastUsed.map((row) => [row.id, row.last_used_at?.toISOString() ?? null]))
   }
 }
