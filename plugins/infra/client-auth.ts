@@ -137,7 +137,7 @@ export default fp(async (app) => {
     return new OAuthError(429, 'slow_down', 'too many failed client authentications from this address; retry later', { 'retry-after': '60' })
   }
 
-  /** Refuses at once, before any hash, when this client_id failed too often from this address. */
+  /** Refuses at once, before any hash, when this client_id ('' for none) failed too often from this address. */
   async function refuseWhenFailingTooOften (clientId: string, ip: string): Promise<void> {
     if (failureLimit === 0) return
     const key = failureKey(clientId, ip)
@@ -159,36 +159,48 @@ export default fp(async (app) => {
     }
   }
 
-  /** Counts and records a failed client authentication, then refuses it (401 invalid_client). */
-  /** `agentId`: the agent the client_id names, when known; null when it cannot name one; looked up when undefined. */
-  async function fail (request: FastifyRequest, endpoint: string, presented: PresentedCredentials, reason: string, agentId?: string | null): Promise<never> {
-    if (failureLimit > 0) await store.hit(failureKey(presented.clientId, request.ip), 60_000).catch(() => {})
-    const knownAgent = agentId === undefined ? (await findAgentByClientId(sql, presented.clientId))?.id : agentId ?? undefined
-    return await recordFailure(request, endpoint, { reason, agentId: knownAgent, clientId: presented.clientId, method: presented.method })
+  interface Failure {
+    reason: string
+    /** The client_id the request named, for the record (truncated); absent when it named none. */
+    clientId?: string
+    /** Whom the failure limiter counts it against: the client_id, or '' when the request named no usable one. */
+    limitedAs: string
+    method?: string
+    /** The agent the client_id names, when known; null when it names none; looked up when undefined. */
+    agentId?: string | null
+    description?: string
   }
 
   /**
-   * Every 401 invalid_client is an auth.failed event, as every refused Bearer token is, including credentials
-   * missing or unreadable: probing without naming a client is probing too. Those name no client_id, so the
-   * per-client failure limiter has nothing to count them against.
+   * Counts, records and refuses a failed client authentication (401 invalid_client). Every one is an auth.failed
+   * event, as every refused Bearer token is, including credentials missing or unreadable: probing without naming
+   * a client is probing too, and counts against the address alone.
    */
-  async function recordFailure (request: FastifyRequest, endpoint: string, failure: { reason: string, agentId?: string, clientId?: string, method?: string, description?: string }): Promise<never> {
+  async function fail (request: FastifyRequest, endpoint: string, failure: Failure): Promise<never> {
+    if (failureLimit > 0) await store.hit(failureKey(failure.limitedAs, request.ip), 60_000).catch(() => {})
+    const agentId = failure.agentId !== undefined || failure.clientId === undefined ? failure.agentId : (await findAgentByClientId(sql, failure.clientId))?.id
     metrics.authFailures.inc({ endpoint, reason: failure.reason })
     await app.audit.record({
       type: 'auth.failed',
-      agentId: failure.agentId ?? null,
+      agentId: agentId ?? null,
       ...actorOf(request, 'anonymous'),
       data: { endpoint, client_id: failure.clientId?.slice(0, 255) ?? null, reason: failure.reason, method: failure.method ?? null }
     })
     throw new InvalidClient(failure.description)
   }
 
-  function readCredentials (request: FastifyRequest, endpoint: string): PresentedCredentials | Promise<never> {
+  /** A request that names no usable client: refused by the limiter for its address, else recorded and refused. */
+  async function failNameless (request: FastifyRequest, endpoint: string, failure: Omit<Failure, 'limitedAs'>): Promise<never> {
+    await refuseWhenFailingTooOften('', request.ip)
+    return await fail(request, endpoint, { ...failure, limitedAs: '' })
+  }
+
+  async function readCredentials (request: FastifyRequest, endpoint: string): Promise<PresentedCredentials> {
     try {
       return presentedCredentials(request)
     } catch (error) {
       if (!(error instanceof UnreadableCredentials)) throw error
-      return recordFailure(request, endpoint, { reason: error.reason, method: error.method, description: error.description })
+      return await failNameless(request, endpoint, { reason: error.reason, method: error.method, description: error.description })
     }
   }
 
@@ -209,7 +221,7 @@ export default fp(async (app) => {
     // PostgreSQL text cannot hold NUL: such a client_id (Basic credentials in UTF-16, say) names no client, and
     // must not reach a query, where it was a 500. No client_id this malformed belongs to an agent: none is looked up.
     if (presented.clientId.length === 0 || presented.clientId.length > MAX_CREDENTIAL_LENGTH || presented.secret.length > MAX_CREDENTIAL_LENGTH || presented.clientId.includes('\0')) {
-      return await fail(request, endpoint, { ...presented, clientId: presented.clientId.slice(0, MAX_CREDENTIAL_LENGTH) }, 'malformed_credentials', null)
+      return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId: presented.clientId.slice(0, MAX_CREDENTIAL_LENGTH), method: presented.method, agentId: null })
     }
     const key = keyOf(presented)
     const cached = cache.get(key)
@@ -229,9 +241,10 @@ export default fp(async (app) => {
     const readAtMs = Date.now()
     const rows = await liveCredentialsOfClient(sql, presented.clientId, credentialIdOfSecret(presented.secret))
     const row: ClientCredentialRow | undefined = rows.length === 1 ? rows[0] : undefined
-    if (row === undefined) return await fail(request, endpoint, presented, rows.length === 0 ? 'unknown_client_or_credential' : 'credential_not_named')
-    if (row.agent_status !== 'active') return await fail(request, endpoint, presented, `agent_${row.agent_status}`, row.agent_id)
-    if (!await verifySecret(row.secret_hash, presented.secret)) return await fail(request, endpoint, presented, 'wrong_secret', row.agent_id)
+    const named = { clientId: presented.clientId, limitedAs: presented.clientId, method: presented.method }
+    if (row === undefined) return await fail(request, endpoint, { ...named, reason: rows.length === 0 ? 'unknown_client_or_credential' : 'credential_not_named' })
+    if (row.agent_status !== 'active') return await fail(request, endpoint, { ...named, reason: `agent_${row.agent_status}`, agentId: row.agent_id })
+    if (!await verifySecret(row.secret_hash, presented.secret)) return await fail(request, endpoint, { ...named, reason: 'wrong_secret', agentId: row.agent_id })
 
     remember(key, {
       agentId: row.agent_id,

@@ -246,6 +246,19 @@ describe('rate limits', () => {
     expect((await requestToken(app, clientId, secret, {}, '198.51.100.1')).statusCode).toBe(200)
   })
 
+  it('requests that name no client (no or unreadable credentials) are limited per address too, so they cannot fill the audit trail', async () => {
+    const app = await context.build({ RATE_LIMIT_AUTH_FAILURES_PER_MIN: '3' })
+    const { clientId, secret } = await agentWithCredential(app)
+    const nameless = [{}, { authorization: 'Basic !!!' }, { authorization: basicAuth('a\u0000b', 'x') }]
+    for (const headers of nameless) expectOAuthError(await postForm(app, '/oauth2/token', { grant_type: 'client_credentials' }, headers, '203.0.113.9'), 401, 'invalid_client')
+    const recorded = (await auditEvents(app, 'auth.failed')).length
+    for (const headers of nameless) expectOAuthError(await postForm(app, '/oauth2/token', { grant_type: 'client_credentials' }, headers, '203.0.113.9'), 429, 'slow_down')
+    expect((await auditEvents(app, 'auth.failed')).length).toBe(recorded)
+    // The address's nameless failures lock out no client that names itself, nor other addresses.
+    expect((await requestToken(app, clientId, secret, {}, '203.0.113.9')).statusCode).toBe(200)
+    expectOAuthError(await postForm(app, '/oauth2/token', { grant_type: 'client_credentials' }, {}, '198.51.100.2'), 401, 'invalid_client')
+  })
+
   it('discovery, JWKS and health are never limited', async () => {
     const app = await context.build({ RATE_LIMIT_API_PER_MIN: '1', RATE_LIMIT_TOKEN_PER_MIN: '1' })
     for (let i = 0; i < 5; i++) {
