@@ -249,7 +249,7 @@ describe('rate limits', () => {
   it('requests that name no client (no or unreadable credentials) are limited per address too, so they cannot fill the audit trail', async () => {
     const app = await context.build({ RATE_LIMIT_AUTH_FAILURES_PER_MIN: '3' })
     const { clientId, secret } = await agentWithCredential(app)
-    const nameless = [{}, { authorization: 'Basic !!!' }, { authorization: basicAuth('a\u0000b', 'x') }]
+    const nameless: Array<Record<string, string>> = [{}, { authorization: 'Basic !!!' }, { authorization: basicAuth('a\u0000b', 'x') }]
     for (const headers of nameless) expectOAuthError(await postForm(app, '/oauth2/token', { grant_type: 'client_credentials' }, headers, '203.0.113.9'), 401, 'invalid_client')
     const recorded = (await auditEvents(app, 'auth.failed')).length
     for (const headers of nameless) expectOAuthError(await postForm(app, '/oauth2/token', { grant_type: 'client_credentials' }, headers, '203.0.113.9'), 429, 'slow_down')
