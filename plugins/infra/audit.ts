@@ -184,24 +184,22 @@ async function appendUnderLock (sql: Sql, decide: Storable[] | ((tx: Sql) => Pro
     const occurredAt = lastAt !== null && lastAt > now ? lastAt : now
     let seq = BigInt(lastSeq ?? 0)
     let prevHash = lastHash ?? GENESIS_HASH
-    const columns = { seq: [] as string[], id: [] as string[], type: [] as string[], agentId: [] as Array<string | null>, actor: [] as string[], ip: [] as Array<string | null>, requestId: [] as Array<string | null>, data: [] as unknown[], prevHash: [] as string[], hash: [] as string[] }
-    for (const event of events) {
+    const rows = events.map((event) => {
       seq += 1n
-      const row = { ...event, seq: seq.toString(), id: newId(), occurred_at: occurredAt, prev_hash: prevHash }
-      const hash = hashEvent(row)
-      columns.seq.push(row.seq); columns.id.push(row.id); columns.type.push(row.type); columns.agentId.push(row.agent_id)
-      columns.actor.push(row.actor); columns.ip.push(row.ip); columns.requestId.push(row.request_id)
-      columns.data.push(row.data); columns.prevHash.push(prevHash); columns.hash.push(hash)
-      prevHash = hash
-    }
+      const row = { ...event, seq: seq.toString(), id: newId(), prev_hash: prevHash }
+      prevHash = hashEvent({ ...row, occurred_at: occurredAt })
+      return { ...row, hash: prevHash }
+    })
+    const column = <K extends keyof typeof rows[number]>(name: K): Array<typeof rows[number][K]> => rows.map((row) => row[name])
     // One array a column: the same statement (prepared once a connection) whatever the batch size, where a
     // multi-row VALUES list would be a new statement, parsed and planned anew, for every size. The driver learns
     // the parameter is jsonb[] and serializes each element as JSON itself.
     await tx`
       insert into audit_events (seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash)
       select seq, id, ${occurredAt}, type, agent_id, actor, ip, request_id, data, prev_hash, hash
-      from unnest(${columns.seq}::bigint[], ${columns.id}::uuid[], ${columns.type}::text[], ${columns.agentId}::uuid[], ${columns.actor}::text[],
-                  ${columns.ip}::text[], ${columns.requestId}::text[], ${columns.data as never}::jsonb[], ${columns.prevHash}::text[], ${columns.hash}::text[])
+      from unnest(${column('seq')}::bigint[], ${column('id')}::uuid[], ${column('type')}::text[], ${column('agent_id')}::uuid[],
+                  ${column('actor')}::text[], ${column('ip')}::text[], ${column('request_id')}::text[], ${column('data') as never}::jsonb[],
+                  ${column('prev_hash')}::text[], ${column('hash')}::text[])
         as batch (seq, id, type, agent_id, actor, ip, request_id, data, prev_hash, hash)`
     return events.length
   })
