@@ -1,10 +1,13 @@
-// node-oidc-provider configured as the comparison point: RS256 JWT access tokens by client_credentials with
-// client_secret_basic, from memory. Started by bench/run.ts as a child process: PORT and CLIENTS (JSON) in env.
-import { generateKeyPairSync } from 'node:crypto'
+// node-oidc-provider configured as the comparison point: JWT access tokens signed with ALG (RS256, ES256 or EdDSA,
+// as ours) by client_credentials with client_secret_basic, from memory. Started by bench/run.ts as a child process:
+// PORT, ALG and CLIENTS (JSON) in env. Needs the build (npm run bench builds first).
+import { createPrivateKey } from 'node:crypto'
 import { exportJWK } from 'jose'
 import Provider from 'oidc-provider'
+import { generateSigningKeyPair, signingKeyTypeOf } from '../dist/src/embedded.js'
 
 const port = Number(process.env.PORT ?? 3100)
+const alg = process.env.ALG ?? 'RS256'
 const issuer = `http://127.0.0.1:${port}`
 const clients = JSON.parse(process.env.CLIENTS ?? '[]').map(({ client_id, client_secret }) => ({
   client_id,
@@ -13,10 +16,11 @@ const clients = JSON.parse(process.env.CLIENTS ?? '[]').map(({ client_id, client
   redirect_uris: [],
   response_types: [],
   token_endpoint_auth_method: 'client_secret_basic',
+  // Its default, RS256, needs an RSA key in the keystore; the client's algorithm must be one it holds a key for.
+  id_token_signed_response_alg: alg,
   scope: 'bench:read'
 }))
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-const jwk = { ...(await exportJWK(privateKey)), alg: 'RS256', use: 'sig' }
+const jwk = { ...(await exportJWK(createPrivateKey(generateSigningKeyPair(signingKeyTypeOf(alg)).privateKey))), alg, use: 'sig' }
 
 const provider = new Provider(issuer, {
   clients,
@@ -33,7 +37,7 @@ const provider = new Provider(issuer, {
       // node-oidc-provider introspects only the tokens it stores (opaque); the introspection row asks for those.
       getResourceServerInfo: (_ctx, resource) => resource === 'urn:agentidp:opaque'
         ? { scope: 'bench:read', audience: resource, accessTokenFormat: 'opaque', accessTokenTTL: 3600 }
-        : { scope: 'bench:read', audience: 'urn:agentidp:bench', accessTokenFormat: 'jwt', accessTokenTTL: 3600, jwt: { sign: { alg: 'RS256' } } }
+        : { scope: 'bench:read', audience: 'urn:agentidp:bench', accessTokenFormat: 'jwt', accessTokenTTL: 3600, jwt: { sign: { alg } } }
     }
   }
 })

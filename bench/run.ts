@@ -5,6 +5,7 @@
  * Needs BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres — a fresh database is created in
  * it and dropped afterwards) and BENCH_REDIS_URL (default redis://127.0.0.1:6379/15, flushed first).
  * BENCH_DURATION_S sets each round's length (default 10), BENCH_ROUNDS the rounds per scenario (default 2).
+ * BENCH_ALG (RS256, the default, ES256 or EdDSA) is the algorithm all three servers sign with.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -14,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import postgres from 'postgres'
 import { createClient } from 'redis'
-import { generateRsaKeyPair } from '../src/embedded.js'
+import { generateSigningKeyPair, signingKeyTypeOf } from '../src/embedded.js'
 import { newId } from '../src/ids.js'
 import { projectRoot } from '../src/paths.js'
 import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../src/runtime.js'
@@ -28,6 +29,9 @@ const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/15'
 const OURS_PORT = 3301
 const THEIRS_PORT = 3302
 const CEILING_PORT = 3303
+const ALG = process.env.BENCH_ALG ?? 'RS256'
+// Checked before anything starts: an unknown algorithm throws here.
+const KEY_TYPE = signingKeyTypeOf(ALG)
 
 interface Result { rps: number, p50: number, p99: number, non2xx: number, errors: number }
 interface Row { scenario: string, ours?: Result & { rssMb: number }, theirs?: Result & { rssMb: number }, note?: string }
@@ -88,7 +92,7 @@ async function main (): Promise<void> {
     const warm = await createAgents(sql, 1)
     const cold = await createAgents(sql, 1000)
 
-    const keys = generateRsaKeyPair()
+    const keys = generateSigningKeyPair(KEY_TYPE)
     // Started as in production (src/runtime.ts). BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", adds
     // node flags, to profile our server while it is measured.
     const ours = startProcess([...SERVER_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/server.js'], {
@@ -101,11 +105,11 @@ async function main (): Promise<void> {
     })
     children.push(ours.child)
     const theirs = startProcess(['bench/oidc-provider-server.mjs'], {
-      PORT: String(THEIRS_PORT), NODE_ENV: 'production',
+      PORT: String(THEIRS_PORT), NODE_ENV: 'production', ALG,
       CLIENTS: JSON.stringify([...warm, ...cold].map((agent) => ({ client_id: agent.clientId, client_secret: agent.secret })))
     })
     children.push(theirs.child)
-    const ceiling = startProcess(['bench/signing-ceiling-server.mjs'], { PORT: String(CEILING_PORT) })
+    const ceiling = startProcess(['bench/signing-ceiling-server.mjs'], { PORT: String(CEILING_PORT), ALG })
     children.push(ceiling.child)
     await waitForHttp(`http://127.0.0.1:${OURS_PORT}/health/ready`, ours.child, ours.output)
     await waitForHttp(`http://127.0.0.1:${THEIRS_PORT}/.well-known/openid-configuration`, theirs.child, theirs.output)
@@ -136,7 +140,7 @@ async function main (): Promise<void> {
         scenario: label,
         ours: { ...combine(oursResults), rssMb: peakRssMb(ours.child.pid as number) },
         theirs: theirsResult,
-        note: ceilingRps === undefined ? undefined : `signing ceiling (bare node:http, one RS256 signature a request): ${Math.round(ceilingRps)} req/s${theirsResult === undefined ? '' : ` = ${(ceilingRps / theirsResult.rps).toFixed(2)}× node-oidc-provider`}`
+        note: ceilingRps === undefined ? undefined : `signing ceiling (bare node:http, one ${ALG} signature a request): ${Math.round(ceilingRps)} req/s${theirsResult === undefined ? '' : ` = ${(ceilingRps / theirsResult.rps).toFixed(2)}× node-oidc-provider`}`
       })
       console.log(formatRow(rows.at(-1) as Row))
     }
@@ -259,7 +263,7 @@ function writeReport (rows: Row[]): void {
   const report = `# Performance
 
 Measured by \`npm run bench\` (bench/run.ts): AgentIdP in production mode on PostgreSQL and Redis, and node-oidc-provider
-(RS256 JWT access tokens by client_credentials with client_secret_basic, in memory) on the same machine, driven by
+(${ALG} JWT access tokens by client_credentials with client_secret_basic, in memory) on the same machine, driven by
 autocannon with ${CONNECTIONS} connections in alternating ${DURATION_S}-second rounds (${ROUNDS} per scenario).
 Absolute numbers depend on a shared, noisy machine: read the ratios.
 
@@ -274,8 +278,8 @@ ${table}
 - Targets (issue 7): token (warm) ≥ 1.5× node-oidc-provider with p99 ≤ 25 ms; cold ≥ 40 tokens/s with warm p99 ≤ 50 ms
   alongside; introspection ≥ 3× our token endpoint; JWKS and discovery ≥ 10,000 requests/s; peak RSS ≤ 150 MB;
   with 100k agents and 1M revocations, token and introspection within 10% of the empty database.
-- Both servers sign every token with RS256 (RSA-2048): about 0.25 ms of CPU a signature here (\`openssl speed
-  rsa2048\`: about 4,000–4,800 signs/s per core). The note on the warm token row measures, in the same alternation, a
+- Both servers sign every token with ${ALG === 'RS256' ? `RS256 (RSA-2048): about 0.25 ms of CPU a signature here (\`openssl speed
+  rsa2048\`: about 4,000–4,800 signs/s per core)` : `${ALG} (BENCH_ALG)`}. The note on the warm token row measures, in the same alternation, a
   bare node:http server that does nothing but that signature (bench/signing-ceiling-server.mjs): no server that signs
   every token can beat it. When that ceiling is under 1.5× node-oidc-provider, the 1.5× target is out of reach for
   anyone on this machine; AgentIdP also verifies the client, checks its standing and rate limit in Redis, counts the

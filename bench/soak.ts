@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createClient } from 'redis'
 import { verifyChain } from '../plugins/infra/audit.js'
-import { generateRsaKeyPair } from '../src/embedded.js'
+import { generateSigningKeyPair } from '../src/embedded.js'
 import { projectRoot } from '../src/paths.js'
 import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../src/runtime.js'
 import { createBenchDatabase } from './database.js'
@@ -60,7 +60,7 @@ async function main (): Promise<void> {
   const children: ChildProcess[] = []
   let failed = false
   try {
-    const keys = generateRsaKeyPair()
+    const keys = generateSigningKeyPair()
     for (const port of PORTS) {
       const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, 'dist/src/server.js'], {
         cwd: projectRoot,

@@ -19,13 +19,16 @@ export const DiscoverySchema = Type.Object({
   service_documentation: Type.Optional(Type.String())
 }, { additionalProperties: true })
 
-export const JwkSchema = Type.Object({
-  kty: Type.Literal('RSA'),
-  kid: Type.String(),
-  use: Type.Literal('sig'),
-  alg: Type.Literal('RS256'),
-  n: Type.String(),
-  e: Type.String()
-})
+const JwkCommon = {
+  kid: Type.String({ description: 'RFC 7638 thumbprint of the key' }),
+  use: Type.Literal('sig')
+}
+
+/** A public signing key as the JWKS publishes it: RSA (RS256), EC P-256 (ES256) or Ed25519 (EdDSA), never a private member. */
+export const JwkSchema = Type.Union([
+  Type.Object({ kty: Type.Literal('RSA'), ...JwkCommon, alg: Type.Literal('RS256'), n: Type.String(), e: Type.String() }),
+  Type.Object({ kty: Type.Literal('EC'), ...JwkCommon, alg: Type.Literal('ES256'), crv: Type.Literal('P-256'), x: Type.String(), y: Type.String() }),
+  Type.Object({ kty: Type.Literal('OKP'), ...JwkCommon, alg: Type.Literal('EdDSA'), crv: Type.Literal('Ed25519'), x: Type.String() })
+])
 
 export const JwksSchema = Type.Object({ keys: Type.Array(JwkSchema) })

@@ -16,7 +16,7 @@ export const TokenRequestBodySchema = Type.Object({
 export type TokenRequestBody = Static<typeof TokenRequestBodySchema>
 
 export const TokenResponseSchema = Type.Object({
-  access_token: Type.String({ description: 'RFC 9068 JWT (RS256, typ at+jwt)' }),
+  access_token: Type.String({ description: 'RFC 9068 JWT (typ at+jwt), signed with the current key\'s algorithm: RS256, ES256 or EdDSA' }),
   token_type: Type.Literal('Bearer'),
   expires_in: Type.Integer(),
   scope: Type.String()

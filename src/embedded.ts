@@ -33,19 +33,29 @@ export async function startEmbeddedPostgres (directory?: string, maxConnections 
   }
 }
 
-/** An RSA signing pair in PEM (PKCS#8 private, SPKI public). */
+/** A signing pair in PEM (PKCS#8 private, SPKI public). */
 export interface PemKeyPair {
   privateKey: string
   publicKey: string
 }
 
-/** Generates a fresh RSA-2048 signing pair. */
-export function generateRsaKeyPair (): PemKeyPair {
-  return generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' }
-  })
+/** The key types a signing pair may be generated as, with the JWS algorithm each signs with. */
+export const SIGNING_KEY_TYPES = { rsa: 'RS256', ec: 'ES256', ed25519: 'EdDSA' } as const
+export type SigningKeyType = keyof typeof SIGNING_KEY_TYPES
+
+/** The key type that signs with a JWS algorithm (RS256, ES256 or EdDSA); throws for any other. */
+export function signingKeyTypeOf (alg: string): SigningKeyType {
+  const type = (Object.keys(SIGNING_KEY_TYPES) as SigningKeyType[]).find((name) => SIGNING_KEY_TYPES[name] === alg)
+  if (type === undefined) throw new Error(`the signing algorithm must be one of ${Object.values(SIGNING_KEY_TYPES).join(', ')}; got ${alg}`)
+  return type
+}
+
+/** Generates a fresh signing pair of the type: RSA-2048 (the default), EC P-256 or Ed25519. */
+export function generateSigningKeyPair (type: SigningKeyType = 'rsa'): PemKeyPair {
+  const { privateKey, publicKey } = type === 'ec'
+    ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    : type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('rsa', { modulusLength: 2048 })
+  return { privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, publicKey: publicKey.export({ type: 'spki', format: 'pem' }) as string }
 }
 
 /**
@@ -59,7 +69,7 @@ export function loadOrCreateDevelopmentKeys (directory: string): PemKeyPair & { 
     return { privateKey: readFileSync(privatePath, 'utf8'), publicKey: readFileSync(publicPath, 'utf8'), created: false }
   }
   mkdirSync(directory, { recursive: true, mode: 0o700 })
-  const pair = generateRsaKeyPair()
+  const pair = generateSigningKeyPair()
   writeFileSync(privatePath, pair.privateKey, { mode: 0o600 })
   writeFileSync(publicPath, pair.publicKey, { mode: 0o600 })
   return { ...pair, created: true }

@@ -298,10 +298,10 @@ export async function recordKeyMaterial (audit: AuditTrail, keys: SigningKeys): 
     const published = new Set(seen.filter((event) => event.type === 'key.previous_published').map((event) => event.kid))
     const events: AuditEvent[] = []
     if (lastCurrent !== keys.current.kid) {
-      events.push({ type: 'key.current', ...actor, data: { kid: keys.current.kid, alg: 'RS256', previous_kid: lastCurrent ?? null, host } })
+      events.push({ type: 'key.current', ...actor, data: { kid: keys.current.kid, alg: keys.current.alg, previous_kid: lastCurrent ?? null, host } })
     }
-    for (const kid of keys.byKid.keys()) {
-      if (kid !== keys.current.kid && !published.has(kid)) events.push({ type: 'key.previous_published', ...actor, data: { kid, alg: 'RS256', host } })
+    for (const { kid, alg } of keys.byKid.values()) {
+      if (kid !== keys.current.kid && !published.has(kid)) events.push({ type: 'key.previous_published', ...actor, data: { kid, alg, host } })
     }
     return events
   })

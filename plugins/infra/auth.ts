@@ -33,7 +33,7 @@ export interface AccessTokenClaims extends JWTPayload {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Verifies an access token issued by this server: signature by a published key, RS256, typ, iss, exp, nbf. */
+    /** Verifies an access token issued by this server: signature by a published key under its own algorithm, typ, iss, exp, nbf. */
     verifyAccessToken(token: string, options?: { audience?: string }): Promise<AccessTokenClaims>
     /**
      * A hook that requires a Bearer access token holding every one of the scopes. Use it as `preValidation`:
@@ -109,10 +109,12 @@ export default fp(async (app) => {
     if (known !== undefined) return known
     const { payload } = await jwtVerify(token, (header) => {
       const key = header.kid === undefined ? undefined : keys.byKid.get(header.kid)
-      if (key === undefined) throw new errors.JWKSNoMatchingKey()
+      // Each key verifies only its own algorithm: a mixed key set (RSA and EC during a migration) is no way to
+      // get a signature checked under another algorithm than the key was published for.
+      if (key === undefined || header.alg !== key.alg) throw new errors.JWKSNoMatchingKey()
       return key.key
     }, {
-      algorithms: ['RS256'],
+      algorithms: keys.algorithms,
       issuer: config.issuer,
       typ: 'at+jwt',
       audience: options.audience,

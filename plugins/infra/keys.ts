@@ -4,11 +4,15 @@ import { calculateJwkThumbprint, exportJWK } from 'jose'
 import type { Static } from 'typebox'
 import type { JwkSchema } from '../../schemas/oidc.js'
 import { ConfigError } from '../../src/config.js'
-import { loadOrCreateDevelopmentKeys } from '../../src/embedded.js'
+import { loadOrCreateDevelopmentKeys, type SIGNING_KEY_TYPES, type SigningKeyType } from '../../src/embedded.js'
 
-/** A published verification key: its RFC 7638 thumbprint as kid, the key, and its public JWK. */
+/** The JWS algorithms a signing key may have; the algorithm follows the key (RS256 stays the default). */
+export type SigningAlgorithm = typeof SIGNING_KEY_TYPES[SigningKeyType]
+
+/** A published verification key: its RFC 7638 thumbprint as kid, its algorithm, the key, and its public JWK. */
 export interface PublicSigningKey {
   kid: string
+  alg: SigningAlgorithm
   key: KeyObject
   jwk: Static<typeof JwkSchema>
 }
@@ -19,6 +23,8 @@ export interface SigningKeys {
   current: PublicSigningKey & { privateKey: KeyObject }
   /** Current first, then JWT_PREVIOUS_PUBLIC_KEYS, by kid. */
   byKid: Map<string, PublicSigningKey>
+  /** The algorithms of the published keys, the current key's first: what a token of this server may carry. */
+  algorithms: SigningAlgorithm[]
   /** The RFC 7517 JWK Set served at /.well-known/jwks.json. */
   jwks: { keys: PublicSigningKey['jwk'][] }
 }
@@ -29,13 +35,32 @@ declare module 'fastify' {
   }
 }
 
+const SUPPORTED = 'an RSA key of at least 2048 bits (RS256), an EC P-256 key (ES256) or an Ed25519 key (EdDSA)'
+
+/** The algorithm a key signs with, or a ConfigError naming the variable for a key this server does not sign with. */
+function algorithmOf (variable: string, key: KeyObject): SigningAlgorithm {
+  const type = key.asymmetricKeyType
+  if (type === 'rsa') {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
+    if (bits < 2048) throw new ConfigError(variable, `must be ${SUPPORTED}; got an RSA key of ${bits} bits`)
+    return 'RS256'
+  }
+  if (type === 'ec') {
+    // P-384 and P-521 (ES384, ES512) buy nothing here over P-256 and are not required of resource servers.
+    const curve = key.asymmetricKeyDetails?.namedCurve
+    if (curve !== 'prime256v1') throw new ConfigError(variable, `must be ${SUPPORTED}; got an EC key on ${curve ?? 'an unknown curve'}`)
+    return 'ES256'
+  }
+  if (type === 'ed25519') return 'EdDSA'
+  throw new ConfigError(variable, `must be ${SUPPORTED}; got a key of type ${type ?? 'unknown'}`)
+}
+
 async function publicKeyOf (variable: string, key: KeyObject): Promise<PublicSigningKey> {
-  if (key.asymmetricKeyType !== 'rsa') throw new ConfigError(variable, `must be an RSA key (RS256), got ${key.asymmetricKeyType ?? 'unknown'}`)
-  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
-  if (bits < 2048) throw new ConfigError(variable, `must be an RSA key of at least 2048 bits, got ${bits}`)
-  const exported = await exportJWK(key)
-  const kid = await calculateJwkThumbprint({ kty: 'RSA', n: exported.n, e: exported.e }, 'sha256')
-  return { kid, key, jwk: { kty: 'RSA', n: exported.n as string, e: exported.e as string, kid, use: 'sig', alg: 'RS256' } }
+  const alg = algorithmOf(variable, key)
+  // The key is public, so its JWK holds public members only: kty with n, e (RSA) or crv, x (and y for EC).
+  const members = await exportJWK(key)
+  const kid = await calculateJwkThumbprint(members, 'sha256')
+  return { kid, alg, key, jwk: { ...members, kid, use: 'sig', alg } as Static<typeof JwkSchema> }
 }
 
 function parse<T> (variable: string, make: () => T): T {
@@ -61,6 +86,7 @@ export async function loadSigningKeys (pems: { privateKey: string, publicKey: st
   return {
     current: { ...current, privateKey },
     byKid,
+    algorithms: [...new Set([...byKid.values()].map((key) => key.alg))],
     jwks: { keys: [...byKid.values()].map((key) => key.jwk) }
   }
 }
@@ -80,5 +106,5 @@ export default fp(async (app) => {
   }
   const keys = await loadSigningKeys({ privateKey, publicKey, previous: config.jwtPreviousPublicKeys })
   app.decorate('keys', keys)
-  app.log.info({ kid: keys.current.kid, published: [...keys.byKid.keys()] }, 'signing key loaded')
+  app.log.info({ kid: keys.current.kid, alg: keys.current.alg, published: [...keys.byKid.keys()] }, 'signing key loaded')
 }, { name: 'keys', dependencies: ['config'] })

@@ -35,7 +35,8 @@ const oidc: FastifyPluginAsyncTypebox = async (app) => {
       // members; an empty list says honestly that no response type is served.
       response_types_supported: [],
       subject_types_supported: ['public'],
-      id_token_signing_alg_values_supported: ['RS256'],
+      // The algorithms of the published keys: what a token of this server may be signed with right now.
+      id_token_signing_alg_values_supported: keys.algorithms,
       service_documentation: `${config.issuer}/docs`
     }
     return metadata

@@ -10,7 +10,7 @@ import { tokenRefOf } from '../infra/revocations.js'
 
 type VerifiedToken = { valid: true, claims: AccessTokenClaims } | { valid: false, expired: boolean }
 
-/** Verifies a presented token as this server issued it (signature by a published key, RS256, typ, iss, exp). */
+/** Verifies a presented token as this server issued it (signature by a published key under its own algorithm, typ, iss, exp). */
 async function verify (app: FastifyInstance, token: string): Promise<VerifiedToken> {
   try {
     return { valid: true, claims: await app.verifyAccessToken(token) }

@@ -5,6 +5,7 @@ import { monthlyUsageKey, utcMonth } from '../../src/usage-keys.js'
 import { actorOf } from '../infra/audit.js'
 import type { AccessTokenClaims } from '../infra/auth.js'
 import type { AuthenticatedClient } from '../infra/client-auth.js'
+import type { SigningAlgorithm } from '../infra/keys.js'
 
 /** The claims AgentIdP puts in every access token (RFC 9068), plus the credential it was issued against. */
 export interface IssuedClaims extends AccessTokenClaims {
@@ -23,13 +24,24 @@ export interface TokenResponse {
 const base64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
 
 /**
- * Signs a JWS (RS256) with node's crypto.sign and a callback, which runs on libuv's thread pool: both cores sign
- * while the event loop keeps serving requests.
+ * How node's crypto.sign makes each algorithm's JWS signature (RFC 7518 §3, RFC 8037): ES256 wants the raw r||s
+ * form, not OpenSSL's DER; Ed25519 hashes internally, so it takes no digest.
  */
-export async function signJwt (header: Record<string, unknown>, payload: Record<string, unknown>, privateKey: KeyObject): Promise<string> {
-  const input = `${base64url(header)}.${base64url(payload)}`
+const SIGNING: Record<SigningAlgorithm, { digest: string | null, dsaEncoding?: 'ieee-p1363' }> = {
+  RS256: { digest: 'sha256' },
+  ES256: { digest: 'sha256', dsaEncoding: 'ieee-p1363' },
+  EdDSA: { digest: null }
+}
+
+/**
+ * Signs a JWS with the key's algorithm (header.alg is set from it) through node's crypto.sign and a callback, which
+ * runs on libuv's thread pool: both cores sign while the event loop keeps serving requests.
+ */
+export async function signJwt (header: { typ: string, kid: string }, payload: Record<string, unknown>, key: { alg: SigningAlgorithm, privateKey: KeyObject }): Promise<string> {
+  const input = `${base64url({ alg: key.alg, ...header })}.${base64url(payload)}`
+  const { digest, dsaEncoding } = SIGNING[key.alg]
   const signature = await new Promise<Buffer>((resolve, reject) => {
-    sign('sha256', Buffer.from(input), privateKey, (error, result) => { error === null ? resolve(result) : reject(error) })
+    sign(digest, Buffer.from(input), { key: key.privateKey, dsaEncoding }, (error, result) => { error === null ? resolve(result) : reject(error) })
   })
   return `${input}.${signature.toString('base64url')}`
 }
@@ -59,7 +71,7 @@ export async function issueAccessToken (
     credential_id: grant.client.credentialId
   }
   const [token] = await Promise.all([
-    signJwt({ alg: 'RS256', typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey),
+    signJwt({ typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current),
     app.audit.record({
       type: 'token.issued',
       agentId: grant.client.agentId,

@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { verifyChain, type AuditEvent } from '../../plugins/infra/audit.js'
 import type { App } from '../../src/app.js'
-import { generateRsaKeyPair } from '../../src/embedded.js'
+import { generateSigningKeyPair } from '../../src/embedded.js'
 import { newId } from '../../src/ids.js'
 import { setupTestContext } from '../helper.js'
 
@@ -104,7 +104,7 @@ describe('key material at start-up', () => {
     await again.close()
 
     // A rotation: a new key pair, the old public key still published.
-    const rotated = generateRsaKeyPair()
+    const rotated = generateSigningKeyPair()
     const env = {
       JWT_PRIVATE_KEY: rotated.privateKey,
       JWT_PUBLIC_KEY: rotated.publicKey,

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -11,6 +12,7 @@ import { agentChangedKey, credentialChangedKey, revokedTokenKey } from '../../sr
 import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../../src/runtime.js'
 import { monthlyUsageKey } from '../../src/usage-keys.js'
 import { createEmptyDatabase, setupTestContext, withSql } from '../helper.js'
+import { configVariables } from '../support/config-variables.js'
 import { ServerProcess } from '../support/server-process.js'
 
 const context = setupTestContext()
@@ -91,8 +93,8 @@ function sourceOfScript (name: string): string {
  * Runs a TypeScript CLI of this project as its `npm run` script would, through tsx. Asynchronously: on the embedded
  * default the test database is served from this very process, which must keep answering meanwhile.
  */
-async function runCli (source: string, env: Record<string, string>): Promise<{ status: number | null, stdout: string, stderr: string }> {
-  const run = ServerProcess.start(env, source)
+async function runCli (source: string, env: Record<string, string>, args: string[] = []): Promise<{ status: number | null, stdout: string, stderr: string }> {
+  const run = ServerProcess.start(env, source, args)
   const status = await run.exited
   return { status, stdout: run.stdout, stderr: run.stderr }
 }
@@ -126,13 +128,9 @@ describe('docs agree with the code', () => {
   it('environment-variables.md lists exactly the variables the config reads, with the config\'s defaults', () => {
     const rows = tablesByHeading(read('docs/devops/environment-variables.md')).get('Environment variables') ?? []
     const documented = rows.map((row) => unquote(row[0] as string))
-    // What loadConfig reads, observed (every read of an empty environment) and from its source (reads behind a branch).
-    const observed = new Set<string>()
-    loadConfig(new Proxy({}, { get: (_target, name) => { if (typeof name === 'string') observed.add(name); return undefined } }))
-    const source = read('src/config.ts')
-    const inSource = [...source.matchAll(/\(env, '([A-Z][A-Z0-9_]*)'/g)].map((match) => match[1] as string)
     expect(documented.length).toBe(new Set(documented).size)
-    expect(new Set(documented)).toEqual(new Set([...observed, ...inSource]))
+    expect(new Set(documented)).toEqual(configVariables())
+    const source = read('src/config.ts')
 
     for (const match of source.matchAll(/integer\(env, '([A-Z_]+)', ([\d_]+),/g)) {
       const row = rows.find((cells) => cells[0] === `\`${match[1] as string}\``)
@@ -305,24 +303,56 @@ describe('docs agree with the code', () => {
     expect(read('README.md')).toContain('npm test')
   })
 
-  it('the documented key generation works: npm run keys:generate prints a pair the config and the key loader accept', async () => {
-    const run = await runCli(sourceOfScript('keys:generate'), {})
-    expect(run.status).toBe(0)
+  it.each([
+    [[], 'RS256'],
+    [['--type', 'rsa'], 'RS256'],
+    [['--type', 'ec'], 'ES256'],
+    [['--type', 'ed25519'], 'EdDSA']
+  ])('the documented key generation works: npm run keys:generate -- %j prints a %s pair the config and the key loader accept', async (args, alg) => {
+    const security = read('docs/devops/security.md')
+    if (args.length > 0) expect(security).toContain(args[1] === 'rsa' ? '`rsa` is the default' : `\`-- --type ${args[1] as string}\``)
+    const run = await runCli(sourceOfScript('keys:generate'), {}, args)
+    expect(run.status, run.stderr).toBe(0)
     expect(run.stdout).toMatch(/^JWT_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----\\n[^\n]+-----END PRIVATE KEY-----"\nJWT_PUBLIC_KEY="-----BEGIN PUBLIC KEY-----\\n[^\n]+-----END PUBLIC KEY-----"\n$/)
     const config = loadConfig(parseDotenv(run.stdout))
     const keys = await loadSigningKeys({ privateKey: config.jwtPrivateKey as string, publicKey: config.jwtPublicKey as string, previous: [] })
-    expect(keys.current.key.asymmetricKeyDetails?.modulusLength).toBe(2048)
+    expect(keys.current.alg).toBe(alg)
+    if (alg === 'RS256') expect(keys.current.key.asymmetricKeyDetails?.modulusLength).toBe(2048)
+  })
+
+  it('security.md quotes the refusal of an unsupported key as the loader words it', async () => {
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' })
+    const pems = { privateKey: p384.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, publicKey: p384.publicKey.export({ type: 'spki', format: 'pem' }) as string, previous: [] }
+    const error = await loadSigningKeys(pems).catch((caught: Error) => caught)
+    expect(read('docs/devops/security.md').replace(/\n/g, ' ')).toContain(`\`${(error as Error).message}\``)
+  })
+
+  it('npm run keys:generate refuses an unknown --type with one line and a non-zero status', async () => {
+    const run = await runCli(sourceOfScript('keys:generate'), {}, ['--type', 'dsa'])
+    expect(run.status).not.toBe(0)
+    expect(run.stdout).toBe('')
+    expect(run.stderr.trim()).toBe('agentidp: keys:generate: --type must be rsa, ec, ed25519 or left out (rsa); got dsa')
   })
 
   const openssl = spawnSync('openssl', ['version']).status === 0
   it.skipIf(!openssl)(`the openssl commands and the awk one-liner in security.md make keys the server accepts${openssl ? '' : ' (skipped: openssl is not installed)'}`, async () => {
     const security = read('docs/devops/security.md')
     const commands = [...security.matchAll(/^openssl .+$/gm)].map((match) => match[0])
-    expect(commands.length).toBeGreaterThanOrEqual(2)
+    // One genpkey line per key type, each followed by the one pubout line.
+    const generators = commands.filter((command) => command.startsWith('openssl genpkey '))
+    const pubout = commands.filter((command) => !command.startsWith('openssl genpkey '))
+    expect(pubout).toHaveLength(1)
     const directory = mkdtempSync(join(tmpdir(), 'agentidp-openssl-'))
     try {
-      for (const command of commands) expect(spawnSync('sh', ['-c', command], { cwd: directory }).status, command).toBe(0)
-      // As files (the path form) ...
+      const algorithms: string[] = []
+      for (const generate of generators) {
+        for (const command of [generate, ...pubout]) expect(spawnSync('sh', ['-c', command], { cwd: directory }).status, command).toBe(0)
+        const config = loadConfig({ JWT_PRIVATE_KEY: join(directory, 'jwt-private.pem'), JWT_PUBLIC_KEY: join(directory, 'jwt-public.pem') })
+        algorithms.push((await loadSigningKeys({ privateKey: config.jwtPrivateKey as string, publicKey: config.jwtPublicKey as string, previous: [] })).current.alg)
+      }
+      expect(algorithms).toEqual(['RS256', 'ES256', 'EdDSA'])
+      // RSA last, for the forms below: as files (the path form) ...
+      for (const command of [generators[0] as string, ...pubout]) spawnSync('sh', ['-c', command], { cwd: directory })
       const fromFiles = loadConfig({ JWT_PRIVATE_KEY: join(directory, 'jwt-private.pem'), JWT_PUBLIC_KEY: join(directory, 'jwt-public.pem') })
       const keys = await loadSigningKeys({ privateKey: fromFiles.jwtPrivateKey as string, publicKey: fromFiles.jwtPublicKey as string, previous: [] })
       expect(keys.current.key.asymmetricKeyDetails?.modulusLength).toBe(2048)

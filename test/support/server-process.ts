@@ -13,8 +13,8 @@ export class ServerProcess {
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)))
   }
 
-  static start (env: Record<string, string | undefined>, entry = 'src/server.ts'): ServerProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+  static start (env: Record<string, string | undefined>, entry = 'src/server.ts', args: string[] = []): ServerProcess {
+    const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
       cwd: projectRoot,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } as NodeJS.ProcessEnv,
       stdio: ['ignore', 'pipe', 'pipe']

@@ -31,13 +31,13 @@ export interface MintOptions {
 }
 
 /**
- * An access token shaped exactly like the ones /oauth2/token issues (RFC 9068: RS256, typ at+jwt, kid of the
- * current key), signed with the app's current key, so management API tests need no token endpoint.
+ * An access token shaped exactly like the ones /oauth2/token issues (RFC 9068: the current key's alg and kid,
+ * typ at+jwt), signed with the app's current key, so management API tests need no token endpoint.
  */
 export async function mintAccessToken (app: App, options: MintOptions = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000)
-  const { kid, privateKey } = app.keys.current
-  const header: JWTHeaderParameters = { alg: 'RS256', kid, ...options.header }
+  const { kid, alg, privateKey } = app.keys.current
+  const header: JWTHeaderParameters = { alg, kid, ...options.header }
   if (options.typ !== null) header.typ = options.typ ?? 'at+jwt'
   const jwt = new SignJWT({ client_id: options.clientId ?? 'test-admin', scope: (options.scopes ?? ADMIN_SCOPES).join(' '), ...options.claims })
     .setProtectedHeader(header)
