@@ -23,8 +23,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /**
      * RFC 6749 §2.3.1 client authentication for the OAuth endpoints (client_secret_basic or client_secret_post,
-     * exactly one). Throws InvalidClient (401), InvalidRequest, or a 429 when the client_id has failed too often
-     * from this address. `endpoint` names the caller in audit events and metrics. The agent's standing is observed
+     * exactly one). Throws InvalidClient (401), InvalidRequest, a 429 when the client_id has failed too often
+     * from this address, or a 503 when its share of the hashing queue is full. `endpoint` names the caller in audit events and metrics. The agent's standing is observed
      * after the call starts: a token whose issue time is taken before the call dies with any watermark set after
      * that observation.
      */
@@ -218,14 +218,18 @@ export default fp(async (app) => {
     return await fail(request, endpoint, { ...failure, agentId: null })
   }
 
-  /** Verifies in the client_id's share of the hashing slots; a full queue is a 503 to retry shortly, not a wait. */
-  async function verifyFairly (hash: string, secret: string, fairnessKey: string): Promise<boolean> {
+  /**
+   * Verifies in the client_id's share of the hashing slots; a full queue is a 503 to retry shortly, not a wait, and
+   * gives back the attempt reserved for it: no hash ran.
+   */
+  async function verifyFairly (hash: string, secret: string, fairnessKey: string, reserved: string | undefined): Promise<boolean> {
     try {
       const matches = await verifySecret(hash, secret, fairnessKey)
       metrics.secretVerifications.inc()
       return matches
     } catch (error) {
       if (!(error instanceof HashQueueFull)) throw error
+      if (reserved !== undefined) store.refund(reserved).catch(() => {})
       metrics.rateLimited.inc({ route: 'client-auth-hashing' })
       throw new OAuthError(503, 'temporarily_unavailable', 'too many client authentications are waiting; retry shortly', { 'retry-after': '1' })
     }
@@ -283,7 +287,7 @@ export default fp(async (app) => {
     const reserved = await reserveAttempt(limitedAs, request.ip)
     // Every refusal from here costs one hash, the dummy's when there is no hash to check: timing tells no unknown
     // client_id or credential from a wrong secret.
-    const matches = await verifyFairly(row?.secret_hash ?? dummyHash, presented.secret, limitedAs)
+    const matches = await verifyFairly(row?.secret_hash ?? dummyHash, presented.secret, limitedAs, reserved)
     const named = { clientId: presented.clientId, method: presented.method, agentId }
     if (row === undefined) return await fail(request, endpoint, { ...named, reason: rows.length === 0 ? 'unknown_client_or_credential' : 'credential_not_named' })
     if (row.agent_status !== 'active') return await fail(request, endpoint, { ...named, reason: `agent_${row.agent_status}` })

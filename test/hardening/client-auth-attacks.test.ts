@@ -150,7 +150,7 @@ describe('fair hashing', () => {
   })
 
   it('a flood against one client_id: its queue full, it gets 503 with Retry-After, and a bystander\'s first token is not held', async () => {
-    const app = await context.build({ RATE_LIMIT_AUTH_FAILURES_PER_MIN: '0' })
+    const app = await context.build({ RATE_LIMIT_AUTH_FAILURES_PER_MIN: '1' })
     const target = await agentWithCredential(app)
     const bystander = await agentWithCredential(app)
     // The flood's share of the slots and of the queue, held by the test as long verifications would hold them.
@@ -168,6 +168,8 @@ describe('fair hashing', () => {
       held.open()
       await Promise.all(flood)
     }
+    // The refused attempt ran no hash and used none of the address's allowance.
+    expect((await requestToken(app, target.clientId, 'wrong-secret', {}, '198.51.100.40')).statusCode).toBe(401)
   })
 })
 
