@@ -91,6 +91,8 @@ async function main (): Promise<void> {
     // Fixtures: one warm agent, 1,000 cold agents, then (later) 100k agents and 1M revocations.
     const warm = await createAgents(sql, 1)
     const cold = await createAgents(sql, 1000)
+    const floodTarget = await createAgents(sql, 1)
+    const bystanders = await createAgents(sql, 20)
 
     const keys = generateSigningKeyPair(KEY_TYPE)
     // Started as in production (src/runtime.ts). BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", adds
@@ -149,11 +151,22 @@ async function main (): Promise<void> {
     await autocannon({ ...tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), connections: 8, amount: 2000 })
     await autocannon({ ...tokenRequest(theirsBase, '/token', warm[0] as Agent), connections: 8, amount: 2000 })
 
+    if (process.env.BENCH_ONLY === 'flood') {
+      rows.push(await floodScenario(oursBase, floodTarget[0] as Agent, bystanders, ours.child.pid as number))
+      console.log(formatRow(rows.at(-1) as Row))
+      return
+    }
+
     await scenario('token (warm credential)', tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), tokenRequest(theirsBase, '/token', warm[0] as Agent), tokenRequest(`http://127.0.0.1:${CEILING_PORT}`, '/', warm[0] as Agent))
     if (process.env.BENCH_ONLY === 'token') { writeReport(rows); return }
 
     // Cold: the first request of each of 1,000 agents (argon2id on ours), with warm traffic alongside.
     rows.push(await coldScenario(oursBase, cold, warm[0] as Agent, ours.child.pid as number))
+    console.log(formatRow(rows.at(-1) as Row))
+
+    // A wrong-secret flood against one client_id (the failure limiter raised out of the way, as if from many
+    // addresses), and other clients' first tokens meanwhile: each of those pays its own argon2id, not the flood's.
+    rows.push(await floodScenario(oursBase, floodTarget[0] as Agent, bystanders, ours.child.pid as number))
     console.log(formatRow(rows.at(-1) as Row))
 
     const token = await (await fetch(`${oursBase}/oauth2/token`, { method: 'POST', headers: { authorization: basic((warm[0] as Agent).clientId, (warm[0] as Agent).secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' })).json() as { access_token: string }
@@ -243,6 +256,38 @@ async function coldScenario (base: string, cold: Agent[], warm: Agent, pid: numb
   }
 }
 
+/** First tokens of distinct agents, one after another, while a wrong-secret flood hits one other client_id. */
+async function floodScenario (base: string, target: Agent, bystanders: Agent[], pid: number): Promise<Row> {
+  const statuses = new Map<number, number>()
+  const flood = autocannon({
+    url: `${base}/oauth2/token`, method: 'POST', connections: CONNECTIONS, duration: DURATION_S,
+    headers: { authorization: basic(target.clientId, `${target.secret.slice(0, -2)}xx`), 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials',
+    requests: [{ onResponse: (statusCode: number) => { statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1) } }]
+  })
+  await sleep(1000)
+  const latencies: number[] = []
+  let failures = 0
+  const started = Date.now()
+  for (const agent of bystanders) {
+    const sent = performance.now()
+    const response = await fetch(`${base}/oauth2/token`, { method: 'POST', headers: { authorization: basic(agent.clientId, agent.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' })
+    await response.arrayBuffer()
+    latencies.push(performance.now() - sent)
+    if (response.status !== 200) failures++
+  }
+  const seconds = (Date.now() - started) / 1000
+  const floodResult = await flood
+  latencies.sort((a, b) => a - b)
+  const at = (q: number): number => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] as number)
+  const breakdown = [...statuses].sort(([a], [b]) => a - b).map(([status, count]) => `${count} × ${status}`).join(', ')
+  return {
+    scenario: `bystanders' first token (${bystanders.length}, one at a time) during a wrong-secret flood on one client_id`,
+    ours: { rps: bystanders.length / seconds, p50: at(0.5), p99: at(0.99), non2xx: failures, errors: 0, rssMb: peakRssMb(pid) },
+    note: `flood: ${Math.round(floodResult.requests.average)} req/s over ${CONNECTIONS} connections (${breakdown}); bystander max ${Math.round(latencies.at(-1) as number)} ms`
+  }
+}
+
 function formatRow (row: Row): string {
   const cell = (r?: Result & { rssMb: number }): string => r === undefined ? '—' : `${Math.round(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, RSS ${r.rssMb} MB${r.non2xx + r.errors > 0 ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ''}`
   const ratio = row.ours !== undefined && row.theirs !== undefined ? `${(row.ours.rps / row.theirs.rps).toFixed(2)}×` : '—'
@@ -284,9 +329,13 @@ ${table}
   every token can beat it. When that ceiling is under 1.5× node-oidc-provider, the 1.5× target is out of reach for
   anyone on this machine; AgentIdP also verifies the client, checks its standing and rate limit in Redis, counts the
   token and commits a durable, hash-chained audit event per token, none of which node-oidc-provider does.
-- Signing runs on libuv's thread pool (crypto.sign with a callback) and argon2id runs at most one computation per
-  spare core, so a burst of first-time clients leaves the event loop and the signer free: compare the warm p99
-  alongside the cold run with the warm row.
+- Signing runs on libuv's thread pool (crypto.sign with a callback) and argon2id runs in one slot per core, at most
+  half of them for one client_id, so a burst of first-time clients leaves the event loop and the signer free: compare
+  the warm p99 alongside the cold run with the warm row.
+- The flood row: a wrong-secret flood against one client_id (the failure limiter raised out of the way, as if the
+  flood came from many addresses) while other agents fetch their first token one at a time. The flood holds at most
+  its share of the hashing slots and a bounded queue (the rest are answered 503 at once): a bystander's first token
+  costs about one argon2id, not the flood's backlog.
 - RSS is the server's peak resident memory over the whole run (VmHWM), under the process settings of src/runtime.ts
   (npm start and the container use the same); the cold row includes argon2id's 19 MiB a computation.
 - Introspection answers a token it has verified before from memory (until the token expires) and still checks

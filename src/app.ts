@@ -37,6 +37,16 @@ function hasBody (headers: IncomingHttpHeaders): boolean {
 }
 
 /**
+ * TRUST_PROXY as a hop count: the nearest `hops` addresses (the socket's peer first) are proxies, as proxy-addr
+ * reads a number. Fastify 5 takes a bare number to mean "trust none" (a count cannot tell a proxy from a client
+ * that connects directly), so the count is given as the function it stands for; docs/devops/security.md says when
+ * it is safe.
+ */
+function trustHops (hops: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < hops
+}
+
+/**
  * Builds the application without listening: infrastructure decorators first, then each capability as an
  * encapsulated plugin, in one fixed order. `overrides` lets tests and the server entry set Fastify options
  * (a logger stream, for example).
@@ -45,6 +55,12 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   const app = Fastify({
     logger: loggerOptions(config),
     bodyLimit: 64 * 1024,
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
+    // Slow clients: a request not fully received in time is answered 408 and closed, so stalled bodies cannot hold
+    // connections open. Node checks these timeouts on an interval (30 s by default): a finer one keeps them honest.
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, Math.ceil(config.headersTimeoutMs / 2)) },
     // Starting the embedded PostgreSQL and migrating it can take a while on a busy laptop or CI machine.
     pluginTimeout: 120_000,
     genReqId: (request) => {

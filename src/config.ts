@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { resolve } from 'node:path'
 
 /** Everything AgentIdP reads from its environment, validated once at start-up. */
@@ -27,6 +28,17 @@ export interface Config {
   bootstrapClientId?: string
   bootstrapClientSecret?: string
   shutdownTimeoutMs: number
+  /**
+   * Which peers' X-Forwarded-For to believe for the client address (Fastify's trustProxy): false (none), true
+   * (any), a hop count, or the addresses and CIDRs of the proxies.
+   */
+  trustProxy: boolean | number | string[]
+  /** A request not fully received within this long is answered 408 and its connection closed. */
+  requestTimeoutMs: number
+  /** The request's headers must arrive within this long (at most requestTimeoutMs). */
+  headersTimeoutMs: number
+  /** An idle keep-alive connection is closed after this long. */
+  keepAliveTimeoutMs: number
   /** When set, GET /metrics requires `Authorization: Bearer <metricsToken>`. */
   metricsToken?: string
   tokenTtlSeconds: number
@@ -76,6 +88,27 @@ function url (env: Env, name: string, protocols: string[]): string | undefined {
     throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${parsed.protocol}"`)
   }
   return raw
+}
+
+// proxy-addr's names for address ranges, which Fastify's trustProxy accepts beside addresses and CIDRs.
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal']
+
+/** TRUST_PROXY: off by default; true, a hop count, or a comma-separated list of addresses, CIDRs or range names. */
+function trustProxy (env: Env): Config['trustProxy'] {
+  const raw = text(env, 'TRUST_PROXY')
+  if (raw === undefined || raw === 'false') return false
+  if (raw === 'true') return true
+  if (/^\d+$/.test(raw)) return Number(raw)
+  const entries = raw.split(',').map((entry) => entry.trim()).filter(Boolean)
+  for (const entry of entries) {
+    const [address = '', prefix, extra] = entry.split('/')
+    const family = isIP(address)
+    const validPrefix = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= (family === 6 ? 128 : 32))
+    if (!PROXY_RANGE_NAMES.includes(entry) && (family === 0 || !validPrefix || extra !== undefined)) {
+      throw new ConfigError('TRUST_PROXY', `must be false, true, a hop count, or a comma-separated list of addresses or CIDRs (e.g. 10.0.0.0/8), got "${entry}"`)
+    }
+  }
+  return entries
 }
 
 const PEM_BLOCK = /-----BEGIN ([A-Z ]+)-----[\s\S]+?-----END \1-----/g
@@ -166,6 +199,11 @@ export function loadConfig (env: Env = process.env): Config {
     throw new ConfigError('BOOTSTRAP_CLIENT_SECRET', 'must be at least 32 characters')
   }
 
+  const requestTimeoutMs = integer(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 600_000)
+  const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', Math.min(10_000, requestTimeoutMs), 100, 600_000)
+  // Node refuses a headers timeout longer than the request timeout: say so here, naming the variable.
+  if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
+
   return {
     nodeEnv,
     port,
@@ -183,6 +221,10 @@ export function loadConfig (env: Env = process.env): Config {
     bootstrapClientId,
     bootstrapClientSecret,
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    trustProxy: trustProxy(env),
+    requestTimeoutMs,
+    headersTimeoutMs,
+    keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, 100, 600_000),
     metricsToken: text(env, 'METRICS_TOKEN'),
     tokenTtlSeconds: integer(env, 'TOKEN_TTL_SECONDS', 3600, 60, 86_400),
     tokenAudience: text(env, 'TOKEN_AUDIENCE') ?? issuer,

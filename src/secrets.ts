@@ -30,39 +30,131 @@ export function generateClientId (): string {
   return `agt_${randomBytes(16).toString('base64url')}`
 }
 
-/**
- * At most this many argon2 computations at once (one core's worth on two): argon2 shares libuv's thread pool
- * with token signing, and a burst of first-time clients must not starve the event loop or the signer.
- */
-const MAX_CONCURRENT_HASHES = Math.max(1, availableParallelism() - 1)
-let running = 0
-const waiting: Array<() => void> = []
-
-async function limited<T> (work: () => Promise<T>): Promise<T> {
-  // A finishing computation hands its slot straight to the next waiter, so the limit holds exactly.
-  if (running >= MAX_CONCURRENT_HASHES) await new Promise<void>((resolve) => waiting.push(resolve))
-  else running += 1
-  try {
-    return await work()
-  } finally {
-    const next = waiting.shift()
-    if (next === undefined) running -= 1
-    else next()
+/** The hashing slots are busy and too many wait already (for this key, or in all): answer 503 and retry later. */
+export class HashQueueFull extends Error {
+  constructor () {
+    super('too many secret verifications are waiting; retry later')
+    this.name = 'HashQueueFull'
   }
 }
 
-/** The argon2id hash stored for a secret (on libuv's thread pool, off the event loop). */
-export async function hashSecret (secret: string): Promise<string> {
-  return await limited(async () => await argon2.hash(secret, ARGON2_OPTIONS))
+interface Waiter { start: () => void }
+
+/**
+ * Runs argon2 computations in a fixed number of slots, fairly between keys (a client_id, for verification): a key
+ * holds at most `perKey` slots at once, freed slots go to the waiting keys in turn, and at most `perKeyWaiting`
+ * computations of one key, `maxWaiting` in all, may wait. A flood against one client_id then delays that client_id
+ * alone: another key's first computation starts in a slot the flood may not take, or next when all are busy.
+ */
+export class HashSlots {
+  #running = 0
+  #waitingCount = 0
+  readonly #runningByKey = new Map<string, number>()
+  // Keys in the order they are served next; a key is in here exactly while it has waiters.
+  readonly #queues = new Map<string, Waiter[]>()
+
+  constructor (readonly slots: number, readonly perKey: number, readonly perKeyWaiting: number, readonly maxWaiting: number) {}
+
+  /** Computations running and waiting now (for metrics and tests). */
+  get load (): { running: number, waiting: number } {
+    return { running: this.#running, waiting: this.#waitingCount }
+  }
+
+  /**
+   * Runs work in a slot of key's share; throws HashQueueFull at once when it would have to wait and the queue is
+   * full, unless `bounded` is false (work an operator asked for, never a stranger's request).
+   */
+  async run<T> (key: string, work: () => Promise<T>, bounded = true): Promise<T> {
+    if (this.#mayStart(key)) this.#take(key)
+    else await this.#wait(key, bounded)
+    try {
+      return await work()
+    } finally {
+      this.#release(key)
+    }
+  }
+
+  #mayStart (key: string): boolean {
+    return this.#running < this.slots && (this.#runningByKey.get(key) ?? 0) < this.perKey && !this.#queues.has(key)
+  }
+
+  #take (key: string): void {
+    this.#running += 1
+    this.#runningByKey.set(key, (this.#runningByKey.get(key) ?? 0) + 1)
+  }
+
+  async #wait (key: string, bounded: boolean): Promise<void> {
+    const queue = this.#queues.get(key)
+    if (bounded && (this.#waitingCount >= this.maxWaiting || (queue?.length ?? 0) >= this.perKeyWaiting)) throw new HashQueueFull()
+    await new Promise<void>((resolve) => {
+      const waiter = { start: resolve }
+      if (queue === undefined) this.#queues.set(key, [waiter])
+      else queue.push(waiter)
+      this.#waitingCount += 1
+    })
+  }
+
+  #release (key: string): void {
+    this.#running -= 1
+    const left = (this.#runningByKey.get(key) ?? 1) - 1
+    if (left === 0) this.#runningByKey.delete(key)
+    else this.#runningByKey.set(key, left)
+    this.#startWaiters()
+  }
+
+  /** Fills free slots from the waiting keys in turn, skipping keys at their share; a served key goes to the back. */
+  #startWaiters (): void {
+    for (const [key, queue] of this.#queues) {
+      if (this.#running >= this.slots) return
+      if ((this.#runningByKey.get(key) ?? 0) >= this.perKey) continue
+      const waiter = queue.shift() as Waiter
+      this.#queues.delete(key)
+      if (queue.length > 0) this.#queues.set(key, queue)
+      this.#waitingCount -= 1
+      this.#take(key)
+      waiter.start()
+    }
+  }
 }
 
-/** Whether the secret matches the stored hash; false for a malformed hash rather than an error. */
-export async function verifySecret (hash: string, secret: string): Promise<boolean> {
-  return await limited(async () => {
+/**
+ * argon2 shares libuv's thread pool (4 threads) with token signing: at most one computation per core, and one
+ * client_id takes at most half of them, so a flood against one client_id leaves a slot for everyone else.
+ */
+const SLOTS = Math.max(2, availableParallelism())
+export const hashSlots = new HashSlots(SLOTS, Math.max(1, Math.floor(SLOTS / 2)), 8 * SLOTS, 64 * SLOTS)
+
+// Creating and checking stored hashes (management API, bootstrap) share one key: operators' work waits its turn,
+// never refused, and takes one share like any client_id.
+const HASHING_KEY = '\0hash'
+
+/** The argon2id hash stored for a secret (on libuv's thread pool, off the event loop). */
+export async function hashSecret (secret: string): Promise<string> {
+  return await hashSlots.run(HASHING_KEY, async () => await argon2.hash(secret, ARGON2_OPTIONS), false)
+}
+
+/**
+ * Whether the secret matches the stored hash; false for a malformed hash rather than an error. `fairnessKey` (the
+ * client_id a request names) decides whose share of the hashing slots it takes; with one, throws HashQueueFull
+ * when that share's queue is full. Without, it is an operator's check, which waits its turn.
+ */
+export async function verifySecret (hash: string, secret: string, fairnessKey?: string): Promise<boolean> {
+  return await hashSlots.run(fairnessKey ?? HASHING_KEY, async () => {
     try {
       return await argon2.verify(hash, secret)
     } catch {
       return false
     }
-  })
+  }, fairnessKey !== undefined)
+}
+
+let dummyHash: Promise<string> | undefined
+
+/**
+ * An argon2id hash of a random secret nobody knows, with the parameters of every stored hash, computed once: a
+ * request naming no credential verifies against it, so it costs what a wrong secret costs.
+ */
+export async function unmatchableHash (): Promise<string> {
+  dummyHash ??= argon2.hash(randomBytes(32).toString('base64url'), ARGON2_OPTIONS)
+  return await dummyHash
 }

@@ -26,6 +26,8 @@ export interface KeyValueStore {
   incr(key: string, ttlMs?: number): Promise<number>
   /** One hit on a fixed-window counter (rate limits). */
   hit(key: string, windowMs: number): Promise<WindowHit>
+  /** Takes one hit back from a counter that still exists: never creates one, never goes below zero. */
+  refund(key: string): Promise<void>
   close(): Promise<void>
 }
 
@@ -39,6 +41,12 @@ if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return { count, ttl }`
+
+// A bare DECR would create a counter without expiry once the window ended.
+const REFUND_SCRIPT = `
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then redis.call('DECR', KEYS[1]) end
+return 0`
 
 const INCR_SCRIPT = `
 local count = redis.call('INCR', KEYS[1])
@@ -132,6 +140,10 @@ export class RedisStore implements KeyValueStore {
     return { count: Number(reply[0]), ttlMs: Number(reply[1]) }
   }
 
+  async refund (key: string): Promise<void> {
+    await this.#run(this.#client.eval(REFUND_SCRIPT, { keys: [key], arguments: [] }), 'refund')
+  }
+
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
@@ -212,6 +224,11 @@ export class MemoryStore implements KeyValueStore {
     const count = await this.incr(key, windowMs)
     const entry = this.#entries.get(key) as MemoryEntry
     return { count, ttlMs: Math.max(0, entry.expiresAt - Date.now()) }
+  }
+
+  async refund (key: string): Promise<void> {
+    const entry = this.#live(key)
+    if (entry !== undefined && Number(entry.value) > 0) entry.value = String(Number(entry.value) - 1)
   }
 
   async close (): Promise<void> {

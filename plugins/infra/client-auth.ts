@@ -1,9 +1,9 @@
-import { createHmac, randomBytes } from 'node:crypto'
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { InvalidClient, InvalidRequest, OAuthError } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
-import { credentialIdOfSecret, verifySecret } from '../../src/secrets.js'
+import { credentialIdOfSecret, HashQueueFull, unmatchableHash, verifySecret } from '../../src/secrets.js'
 import { findAgentByClientId } from '../agents/repository.js'
 import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from '../credentials/repository.js'
 import { actorOf } from './audit.js'
@@ -23,8 +23,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /**
      * RFC 6749 §2.3.1 client authentication for the OAuth endpoints (client_secret_basic or client_secret_post,
-     * exactly one). Throws InvalidClient (401), InvalidRequest, or a 429 when the client_id has failed too often
-     * from this address. `endpoint` names the caller in audit events and metrics. The agent's standing is observed
+     * exactly one). Throws InvalidClient (401), InvalidRequest, a 429 when the client_id has failed too often
+     * from this address, or a 503 when its share of the hashing queue is full. `endpoint` names the caller in audit events and metrics. The agent's standing is observed
      * after the call starts: a token whose issue time is taken before the call dies with any watermark set after
      * that observation.
      */
@@ -43,6 +43,9 @@ const LAST_USED_INTERVAL_MS = 60_000
 const MAX_CREDENTIAL_LENGTH = 512
 // How long a refusal by the failure limiter is answered from memory before the store is asked again.
 const REFUSAL_MEMORY_MS = 1000
+const FAILURE_WINDOW_MS = 60_000
+// Hex digits of a client_id fingerprint in the audit trail: enough to tell repeated values apart, not to recover one.
+const FINGERPRINT_HEX_DIGITS = 12
 
 interface PresentedCredentials {
   clientId: string
@@ -107,13 +110,19 @@ interface CachedVerification {
 }
 
 export default fp(async (app) => {
-  const { sql, store, config, revocations, metrics, log } = app
+  const { sql, store, config, revocations, metrics, log, keys } = app
   // Cache keys are an HMAC under a key that never leaves this process: the cache never holds a secret.
   const cacheKey = randomBytes(32)
   const cache = new ExpiringCache<CachedVerification>(CACHE_MAX_ENTRIES)
   const remember = (key: string, entry: CachedVerification): void => { cache.set(key, entry, entry.verifiedAtMs + CACHE_TTL_MS) }
   const lastUsedWritten = new Map<string, number>()
   const failureLimit = config.rateLimit.authFailuresPerMinute
+  // A presented client_id that names no agent may be a secret sent in its place: the trail keeps only an HMAC of it,
+  // under a key derived from the signing key, so replicas sharing the key agree on fingerprints and none reverses.
+  const fingerprintKey = Buffer.from(hkdfSync('sha256', keys.current.privateKey.export({ type: 'pkcs8', format: 'der' }), '', 'agentidp audit client_id fingerprint', 32))
+  const fingerprint = (value: string): string => createHmac('sha256', fingerprintKey).update(value).digest('hex').slice(0, FINGERPRINT_HEX_DIGITS)
+  // Computed now, not on the first unknown client_id, so that one costs what a wrong secret costs too.
+  const dummyHash = await unmatchableHash()
 
   function keyOf (presented: PresentedCredentials): string {
     return createHmac('sha256', cacheKey).update(presented.clientId).update('\0').update(presented.secret).digest('base64url')
@@ -137,62 +146,93 @@ export default fp(async (app) => {
     return new OAuthError(429, 'slow_down', 'too many failed client authentications from this address; retry later', { 'retry-after': '60' })
   }
 
-  /** Refuses at once, before any hash, when this client_id ('' for none) failed too often from this address. */
-  async function refuseWhenFailingTooOften (clientId: string, ip: string): Promise<void> {
-    if (failureLimit === 0) return
-    const key = failureKey(clientId, ip)
+  /** Refuses from memory, before any query, a client_id ('' for none) refused from this address in the last second. */
+  function refuseRemembered (key: string): void {
     const until = refusedUntil.get(key)
-    if (until !== undefined) {
-      if (until > Date.now()) throw tooManyFailures()
-      refusedUntil.delete(key)
-    }
-    let failures: string | null
+    if (until === undefined) return
+    if (until > Date.now()) throw tooManyFailures()
+    refusedUntil.delete(key)
+  }
+
+  /**
+   * Counts an attempt against this client_id ('' for one that names no agent) and address BEFORE any hash, in one
+   * round trip, and refuses it when that count passes the limit: N concurrent wrong secrets let at most the limit
+   * through to a hash. Resolves to the key to refund when the attempt succeeds, or undefined when nothing was counted.
+   */
+  async function reserveAttempt (limitedAs: string, ip: string): Promise<string | undefined> {
+    if (failureLimit === 0) return undefined
+    const key = failureKey(limitedAs, ip)
+    refuseRemembered(key)
+    let count: number
     try {
-      failures = await store.get(key)
+      count = (await store.hit(key, FAILURE_WINDOW_MS)).count
     } catch {
-      return // Redis down: no limiter rather than no service.
+      return undefined // Redis down: no limiter rather than no service; the hashing slots still bound the CPU.
     }
-    if (failures !== null && Number(failures) >= failureLimit) {
+    if (count > failureLimit) {
       if (refusedUntil.size >= CACHE_MAX_ENTRIES) refusedUntil.clear()
       refusedUntil.set(key, Date.now() + REFUSAL_MEMORY_MS)
       throw tooManyFailures()
     }
+    return key
   }
 
   interface Failure {
     reason: string
-    /** The client_id the request named, for the record (truncated); absent when it named none. */
+    /** The client_id the request named; absent when it named none. Recorded only when it names an agent. */
     clientId?: string
-    /** Whom the failure limiter counts it against: the client_id, or '' when the request named no usable one. */
-    limitedAs: string
     method?: string
-    /** The agent the client_id names, when known; null when it names none; looked up when undefined. */
-    agentId?: string | null
+    /** The agent the client_id names; null when it names none. */
+    agentId: string | null
     description?: string
   }
 
   /**
-   * Counts, records and refuses a failed client authentication (401 invalid_client). Every one is an auth.failed
-   * event, as every refused Bearer token is, including credentials missing or unreadable: probing without naming
-   * a client is probing too, and counts against the address alone.
+   * Records and refuses a failed client authentication (401 invalid_client), already counted by reserveAttempt.
+   * Every one is an auth.failed event, as every refused Bearer token is, including credentials missing or
+   * unreadable: probing without naming a client is probing too. A client_id that names no agent may be a secret
+   * (credentials swapped): only its fingerprint is recorded.
    */
   async function fail (request: FastifyRequest, endpoint: string, failure: Failure): Promise<never> {
-    if (failureLimit > 0) await store.hit(failureKey(failure.limitedAs, request.ip), 60_000).catch(() => {})
-    const agentId = failure.agentId !== undefined || failure.clientId === undefined ? failure.agentId : (await findAgentByClientId(sql, failure.clientId))?.id
     metrics.authFailures.inc({ endpoint, reason: failure.reason })
+    const named = failure.agentId !== null ? failure.clientId : undefined
+    const unnamed = failure.agentId === null && failure.clientId !== undefined ? failure.clientId : undefined
     await app.audit.record({
       type: 'auth.failed',
-      agentId: agentId ?? null,
+      agentId: failure.agentId,
       ...actorOf(request, 'anonymous'),
-      data: { endpoint, client_id: failure.clientId?.slice(0, 255) ?? null, reason: failure.reason, method: failure.method ?? null }
+      data: {
+        endpoint,
+        client_id: named ?? null,
+        ...(unnamed === undefined ? {} : { client_id_fingerprint: fingerprint(unnamed) }),
+        reason: failure.reason,
+        method: failure.method ?? null
+      }
     })
     throw new InvalidClient(failure.description)
   }
 
-  /** A request that names no usable client: refused by the limiter for its address, else recorded and refused. */
-  async function failNameless (request: FastifyRequest, endpoint: string, failure: Omit<Failure, 'limitedAs'>): Promise<never> {
-    await refuseWhenFailingTooOften('', request.ip)
-    return await fail(request, endpoint, { ...failure, limitedAs: '' })
+  /** A request that names no usable client: counted against its address alone, then recorded and refused. */
+  async function failNameless (request: FastifyRequest, endpoint: string, failure: Omit<Failure, 'agentId'>): Promise<never> {
+    await reserveAttempt('', request.ip)
+    return await fail(request, endpoint, { ...failure, agentId: null })
+  }
+
+  /**
+   * Verifies in the client_id's share of the hashing slots; a full queue is a 503 to retry shortly, not a wait, and
+   * gives back the attempt reserved for it: no hash ran.
+   */
+  async function verifyFairly (hash: string, secret: string, fairnessKey: string, reserved: string | undefined): Promise<boolean> {
+    try {
+      const matches = await verifySecret(hash, secret, fairnessKey)
+      metrics.secretVerifications.inc()
+      return matches
+    } catch (error) {
+      if (!(error instanceof HashQueueFull)) throw error
+      if (reserved !== undefined) store.refund(reserved).catch(() => {})
+      metrics.rateLimited.inc({ route: 'client-auth-hashing' })
+      throw new OAuthError(503, 'temporarily_unavailable', 'too many client authentications are waiting; retry shortly', { 'retry-after': '1' })
+    }
   }
 
   async function readCredentials (request: FastifyRequest, endpoint: string): Promise<PresentedCredentials> {
@@ -221,7 +261,7 @@ export default fp(async (app) => {
     // PostgreSQL text cannot hold NUL: such a client_id (Basic credentials in UTF-16, say) names no client, and
     // must not reach a query, where it was a 500. No client_id this malformed belongs to an agent: none is looked up.
     if (presented.clientId.length === 0 || presented.clientId.length > MAX_CREDENTIAL_LENGTH || presented.secret.length > MAX_CREDENTIAL_LENGTH || presented.clientId.includes('\0')) {
-      return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId: presented.clientId.slice(0, MAX_CREDENTIAL_LENGTH), method: presented.method, agentId: null })
+      return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId: presented.clientId, method: presented.method })
     }
     const key = keyOf(presented)
     const cached = cache.get(key)
@@ -235,16 +275,25 @@ export default fp(async (app) => {
       cache.delete(key)
     }
 
-    await refuseWhenFailingTooOften(presented.clientId, request.ip)
+    refuseRemembered(failureKey(presented.clientId, request.ip))
     // The secret names its credential, so at most one hash is verified whatever the agent holds; a secret that
     // names none (the bootstrap admin's) is checked against the agent's single live credential.
     const readAtMs = Date.now()
     const rows = await liveCredentialsOfClient(sql, presented.clientId, credentialIdOfSecret(presented.secret))
     const row: ClientCredentialRow | undefined = rows.length === 1 ? rows[0] : undefined
-    const named = { clientId: presented.clientId, limitedAs: presented.clientId, method: presented.method }
+    // Made-up client_ids share their address's allowance (and one share of the hashing slots), not one each.
+    const agentId = row?.agent_id ?? (await findAgentByClientId(sql, presented.clientId))?.id ?? null
+    const limitedAs = agentId === null ? '' : presented.clientId
+    const reserved = await reserveAttempt(limitedAs, request.ip)
+    // Every refusal from here costs one hash, the dummy's when there is no hash to check: timing tells no unknown
+    // client_id or credential from a wrong secret.
+    const matches = await verifyFairly(row?.secret_hash ?? dummyHash, presented.secret, limitedAs, reserved)
+    const named = { clientId: presented.clientId, method: presented.method, agentId }
     if (row === undefined) return await fail(request, endpoint, { ...named, reason: rows.length === 0 ? 'unknown_client_or_credential' : 'credential_not_named' })
-    if (row.agent_status !== 'active') return await fail(request, endpoint, { ...named, reason: `agent_${row.agent_status}`, agentId: row.agent_id })
-    if (!await verifySecret(row.secret_hash, presented.secret)) return await fail(request, endpoint, { ...named, reason: 'wrong_secret', agentId: row.agent_id })
+    if (row.agent_status !== 'active') return await fail(request, endpoint, { ...named, reason: `agent_${row.agent_status}` })
+    if (!matches) return await fail(request, endpoint, { ...named, reason: 'wrong_secret' })
+    // A success uses none of the failure allowance.
+    if (reserved !== undefined) store.refund(reserved).catch(() => {})
 
     remember(key, {
       agentId: row.agent_id,
@@ -256,4 +305,4 @@ export default fp(async (app) => {
     noteUse(row.credential_id)
     return { agentId: row.agent_id, clientId: row.client_id, credentialId: row.credential_id, scopes: row.scopes, method: presented.method }
   })
-}, { name: 'client-auth', dependencies: ['postgres', 'redis', 'revocations', 'audit', 'metrics', 'config'] })
+}, { name: 'client-auth', dependencies: ['postgres', 'redis', 'revocations', 'audit', 'metrics', 'config', 'keys'] })

@@ -7,6 +7,7 @@ export interface Metrics {
   httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>
   tokensIssued: Counter<'grant_type'>
   authFailures: Counter<'endpoint' | 'reason'>
+  secretVerifications: Counter
   revocations: Counter<'kind'>
   rateLimited: Counter<'route'>
   auditBatchSize: Histogram
@@ -34,6 +35,7 @@ export function createMetrics (): Metrics {
     }),
     tokensIssued: new Counter({ name: 'agentidp_tokens_issued_total', help: 'Access tokens issued', labelNames: ['grant_type'], registers: [registry] }),
     authFailures: new Counter({ name: 'agentidp_auth_failures_total', help: 'Failed client or bearer authentications', labelNames: ['endpoint', 'reason'], registers: [registry] }),
+    secretVerifications: new Counter({ name: 'agentidp_client_secret_verifications_total', help: 'argon2id verifications of presented client secrets (dummy ones for unknown clients included)', registers: [registry] }),
     revocations: new Counter({ name: 'agentidp_revocations_total', help: 'Revocations: tokens, credentials, agent suspensions and decommissions', labelNames: ['kind'], registers: [registry] }),
     rateLimited: new Counter({ name: 'agentidp_rate_limited_total', help: 'Requests refused by a rate limit', labelNames: ['route'], registers: [registry] }),
     auditBatchSize: new Histogram({ name: 'agentidp_audit_batch_size', help: 'Audit events committed per group-commit batch', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500], registers: [registry] }),
