@@ -49,6 +49,9 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>
 
+/** The longest ISSUER and TOKEN_AUDIENCE, as the longest agent resource (RESOURCE_MAX_LENGTH). */
+const MAX_TOKEN_URI_LENGTH = 256
+
 function text (env: Env, name: string): string | undefined {
   const value = env[name]?.trim()
   return value === undefined || value === '' ? undefined : value
@@ -118,6 +121,10 @@ export function loadConfig (env: Env = process.env): Config {
     throw new ConfigError('ISSUER', 'must not carry a query or fragment (RFC 8414 §2)')
   }
   const issuer = issuerRaw.replace(/\/+$/, '')
+  // iss and aud are in every token: bounded, with scopes and resources, so every token stays verifiable here.
+  if (issuer.length > MAX_TOKEN_URI_LENGTH) throw new ConfigError('ISSUER', `must be at most ${MAX_TOKEN_URI_LENGTH} characters`)
+  const tokenAudience = text(env, 'TOKEN_AUDIENCE') ?? issuer
+  if (tokenAudience.length > MAX_TOKEN_URI_LENGTH) throw new ConfigError('TOKEN_AUDIENCE', `must be at most ${MAX_TOKEN_URI_LENGTH} characters`)
 
   const logLevel = text(env, 'LOG_LEVEL') ?? 'info'
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
@@ -185,7 +192,7 @@ export function loadConfig (env: Env = process.env): Config {
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     metricsToken: text(env, 'METRICS_TOKEN'),
     tokenTtlSeconds: integer(env, 'TOKEN_TTL_SECONDS', 3600, 60, 86_400),
-    tokenAudience: text(env, 'TOKEN_AUDIENCE') ?? issuer,
+    tokenAudience,
     rateLimit: {
       tokenPerMinute: integer(env, 'RATE_LIMIT_TOKEN_PER_MIN', 600, 0, 10_000_000),
       apiPerMinute: integer(env, 'RATE_LIMIT_API_PER_MIN', 1200, 0, 10_000_000),

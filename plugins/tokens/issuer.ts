@@ -1,9 +1,10 @@
 import { sign, type KeyObject } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { InvalidRequest } from '../../src/errors.js'
 import { timeOfId } from '../../src/ids.js'
 import { monthlyUsageKey, utcMonth } from '../../src/usage-keys.js'
 import { actorOf } from '../infra/audit.js'
-import type { AccessTokenClaims } from '../infra/auth.js'
+import { MAX_TOKEN_LENGTH, type AccessTokenClaims } from '../infra/auth.js'
 import type { AuthenticatedClient } from '../infra/client-auth.js'
 
 /** The claims AgentIdP puts in every access token (RFC 9068), plus the credential it was issued against. */
@@ -23,11 +24,22 @@ export interface TokenResponse {
 const base64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
 
 /**
- * Signs a JWS (RS256) with node's crypto.sign and a callback, which runs on libuv's thread pool: both cores sign
- * while the event loop keeps serving requests.
+ * The JWS signing input (RS256) of header and payload. A token longer than `maxLength` is refused here, before
+ * anything is signed or recorded: the server must never issue a token its own verification refuses as too long.
  */
-export async function signJwt (header: Record<string, unknown>, payload: Record<string, unknown>, privateKey: KeyObject): Promise<string> {
+export function signingInput (header: Record<string, unknown>, payload: Record<string, unknown>, privateKey: KeyObject, maxLength = MAX_TOKEN_LENGTH): string {
   const input = `${base64url(header)}.${base64url(payload)}`
+  // An RS256 signature is as long as the modulus: base64url of modulusLength / 8 bytes, unpadded.
+  const length = input.length + 1 + Math.ceil((privateKey.asymmetricKeyDetails?.modulusLength ?? 0) / 6)
+  if (length > maxLength) throw new InvalidRequest(`the token would be ${length} characters, more than the ${maxLength} this server accepts: name fewer resources or scopes`)
+  return input
+}
+
+/**
+ * Signs a JWS signing input (RS256) with node's crypto.sign and a callback, which runs on libuv's thread pool: both
+ * cores sign while the event loop keeps serving requests.
+ */
+export async function signJwt (input: string, privateKey: KeyObject): Promise<string> {
   const signature = await new Promise<Buffer>((resolve, reject) => {
     sign('sha256', Buffer.from(input), privateKey, (error, result) => { error === null ? resolve(result) : reject(error) })
   })
@@ -51,15 +63,17 @@ export async function issueAccessToken (
     iss: config.issuer,
     sub: grant.client.agentId,
     aud: grant.audience,
-    exp: iat + config.tokenTtlSeconds,
+    // No token outlives the credential it was issued against.
+    exp: Math.min(iat + config.tokenTtlSeconds, Math.floor(grant.client.credentialExpiresAt / 1000)),
     iat,
     jti: grant.jti,
     client_id: grant.client.clientId,
     scope: grant.scope.join(' '),
     credential_id: grant.client.credentialId
   }
+  const input = signingInput({ alg: 'RS256', typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey)
   const [token] = await Promise.all([
-    signJwt({ alg: 'RS256', typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey),
+    signJwt(input, keys.current.privateKey),
     app.audit.record({
       type: 'token.issued',
       agentId: grant.client.agentId,
@@ -71,5 +85,5 @@ export async function issueAccessToken (
       .catch((error: Error) => { request.log.warn({ err: { message: error.message } }, 'monthly usage not counted: store unavailable') })
   ])
   app.metrics.tokensIssued.inc({ grant_type: grant.grantType })
-  return { access_token: token, token_type: 'Bearer', expires_in: claims.exp - iat, scope: claims.scope }
+  return { access_token: token, token_type: 'Bearer', expires_in: Math.max(0, claims.exp - iat), scope: claims.scope }
 }
