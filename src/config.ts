@@ -19,6 +19,8 @@ export interface Config {
   databasePoolSize: number
   /** Absent: an in-process store stands in for Redis (single instance only). */
   redisUrl?: string
+  /** Redis's maxmemory-policy as the operator asserts it, believed only where CONFIG GET is refused. */
+  redisMaxmemoryPolicy?: string
   /** PEM. Absent outside production: a generated pair kept in dataDir. */
   jwtPrivateKey?: string
   jwtPublicKey?: string
@@ -48,6 +50,9 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>
+
+/** Redis's maxmemory-policy values. */
+const MAXMEMORY_POLICIES = ['noeviction', 'allkeys-lru', 'allkeys-lfu', 'allkeys-random', 'volatile-lru', 'volatile-lfu', 'volatile-random', 'volatile-ttl']
 
 /** The longest ISSUER and TOKEN_AUDIENCE, as the longest agent resource (RESOURCE_MAX_LENGTH). */
 const MAX_TOKEN_URI_LENGTH = 256
@@ -144,6 +149,10 @@ export function loadConfig (env: Env = process.env): Config {
 
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:'])
   const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:'])
+  const redisMaxmemoryPolicy = text(env, 'REDIS_MAXMEMORY_POLICY')
+  if (redisMaxmemoryPolicy !== undefined && !MAXMEMORY_POLICIES.includes(redisMaxmemoryPolicy)) {
+    throw new ConfigError('REDIS_MAXMEMORY_POLICY', `must be one of ${MAXMEMORY_POLICIES.join(', ')}, got "${redisMaxmemoryPolicy}"`)
+  }
 
   const privateRaw = text(env, 'JWT_PRIVATE_KEY')
   const publicRaw = text(env, 'JWT_PUBLIC_KEY')
@@ -184,6 +193,7 @@ export function loadConfig (env: Env = process.env): Config {
     databaseUrl,
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     redisUrl,
+    redisMaxmemoryPolicy,
     jwtPrivateKey,
     jwtPublicKey,
     jwtPreviousPublicKeys,
