@@ -115,6 +115,8 @@ describe('token size', () => {
     expect(claimsOf(token).aud).toEqual(resources)
     expect(token.length).toBeLessThanOrEqual(MAX_TOKEN_LENGTH)
     expect(await isActive(app, token)).toBe(true)
+    // One more (the default audience) is more than a request may name.
+    expect((await requestToken(app, clientId, secret, { resource: [...resources, app.config.tokenAudience] })).statusCode).toBe(400)
   })
 
   it('refuses scopes longer together than the bound: 400 problem', async () => {
