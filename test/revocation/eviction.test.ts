@@ -6,6 +6,7 @@ import { newId, timeOfId } from '../../src/ids.js'
 import { COMPLETE_MARKER_KEY, type TokenRef } from '../../plugins/infra/revocations.js'
 import { createTestDatabase, LogCapture, setupTestContext } from '../helper.js'
 import { hasRedisServer, OwnRedisServer } from '../support/redis-server.js'
+import { ServerProcess } from '../support/server-process.js'
 
 const context = setupTestContext()
 const VOLATILE_LRU = ['--maxmemory-policy', 'volatile-lru']
@@ -48,9 +49,25 @@ async function pollTrust (app: App, expected: boolean): Promise<void> {
   await expect.poll(async () => { await app.revocations.sync(); return app.revocations.trustsStore() }, { timeout: 15_000 }).toBe(expected)
 }
 
-function productionEnv (redisUrl: string): Record<string, string> {
+/**
+ * Starts the server as a process in production on this file's database and the Redis given; resolves to what it
+ * wrote to stderr once it exited with 1. A process: a start refused half-way leaves no connection behind.
+ */
+async function refusedProductionStart (redisUrl: string, env: Record<string, string> = {}): Promise<string> {
   const pair = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
-  return { NODE_ENV: 'production', REDIS_URL: redisUrl, JWT_PRIVATE_KEY: pair.privateKey, JWT_PUBLIC_KEY: pair.publicKey }
+  const server = ServerProcess.start({
+    NODE_ENV: 'production',
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+    DATABASE_URL: context.database.url,
+    DATABASE_POOL_SIZE: String(context.database.poolSize),
+    REDIS_URL: redisUrl,
+    JWT_PRIVATE_KEY: pair.privateKey,
+    JWT_PUBLIC_KEY: pair.publicKey,
+    ...env
+  })
+  expect(await server.exited).toBe(1)
+  return server.stderr.trim()
 }
 
 describe.skipIf(!hasRedisServer)('Redis that may evict revoked: keys (a redis-server of the test\'s own)', () => {
@@ -75,9 +92,8 @@ describe.skipIf(!hasRedisServer)('Redis that may evict revoked: keys (a redis-se
 
   it('volatile-lru in production: refuses to start with one line naming maxmemory-policy and the fix', async () => {
     const redis = await ownRedis(VOLATILE_LRU)
-    const start = context.build(productionEnv(redis.url))
-    await expect(start).rejects.toThrow(/^Redis maxmemory-policy is volatile-lru \(CONFIG GET\), .*set maxmemory-policy noeviction on Redis$/)
-    await expect(start).rejects.toThrow(/^[^\n]+$/)
+    expect(await refusedProductionStart(redis.url)).toBe('agentidp: configuration error: Redis maxmemory-policy is volatile-lru (CONFIG GET), ' +
+      'which may evict revoked: keys and bring revoked tokens back: set maxmemory-policy noeviction on Redis')
   })
 
   it('a reconnect to a Redis that may evict stops the trust; noeviction again restores it', async () => {
@@ -103,9 +119,10 @@ describe.skipIf(!hasRedisServer)('Redis that may evict revoked: keys (a redis-se
     const unasserted = await context.build({ REDIS_URL: redis.url }, { logs })
     expect(unasserted.storeKeepsKeys()).toBe(false)
     expect(logs.text).toMatch(/maxmemory-policy cannot be read \(CONFIG GET is refused\) and REDIS_MAXMEMORY_POLICY is not set/)
-    await expect(context.build(productionEnv(redis.url))).rejects.toThrow(/REDIS_MAXMEMORY_POLICY/)
-    await expect(context.build({ ...productionEnv(redis.url), REDIS_MAXMEMORY_POLICY: 'allkeys-lru' })).rejects.toThrow(/is allkeys-lru \(REDIS_MAXMEMORY_POLICY\)/)
+    // One app at a time: PGlite has a single session.
     await unasserted.close()
+    expect(await refusedProductionStart(redis.url)).toMatch(/^agentidp: configuration error: Redis maxmemory-policy cannot be read .*REDIS_MAXMEMORY_POLICY=noeviction$/)
+    expect(await refusedProductionStart(redis.url, { REDIS_MAXMEMORY_POLICY: 'allkeys-lru' })).toMatch(/^agentidp: configuration error: Redis maxmemory-policy is allkeys-lru \(REDIS_MAXMEMORY_POLICY\), /)
     const asserted = await context.build({ REDIS_URL: redis.url, REDIS_MAXMEMORY_POLICY: 'noeviction' })
     expect(asserted.storeKeepsKeys()).toBe(true)
     expect(await trustsAfterSync(asserted, redis.url)).toBe(true)
