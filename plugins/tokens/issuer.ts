@@ -29,8 +29,10 @@ const base64url = (value: unknown): string => Buffer.from(JSON.stringify(value))
  */
 export function signingInput (header: Record<string, unknown>, payload: Record<string, unknown>, privateKey: KeyObject, maxLength = MAX_TOKEN_LENGTH): string {
   const input = `${base64url(header)}.${base64url(payload)}`
-  // An RS256 signature is as long as the modulus: base64url of modulusLength / 8 bytes, unpadded.
-  const length = input.length + 1 + Math.ceil((privateKey.asymmetricKeyDetails?.modulusLength ?? 0) / 6)
+  // An RSA signature is as long as the modulus (base64url of modulusLength / 8 bytes, unpadded); an EC or EdDSA
+  // one is at most 132 bytes (ES512), 176 characters.
+  const modulusLength = privateKey.asymmetricKeyDetails?.modulusLength
+  const length = input.length + 1 + (modulusLength === undefined ? 176 : Math.ceil(modulusLength / 6))
   if (length > maxLength) throw new InvalidRequest(`the token would be ${length} characters, more than the ${maxLength} this server accepts: name fewer resources or scopes`)
   return input
 }
