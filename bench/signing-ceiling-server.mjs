@@ -4,7 +4,7 @@
 // Its throughput bounds what signing every token allows here.
 import { createServer } from 'node:http'
 import { createPrivateKey, randomUUID } from 'node:crypto'
-import { signJwt } from '../dist/plugins/tokens/issuer.js'
+import { signJwt, signingInput } from '../dist/plugins/tokens/issuer.js'
 import { generateSigningKeyPair, signingKeyTypeOf } from '../dist/src/embedded.js'
 
 const alg = process.env.ALG ?? 'RS256'
@@ -14,7 +14,7 @@ createServer((request, response) => {
   request.resume()
   request.on('end', () => {
     const now = Math.floor(Date.now() / 1000)
-    signJwt({ typ: 'at+jwt', kid: 'ceiling' }, { iss: 'http://127.0.0.1', sub: randomUUID(), aud: 'urn:agentidp:bench', iat: now, exp: now + 900, jti: randomUUID(), scope: 'bench:read' }, key).then((token) => {
+    signJwt(signingInput({ alg, typ: 'at+jwt', kid: 'ceiling' }, { iss: 'http://127.0.0.1', sub: randomUUID(), aud: 'urn:agentidp:bench', iat: now, exp: now + 900, jti: randomUUID(), scope: 'bench:read' }, key.privateKey), key).then((token) => {
       response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
       response.end(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: 900 }))
     }, () => { response.writeHead(500).end() })

@@ -7,6 +7,14 @@ export const METADATA_MAX_KEYS = 32
 export const METADATA_MAX_BYTES = 8 * 1024
 /** How many scopes one agent may be allowed. */
 export const AGENT_MAX_SCOPES = 100
+/**
+ * How long an agent's scopes may be together, as the space-separated `scope` claim: with the bounds on resources,
+ * this keeps the largest token the server can issue within what its own verification accepts (see issuer.ts).
+ */
+export const AGENT_SCOPES_MAX_LENGTH = 2048
+/** How many resource indicators (RFC 8707) one agent may name, and how long each may be. */
+export const AGENT_MAX_RESOURCES = 10
+export const RESOURCE_MAX_LENGTH = 256
 
 export const AgentStatusSchema = Type.Union([Type.Literal('active'), Type.Literal('suspended'), Type.Literal('decommissioned')], {
   description: 'active: may obtain tokens. suspended: refused tokens until reactivated. decommissioned: final; every credential revoked, the record kept read-only'
@@ -30,7 +38,26 @@ export const ScopeSchema = Type.String({ pattern: SCOPE_TOKEN.source, descriptio
 const ScopesSchema = Type.Array(ScopeSchema, {
   maxItems: AGENT_MAX_SCOPES,
   uniqueItems: true,
-  description: 'Every scope this agent may ever be granted; a token request can narrow, never widen them'
+  description: `Every scope this agent may ever be granted, at most ${AGENT_SCOPES_MAX_LENGTH} characters together; a token request can narrow, never widen them`
+})
+
+/**
+ * An RFC 8707 resource indicator: an absolute URI without a fragment, http(s) with a host or a URN, of RFC 3986
+ * characters only (nothing that needs escaping in a JWT, no javascript: or data: URIs).
+ */
+export const RESOURCE_URI = /^(?:https?:\/\/[A-Za-z0-9\-._~!$&'()*+,;=%:@[\]]+(?:[/?][A-Za-z0-9\-._~!$&'()*+,;=%:@/?]*)?|urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[A-Za-z0-9\-._~!$&'()*+,;=%:@/?]+)$/
+
+export const ResourceSchema = Type.String({
+  maxLength: RESOURCE_MAX_LENGTH,
+  format: 'uri',
+  pattern: RESOURCE_URI.source,
+  description: `An absolute http(s) URI or URN without a fragment, at most ${RESOURCE_MAX_LENGTH} characters, e.g. https://api.example.com`
+})
+
+const ResourcesSchema = Type.Array(ResourceSchema, {
+  maxItems: AGENT_MAX_RESOURCES,
+  uniqueItems: true,
+  description: 'The RFC 8707 resources (token audiences) this agent may ask for, besides the default audience (TOKEN_AUDIENCE); matched exactly. Removing one kills the tokens issued before'
 })
 
 const MetadataSchema = Type.Record(Type.String(), Type.Unknown(), {
@@ -46,6 +73,7 @@ export const AgentSchema = Type.Object({
   description: Type.Union([Type.String(), Type.Null()]),
   owner: Type.Union([Type.String(), Type.Null()]),
   scopes: Type.Array(Type.String()),
+  resources: Type.Array(Type.String()),
   status: AgentStatusSchema,
   metadata: Type.Record(Type.String(), Type.Unknown()),
   created_at: Type.String({ format: 'date-time' }),
@@ -58,6 +86,7 @@ export const CreateAgentBodySchema = Type.Object({
   description: Type.Optional(DescriptionSchema),
   owner: Type.Optional(OwnerSchema),
   scopes: Type.Optional(ScopesSchema),
+  resources: Type.Optional(ResourcesSchema),
   metadata: Type.Optional(MetadataSchema)
 }, { additionalProperties: false })
 export type CreateAgentBody = Static<typeof CreateAgentBodySchema>
@@ -67,6 +96,7 @@ export const UpdateAgentBodySchema = Type.Object({
   description: Type.Optional(nullable(DescriptionSchema)),
   owner: Type.Optional(nullable(OwnerSchema)),
   scopes: Type.Optional(ScopesSchema),
+  resources: Type.Optional(ResourcesSchema),
   metadata: Type.Optional(MetadataSchema),
   status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('suspended')], {
     description: 'suspended refuses new tokens at once on every replica; active reactivates a suspended agent. Decommission with DELETE'

@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { AGENT_MAX_RESOURCES } from './agents.js'
 
 const Parameter = (description: string) => Type.String({ maxLength: 4096, description })
 
@@ -9,7 +10,8 @@ const Parameter = (description: string) => Type.String({ maxLength: 4096, descri
 export const TokenRequestBodySchema = Type.Object({
   grant_type: Parameter('client_credentials'),
   scope: Type.Optional(Parameter('Space-separated scopes; absent: every scope the agent may hold')),
-  resource: Type.Optional(Type.Union([Parameter('RFC 8707 resource indicator: becomes aud'), Type.Array(Type.String({ maxLength: 2048 }), { maxItems: 10 })])),
+  // As many as an agent may hold; each must be one of them or the default audience (else invalid_target).
+  resource: Type.Optional(Type.Union([Parameter('RFC 8707 resource indicator: becomes aud; TOKEN_AUDIENCE or one of the agent\'s resources'), Type.Array(Type.String({ maxLength: 2048 }), { maxItems: AGENT_MAX_RESOURCES })])),
   client_id: Type.Optional(Parameter('client_secret_post only')),
   client_secret: Type.Optional(Parameter('client_secret_post only'))
 }, { additionalProperties: Type.Unknown() })

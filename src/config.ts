@@ -20,6 +20,8 @@ export interface Config {
   databasePoolSize: number
   /** Absent: an in-process store stands in for Redis (single instance only). */
   redisUrl?: string
+  /** Redis's maxmemory-policy as the operator asserts it, believed only where CONFIG GET is refused. */
+  redisMaxmemoryPolicy?: string
   /** PEM. Absent outside production: a generated pair kept in dataDir. */
   jwtPrivateKey?: string
   jwtPublicKey?: string
@@ -60,6 +62,12 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>
+
+/** Redis's maxmemory-policy values. */
+const MAXMEMORY_POLICIES = ['noeviction', 'allkeys-lru', 'allkeys-lfu', 'allkeys-random', 'volatile-lru', 'volatile-lfu', 'volatile-random', 'volatile-ttl']
+
+/** The longest ISSUER and TOKEN_AUDIENCE, as the longest agent resource (RESOURCE_MAX_LENGTH). */
+const MAX_TOKEN_URI_LENGTH = 256
 
 function text (env: Env, name: string): string | undefined {
   const value = env[name]?.trim()
@@ -151,6 +159,10 @@ export function loadConfig (env: Env = process.env): Config {
     throw new ConfigError('ISSUER', 'must not carry a query or fragment (RFC 8414 §2)')
   }
   const issuer = issuerRaw.replace(/\/+$/, '')
+  // iss and aud are in every token: bounded, with scopes and resources, so every token stays verifiable here.
+  if (issuer.length > MAX_TOKEN_URI_LENGTH) throw new ConfigError('ISSUER', `must be at most ${MAX_TOKEN_URI_LENGTH} characters`)
+  const tokenAudience = text(env, 'TOKEN_AUDIENCE') ?? issuer
+  if (tokenAudience.length > MAX_TOKEN_URI_LENGTH) throw new ConfigError('TOKEN_AUDIENCE', `must be at most ${MAX_TOKEN_URI_LENGTH} characters`)
 
   const logLevel = text(env, 'LOG_LEVEL') ?? 'info'
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
@@ -170,6 +182,10 @@ export function loadConfig (env: Env = process.env): Config {
 
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:'])
   const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:'])
+  const redisMaxmemoryPolicy = text(env, 'REDIS_MAXMEMORY_POLICY')
+  if (redisMaxmemoryPolicy !== undefined && !MAXMEMORY_POLICIES.includes(redisMaxmemoryPolicy)) {
+    throw new ConfigError('REDIS_MAXMEMORY_POLICY', `must be one of ${MAXMEMORY_POLICIES.join(', ')}, got "${redisMaxmemoryPolicy}"`)
+  }
 
   const privateRaw = text(env, 'JWT_PRIVATE_KEY')
   const publicRaw = text(env, 'JWT_PUBLIC_KEY')
@@ -215,6 +231,7 @@ export function loadConfig (env: Env = process.env): Config {
     databaseUrl,
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     redisUrl,
+    redisMaxmemoryPolicy,
     jwtPrivateKey,
     jwtPublicKey,
     jwtPreviousPublicKeys,
@@ -227,7 +244,7 @@ export function loadConfig (env: Env = process.env): Config {
     keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, 100, 600_000),
     metricsToken: text(env, 'METRICS_TOKEN'),
     tokenTtlSeconds: integer(env, 'TOKEN_TTL_SECONDS', 3600, 60, 86_400),
-    tokenAudience: text(env, 'TOKEN_AUDIENCE') ?? issuer,
+    tokenAudience,
     rateLimit: {
       tokenPerMinute: integer(env, 'RATE_LIMIT_TOKEN_PER_MIN', 600, 0, 10_000_000),
       apiPerMinute: integer(env, 'RATE_LIMIT_API_PER_MIN', 1200, 0, 10_000_000),

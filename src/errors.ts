@@ -72,6 +72,10 @@ export class UnsupportedGrantType extends OAuthError {
 export class InvalidScope extends OAuthError {
   constructor (description: string) { super(400, 'invalid_scope', description) }
 }
+/** RFC 8707 §2: a resource the client may not name, or one that is not an absolute URI without a fragment. */
+export class InvalidTarget extends OAuthError {
+  constructor (description: string) { super(400, 'invalid_target', description) }
+}
 export class TemporarilyUnavailable extends OAuthError {
   constructor (description = 'the service is temporarily unavailable, retry shortly') {
     super(503, 'temporarily_unavailable', description, { 'retry-after': '5' })

@@ -1,4 +1,4 @@
-import { createClient, type RedisClientType } from 'redis'
+import { createClient, ErrorReply, type RedisClientType } from 'redis'
 
 /** A fixed-window counter's state after one hit. */
 export interface WindowHit {
@@ -22,6 +22,14 @@ export interface KeyValueStore {
   /** Sets many values in one round trip, each with its own ttl. */
   setMany(entries: Array<{ key: string, value: string, ttlMs?: number }>): Promise<void>
   del(key: string): Promise<void>
+  /**
+   * The store's maxmemory-policy ('noeviction' for the in-process store, which never evicts). Rejects with
+   * StoreRefused when the store answers but refuses the question (CONFIG not allowed), with another error when it
+   * does not answer.
+   */
+  maxmemoryPolicy(): Promise<string>
+  /** Calls listener each time the store becomes ready after a connection was made or lost (never for the in-process store). */
+  onReconnect(listener: () => void): void
   /** Increments by one; sets the expiry when the counter is created. Returns the new count. */
   incr(key: string, ttlMs?: number): Promise<number>
   /** One hit on a fixed-window counter (rate limits). */
@@ -29,6 +37,11 @@ export interface KeyValueStore {
   /** Takes one hit back from a counter that still exists: never creates one, never goes below zero. */
   refund(key: string): Promise<void>
   close(): Promise<void>
+}
+
+/** The store answered, with a refusal (a command renamed away or denied by an ACL). */
+export class StoreRefused extends Error {
+  override name = 'StoreRefused'
 }
 
 /** How long a Redis command may take before the caller treats Redis as down. */
@@ -130,6 +143,24 @@ export class RedisStore implements KeyValueStore {
     await this.#run(this.#client.del(key), 'DEL')
   }
 
+  async maxmemoryPolicy (): Promise<string> {
+    let reply: Record<string, unknown>
+    try {
+      reply = await this.#run(this.#client.configGet('maxmemory-policy'), 'CONFIG GET') as Record<string, unknown>
+    } catch (error) {
+      if (error instanceof ErrorReply) throw new StoreRefused(error.message)
+      throw error
+    }
+    const policy = reply['maxmemory-policy']
+    // A proxy may answer CONFIG GET with nothing: that is no answer either.
+    if (typeof policy !== 'string') throw new StoreRefused('CONFIG GET maxmemory-policy returned no value')
+    return policy
+  }
+
+  onReconnect (listener: () => void): void {
+    this.#client.on('ready', listener)
+  }
+
   async incr (key: string, ttlMs = 0): Promise<number> {
     const count = await this.#run(this.#client.eval(INCR_SCRIPT, { keys: [key], arguments: [String(Math.ceil(ttlMs))] }), 'INCR')
     return Number(count)
@@ -209,6 +240,12 @@ export class MemoryStore implements KeyValueStore {
   async del (key: string): Promise<void> {
     this.#entries.delete(key)
   }
+
+  async maxmemoryPolicy (): Promise<string> {
+    return 'noeviction'
+  }
+
+  onReconnect (): void {}
 
   async incr (key: string, ttlMs = 0): Promise<number> {
     const entry = this.#live(key)

@@ -13,7 +13,7 @@ const BOOTSTRAP_LOCK_KEY = 2_718_281_828
 const BOOTSTRAP_ACTOR: AuditActor = { actor: 'bootstrap' }
 
 function newAdminAgent (clientId: string, description: string): Parameters<typeof insertAgent>[1] {
-  return { id: newId(), client_id: clientId, name: 'bootstrap admin', description, owner: null, scopes: [...ADMIN_SCOPES], metadata: { bootstrap: true } }
+  return { id: newId(), client_id: clientId, name: 'bootstrap admin', description, owner: null, scopes: [...ADMIN_SCOPES], resources: [], metadata: { bootstrap: true } }
 }
 
 function createdEvents (agent: AgentRow, credentialId: string): AuditEvent[] {

@@ -9,6 +9,8 @@ export interface AgentRow {
   description: string | null
   owner: string | null
   scopes: string[]
+  /** RFC 8707 resources the agent may name as a token's audience, besides the default one. */
+  resources: string[]
   status: AgentStatus
   metadata: AgentMetadata
   created_at: Date
@@ -19,7 +21,7 @@ export interface AgentRow {
 export type NewAgent = Omit<AgentRow, 'status' | 'created_at' | 'updated_at'>
 
 /** The columns an update may change. */
-export type AgentChanges = Partial<Pick<AgentRow, 'name' | 'description' | 'owner' | 'scopes' | 'metadata' | 'status'>>
+export type AgentChanges = Partial<Pick<AgentRow, 'name' | 'description' | 'owner' | 'scopes' | 'resources' | 'metadata' | 'status'>>
 
 /** Row locks a caller inside a transaction may take on the agent it reads. */
 export type AgentLock = 'update' | 'share'
@@ -27,9 +29,9 @@ export type AgentLock = 'update' | 'share'
 /** Inserts an agent with status active. */
 export async function insertAgent (sql: Queryable, agent: NewAgent): Promise<AgentRow> {
   const [row] = await sql<AgentRow[]>`
-    insert into agents (id, client_id, name, description, owner, scopes, metadata)
+    insert into agents (id, client_id, name, description, owner, scopes, resources, metadata)
     values (${agent.id}, ${agent.client_id}, ${agent.name}, ${agent.description}, ${agent.owner},
-            ${sql.array(agent.scopes)}::text[], ${sql.json(agent.metadata as never)})
+            ${sql.array(agent.scopes)}::text[], ${sql.array(agent.resources)}::text[], ${sql.json(agent.metadata as never)})
     returning *`
   return row as AgentRow
 }
@@ -70,12 +72,14 @@ export async function listAgents (sql: Queryable, filter: { status?: AgentStatus
 
 /**
  * Applies the changes (at least one) and bumps updated_at; returns the row as it now is. A status change, or a scope
- * taken away, also moves the agent's "not before" watermark to `at`: every token issued up to then stops being valid.
+ * or resource taken away (`narrowed`), also moves the agent's "not before" watermark to `at`: every token issued up
+ * to then stops being valid.
  */
-export async function updateAgent (sql: Queryable, id: string, changes: AgentChanges, at = new Date(), scopesRemoved = false): Promise<AgentRow> {
+export async function updateAgent (sql: Queryable, id: string, changes: AgentChanges, at = new Date(), narrowed = false): Promise<AgentRow> {
   const values: Record<string, any> = { ...changes }
-  if (changes.status !== undefined || scopesRemoved) values.tokens_invalid_before = at
+  if (changes.status !== undefined || narrowed) values.tokens_invalid_before = at
   if (changes.scopes !== undefined) values.scopes = sql.array(changes.scopes)
+  if (changes.resources !== undefined) values.resources = sql.array(changes.resources)
   if (changes.metadata !== undefined) values.metadata = sql.json(changes.metadata as never)
   const [row] = await sql<AgentRow[]>`
     update agents set ${sql(values, Object.keys(values))}, updated_at = now()

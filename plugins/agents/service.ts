@@ -5,7 +5,7 @@ import { newId } from '../../src/ids.js'
 import { generateClientId } from '../../src/secrets.js'
 import { monthlyUsageKey, utcMonth } from '../../src/usage-keys.js'
 import {
-  METADATA_MAX_BYTES,
+  AGENT_SCOPES_MAX_LENGTH, METADATA_MAX_BYTES,
   type Agent, type AgentMetadata, type AgentPage, type CreateAgentBody, type ListAgentsQuery, type UpdateAgentBody, type Usage
 } from '../../schemas/agents.js'
 import { revokeAllCredentials } from '../credentials/repository.js'
@@ -21,6 +21,7 @@ export function toAgent (row: AgentRow): Agent {
     description: row.description,
     owner: row.owner,
     scopes: row.scopes,
+    resources: row.resources,
     status: row.status,
     metadata: row.metadata,
     created_at: row.created_at.toISOString(),
@@ -53,6 +54,14 @@ function checkMetadataSize (metadata: AgentMetadata | undefined): void {
   }
 }
 
+/** The scopes go into every token as one claim: bounded together so the largest token stays verifiable. */
+function checkScopesLength (scopes: string[] | undefined): void {
+  const length = scopes?.join(' ').length ?? 0
+  if (length > AGENT_SCOPES_MAX_LENGTH) {
+    throw badRequest(`scopes are ${length} characters together (space-separated); at most ${AGENT_SCOPES_MAX_LENGTH} are allowed`, [{ location: 'body/scopes', message: `must be at most ${AGENT_SCOPES_MAX_LENGTH} characters together` }])
+  }
+}
+
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
 
 /** The members of the body that differ from the stored agent. */
@@ -62,6 +71,7 @@ function changesOf (current: AgentRow, body: UpdateAgentBody): AgentChanges {
   if (body.description !== undefined && body.description !== current.description) changes.description = body.description
   if (body.owner !== undefined && body.owner !== current.owner) changes.owner = body.owner
   if (body.scopes !== undefined && !sameJson(body.scopes, current.scopes)) changes.scopes = body.scopes
+  if (body.resources !== undefined && !sameJson(body.resources, current.resources)) changes.resources = body.resources
   if (body.metadata !== undefined && !sameJson(body.metadata, current.metadata)) changes.metadata = body.metadata
   if (body.status !== undefined && body.status !== current.status) changes.status = body.status
   return changes
@@ -74,7 +84,7 @@ export function updateEvents (before: AgentRow, changes: AgentChanges, actor: Au
   if (fields.length > 0) {
     const data: Record<string, unknown> = { fields }
     // Values that decide what the agent may do are kept; free text and metadata are named only.
-    for (const field of ['name', 'owner', 'scopes'] as const) {
+    for (const field of ['name', 'owner', 'scopes', 'resources'] as const) {
       if (changes[field] !== undefined) data[field] = { from: before[field], to: changes[field] }
     }
     events.push({ type: 'agent.updated', agentId: before.id, ...actor, data })
@@ -103,6 +113,7 @@ export function agentService (deps: Deps) {
     /** Registers an active agent with a new client_id; it holds no credential yet. */
     async create (body: CreateAgentBody, actor: AuditActor): Promise<Agent> {
       checkMetadataSize(body.metadata)
+      checkScopesLength(body.scopes)
       const row = await insertAgent(deps.sql, {
         id: newId(),
         client_id: generateClientId(),
@@ -110,13 +121,14 @@ export function agentService (deps: Deps) {
         description: body.description ?? null,
         owner: body.owner ?? null,
         scopes: body.scopes ?? [],
+        resources: body.resources ?? [],
         metadata: body.metadata ?? {}
       })
       await deps.audit.record({
         type: 'agent.created',
         agentId: row.id,
         ...actor,
-        data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes }
+        data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes, resources: row.resources }
       })
       return toAgent(row)
     },
@@ -140,19 +152,22 @@ export function agentService (deps: Deps) {
      */
     async update (id: string, body: UpdateAgentBody, actor: AuditActor): Promise<Agent> {
       // Unknown members are dropped by validation; a body left with none was most likely a typo, not a no-op.
-      if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, metadata, status' }])
+      if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, resources, metadata, status' }])
       checkMetadataSize(body.metadata)
+      checkScopesLength(body.scopes)
       const at = new Date()
-      const { before, after, changes, scopesRemoved } = await deps.sql.begin(async (tx) => {
+      const { before, after, changes, narrowed } = await deps.sql.begin(async (tx) => {
         const current = await existingAgent(tx, id, 'update')
         if (current.status === 'decommissioned') throw conflict(`agent ${id} is decommissioned: its record is read-only and it can never be reactivated`)
         const changes = changesOf(current, body)
-        // Tokens carrying a scope the agent lost die with it (and cached client verifications re-read the scopes).
-        const scopesRemoved = changes.scopes !== undefined && current.scopes.some((scope) => !changes.scopes?.includes(scope))
-        const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes, at, scopesRemoved)
-        return { before: current, after, changes, scopesRemoved }
+        // Tokens carrying a scope or resource the agent lost die with it (and cached client verifications re-read
+        // them). Tokens name what they carry, but the watermark is per agent: all of its earlier tokens die.
+        const narrowed = (changes.scopes !== undefined && current.scopes.some((scope) => !changes.scopes?.includes(scope))) ||
+          (changes.resources !== undefined && current.resources.some((resource) => !changes.resources?.includes(resource)))
+        const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes, at, narrowed)
+        return { before: current, after, changes, narrowed }
       })
-      if (changes.status !== undefined || scopesRemoved) await publishChanges(deps, { agentIds: [id] }, at)
+      if (changes.status !== undefined || narrowed) await publishChanges(deps, { agentIds: [id] }, at)
       const events = updateEvents(before, changes, actor)
       if (events.length > 0) await deps.audit.record(...events)
       return toAgent(after)

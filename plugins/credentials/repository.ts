@@ -73,6 +73,7 @@ export interface ClientCredentialRow {
   client_id: string
   agent_status: 'active' | 'suspended' | 'decommissioned'
   scopes: string[]
+  resources: string[]
   credential_id: string
   secret_hash: string
   expires_at: Date | null
@@ -84,7 +85,7 @@ export interface ClientCredentialRow {
  */
 export async function liveCredentialsOfClient (sql: Queryable, clientId: string, credentialId?: string): Promise<ClientCredentialRow[]> {
   return await sql<ClientCredentialRow[]>`
-    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes,
+    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes, a.resources,
            c.id as credential_id, c.secret_hash, c.expires_at
     from agents a join credentials c on c.agent_id = a.id
     where a.client_id = ${clientId}
@@ -97,7 +98,7 @@ export async function liveCredentialsOfClient (sql: Queryable, clientId: string,
 /** The current standing of a credential and its agent, for re-checking a cached verification. */
 export async function clientStanding (sql: Queryable, credentialId: string): Promise<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null } | undefined> {
   const [row] = await sql<Array<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null }>>`
-    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes,
+    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes, a.resources,
            c.id as credential_id, c.expires_at, c.revoked_at
     from credentials c join agents a on a.id = c.agent_id
     where c.id = ${credentialId}`

@@ -46,8 +46,11 @@ declare module 'fastify' {
   }
 }
 
-// Our tokens are a few hundred bytes; anything far larger is refused before it is parsed.
-const MAX_TOKEN_LENGTH = 8192
+/**
+ * Our tokens are a few hundred bytes; anything far larger is refused before it is parsed. The token endpoint never
+ * issues a longer one (see issuer.ts): the bounds on scopes and resources keep every token well within it.
+ */
+export const MAX_TOKEN_LENGTH = 8192
 // RFC 6750 §2.1 b64token after the scheme, which is case-insensitive (RFC 9110 §11.1): "bearer" is Bearer too.
 const BEARER_SCHEME = /^bearer(?: |$)/i
 const BEARER = /^bearer ([A-Za-z0-9\-._~+/]+=*)$/i

@@ -16,6 +16,10 @@ export interface AuthenticatedClient {
   credentialId: string
   /** Every scope the agent may be granted. */
   scopes: string[]
+  /** The RFC 8707 resources the agent may name, besides the default audience. */
+  resources: string[]
+  /** When the credential expires (epoch ms; Infinity for never): no token outlives it. */
+  credentialExpiresAt: number
   method: 'client_secret_basic' | 'client_secret_post'
 }
 
@@ -105,6 +109,7 @@ interface CachedVerification {
   agentId: string
   credentialId: string
   scopes: string[]
+  resources: string[]
   credentialExpiresAt: number
   verifiedAtMs: number
 }
@@ -253,7 +258,7 @@ export default fp(async (app) => {
     const standing = await clientStanding(sql, entry.credentialId)
     if (standing === undefined || standing.agent_status !== 'active' || standing.revoked_at !== null) return undefined
     if (standing.expires_at !== null && standing.expires_at.getTime() <= Date.now()) return undefined
-    return { ...entry, scopes: standing.scopes, verifiedAtMs: readAtMs }
+    return { ...entry, scopes: standing.scopes, resources: standing.resources, verifiedAtMs: readAtMs }
   }
 
   app.decorate('authenticateClient', async (request: FastifyRequest, endpoint: string): Promise<AuthenticatedClient> => {
@@ -270,7 +275,7 @@ export default fp(async (app) => {
       if (confirmed !== undefined) {
         if (confirmed !== cached) remember(key, confirmed)
         noteUse(confirmed.credentialId)
-        return { agentId: confirmed.agentId, clientId: presented.clientId, credentialId: confirmed.credentialId, scopes: confirmed.scopes, method: presented.method }
+        return { agentId: confirmed.agentId, clientId: presented.clientId, credentialId: confirmed.credentialId, scopes: confirmed.scopes, resources: confirmed.resources, credentialExpiresAt: confirmed.credentialExpiresAt, method: presented.method }
       }
       cache.delete(key)
     }
@@ -295,14 +300,16 @@ export default fp(async (app) => {
     // A success uses none of the failure allowance.
     if (reserved !== undefined) store.refund(reserved).catch(() => {})
 
+    const credentialExpiresAt = row.expires_at?.getTime() ?? Infinity
     remember(key, {
       agentId: row.agent_id,
       credentialId: row.credential_id,
       scopes: row.scopes,
-      credentialExpiresAt: row.expires_at?.getTime() ?? Infinity,
+      resources: row.resources,
+      credentialExpiresAt,
       verifiedAtMs: readAtMs
     })
     noteUse(row.credential_id)
-    return { agentId: row.agent_id, clientId: row.client_id, credentialId: row.credential_id, scopes: row.scopes, method: presented.method }
+    return { agentId: row.agent_id, clientId: row.client_id, credentialId: row.credential_id, scopes: row.scopes, resources: row.resources, credentialExpiresAt, method: presented.method }
   })
 }, { name: 'client-auth', dependencies: ['postgres', 'redis', 'revocations', 'audit', 'metrics', 'config', 'keys'] })

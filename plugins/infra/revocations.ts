@@ -35,8 +35,9 @@ export function tokenRefOf (claims: { jti: string, sub: string, iat: number, exp
  * The revocation state, kept in two stores: PostgreSQL is durable and complete; Redis is fast. Revoking a token
  * writes `revoked:{jti}`; suspending/reactivating/decommissioning an agent or revoking a credential writes a
  * "not before" watermark (epoch ms) that kills every token issued up to that instant, without enumerating jtis.
- * `revoked:complete` says Redis holds the whole set; when it is gone (FLUSHALL, a restart without persistence)
- * answers come from PostgreSQL while Redis is refilled.
+ * `revoked:complete` says Redis holds the whole set of this database (its value names the database and its sync
+ * epoch); when it is gone (FLUSHALL, a restart without persistence) or names another database, answers come from
+ * PostgreSQL while Redis is refilled. Redis is never trusted under a maxmemory-policy that may evict keys.
  */
 export interface RevocationState {
   /** Whether the token is revoked: by its jti, or by a watermark of its agent or credential at or after its issue. */
@@ -53,6 +54,10 @@ export interface RevocationState {
   publishWatermarks(marks: { agents?: string[], credentials?: string[], atMs: number }): Promise<void>
   /** Deletes PostgreSQL rows of tokens that have expired anyway. Returns how many. */
   prune(): Promise<number>
+  /** Compares Redis's marker with PostgreSQL now (each replica also does so every second); refills Redis when they differ. */
+  sync(): Promise<void>
+  /** Whether answers come from Redis right now (else from PostgreSQL). */
+  trustsStore(): boolean
 }
 
 declare module 'fastify' {
@@ -92,17 +97,22 @@ function killedBy (markMs: number | null | undefined, issuedAtMs: number): boole
 const msOf = (value: string | null): number | null => (value === null ? null : Number(value))
 
 export default fp(async (app) => {
-  const { sql, store, config, log } = app
+  const { sql, store, config, log, storeKeepsKeys } = app
   // Watermarks must outlive every token issued before them (and every cached verification).
   const watermarkTtlMs = (config.tokenTtlSeconds + 300) * 1000
   let refilling: Promise<void> | undefined
-  // Redis answers for revocation only after this replica saw its marker agree with PostgreSQL's sync epoch;
-  // any Redis error withdraws that trust until the next successful comparison.
+  // Redis answers for revocation only after this replica saw its marker agree with PostgreSQL's, and only while
+  // Redis keeps every key (maxmemory-policy noeviction); any Redis error withdraws that trust until the next
+  // successful comparison.
   let trusted = false
+  const trustsStore = (): boolean => trusted && storeKeepsKeys()
+  let foreignMarkerLogged = false
 
-  async function syncEpoch (): Promise<string> {
-    const [row] = await sql<Array<{ epoch: string }>>`select epoch::text as epoch from revocation_sync`
-    return row?.epoch ?? '0'
+  /** The marker of this database's current sync epoch: `<database id>:<epoch>`. */
+  async function expectedMarker (): Promise<string> {
+    const [row] = await sql<Array<{ marker: string }>>`select database_id::text || ':' || epoch::text as marker from revocation_sync`
+    if (row === undefined) throw new Error('revocation_sync holds no row: run the migrations')
+    return row.marker
   }
 
   /** A revocation reached PostgreSQL but not Redis: make every replica distrust Redis until it is refilled. */
@@ -114,7 +124,7 @@ export default fp(async (app) => {
 
   /** Copies the live revocation state from PostgreSQL into Redis, then sets the completeness marker. */
   async function refill (): Promise<void> {
-    const epoch = await syncEpoch()
+    const marker = await expectedMarker()
     const horizon = new Date(Date.now() - watermarkTtlMs)
     const now = Date.now()
     let copied = 0
@@ -133,15 +143,20 @@ export default fp(async (app) => {
       await store.setMany(rows.map((row) => ({ key: row.key, value: row.value, ttlMs: Math.max(1, Number(row.expires_ms) - now) })))
       copied += rows.length
     }
-    await store.set(COMPLETE_MARKER_KEY, epoch)
+    await store.set(COMPLETE_MARKER_KEY, marker)
     log.info({ entries: copied }, 'revocation state copied from PostgreSQL to the store')
   }
 
-  /** Trusts Redis when its marker names PostgreSQL's current sync epoch; otherwise starts a refill. */
+  /** Trusts Redis when its marker names this database and its current sync epoch; otherwise starts a refill. */
   async function checkSync (): Promise<void> {
     try {
-      const [marker, epoch] = await Promise.all([store.get(COMPLETE_MARKER_KEY), syncEpoch()])
-      trusted = marker === epoch
+      const [marker, expected] = await Promise.all([store.get(COMPLETE_MARKER_KEY), expectedMarker()])
+      trusted = marker === expected
+      if (!trusted && marker?.includes(':') === true && !foreignMarkerLogged && marker.split(':')[0] !== expected.split(':')[0]) {
+        // Each side's refill overwrites the other's marker: neither trusts Redis for long, but both pay for it.
+        foreignMarkerLogged = true
+        log.warn('the revocation marker in Redis belongs to another database: give each database its own Redis (or db number)')
+      }
       if (!trusted) startRefill()
     } catch {
       trusted = false
@@ -173,7 +188,7 @@ export default fp(async (app) => {
     async isRevoked (token) {
       const keys = [COMPLETE_MARKER_KEY, revokedTokenKey(token.jti), agentChangedKey(token.agentId)]
       if (token.credentialId !== undefined) keys.push(credentialChangedKey(token.credentialId))
-      if (trusted) {
+      if (trustsStore()) {
         try {
           const [complete, jti, agentMark, credentialMark] = await store.mget(keys)
           if (complete !== null) {
@@ -191,7 +206,7 @@ export default fp(async (app) => {
     },
 
     async changedSince (agentId, credentialId, sinceMs) {
-      if (!trusted) return true
+      if (!trustsStore()) return true
       try {
         const [complete, agentMark, credentialMark] = await store.mget([COMPLETE_MARKER_KEY, agentChangedKey(agentId), credentialChangedKey(credentialId)])
         if (complete !== null) return killedBy(msOf(agentMark ?? null), sinceMs) || killedBy(msOf(credentialMark ?? null), sinceMs)
@@ -234,7 +249,10 @@ export default fp(async (app) => {
     async prune () {
       const deleted = await sql`delete from token_revocations where expires_at < now()`
       return deleted.count
-    }
+    },
+
+    sync: checkSync,
+    trustsStore
   }
 
   app.decorate('revocations', revocations)

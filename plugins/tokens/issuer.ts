@@ -1,9 +1,10 @@
 import { sign, type KeyObject } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { InvalidRequest } from '../../src/errors.js'
 import { timeOfId } from '../../src/ids.js'
 import { monthlyUsageKey, utcMonth } from '../../src/usage-keys.js'
 import { actorOf } from '../infra/audit.js'
-import type { AccessTokenClaims } from '../infra/auth.js'
+import { MAX_TOKEN_LENGTH, type AccessTokenClaims } from '../infra/auth.js'
 import type { AuthenticatedClient } from '../infra/client-auth.js'
 import type { SigningAlgorithm } from '../infra/keys.js'
 
@@ -34,11 +35,24 @@ const SIGNING: Record<SigningAlgorithm, { digest: string | null, dsaEncoding?: '
 }
 
 /**
- * Signs a JWS with the key's algorithm (header.alg is set from it) through node's crypto.sign and a callback, which
- * runs on libuv's thread pool: both cores sign while the event loop keeps serving requests.
+ * The JWS signing input of header and payload. A token longer than `maxLength` is refused here, before anything is
+ * signed or recorded: the server must never issue a token its own verification refuses as too long.
  */
-export async function signJwt (header: { typ: string, kid: string }, payload: Record<string, unknown>, key: { alg: SigningAlgorithm, privateKey: KeyObject }): Promise<string> {
-  const input = `${base64url({ alg: key.alg, ...header })}.${base64url(payload)}`
+export function signingInput (header: Record<string, unknown>, payload: Record<string, unknown>, privateKey: KeyObject, maxLength = MAX_TOKEN_LENGTH): string {
+  const input = `${base64url(header)}.${base64url(payload)}`
+  // An RSA signature is as long as the modulus (base64url of modulusLength / 8 bytes, unpadded); an EC or EdDSA
+  // one is at most 132 bytes (ES512), 176 characters.
+  const modulusLength = privateKey.asymmetricKeyDetails?.modulusLength
+  const length = input.length + 1 + (modulusLength === undefined ? 176 : Math.ceil(modulusLength / 6))
+  if (length > maxLength) throw new InvalidRequest(`the token would be ${length} characters, more than the ${maxLength} this server accepts: name fewer resources or scopes`)
+  return input
+}
+
+/**
+ * Signs a JWS signing input with the key's algorithm (the input's header must name it) through node's crypto.sign
+ * and a callback, which runs on libuv's thread pool: both cores sign while the event loop keeps serving requests.
+ */
+export async function signJwt (input: string, key: { alg: SigningAlgorithm, privateKey: KeyObject }): Promise<string> {
   const { digest, dsaEncoding } = SIGNING[key.alg]
   const signature = await new Promise<Buffer>((resolve, reject) => {
     sign(digest, Buffer.from(input), { key: key.privateKey, dsaEncoding }, (error, result) => { error === null ? resolve(result) : reject(error) })
@@ -63,15 +77,17 @@ export async function issueAccessToken (
     iss: config.issuer,
     sub: grant.client.agentId,
     aud: grant.audience,
-    exp: iat + config.tokenTtlSeconds,
+    // No token outlives the credential it was issued against.
+    exp: Math.min(iat + config.tokenTtlSeconds, Math.floor(grant.client.credentialExpiresAt / 1000)),
     iat,
     jti: grant.jti,
     client_id: grant.client.clientId,
     scope: grant.scope.join(' '),
     credential_id: grant.client.credentialId
   }
+  const input = signingInput({ alg: keys.current.alg, typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey)
   const [token] = await Promise.all([
-    signJwt({ typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current),
+    signJwt(input, keys.current),
     app.audit.record({
       type: 'token.issued',
       agentId: grant.client.agentId,
@@ -83,5 +99,5 @@ export async function issueAccessToken (
       .catch((error: Error) => { request.log.warn({ err: { message: error.message } }, 'monthly usage not counted: store unavailable') })
   ])
   app.metrics.tokensIssued.inc({ grant_type: grant.grantType })
-  return { access_token: token, token_type: 'Bearer', expires_in: claims.exp - iat, scope: claims.scope }
+  return { access_token: token, token_type: 'Bearer', expires_in: Math.max(0, claims.exp - iat), scope: claims.scope }
 }

@@ -17,13 +17,16 @@ export async function freePort (): Promise<number> {
   })
 }
 
-/** A redis-server of the test's own, on its own port, that the test may stop and start again. */
+/**
+ * A redis-server of the test's own, on its own port, that the test may stop and start again. `args` are extra
+ * redis-server options (`--maxmemory-policy volatile-lru`), used at every start: change them between a stop and a start.
+ */
 export class OwnRedisServer {
   #process: ChildProcess | undefined
-  private constructor (readonly port: number) {}
+  private constructor (readonly port: number, public args: string[]) {}
 
-  static async start (): Promise<OwnRedisServer> {
-    const server = new OwnRedisServer(await freePort())
+  static async start (args: string[] = []): Promise<OwnRedisServer> {
+    const server = new OwnRedisServer(await freePort(), args)
     await server.start()
     return server
   }
@@ -33,7 +36,7 @@ export class OwnRedisServer {
   }
 
   async start (): Promise<void> {
-    this.#process = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    this.#process = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.args], { stdio: 'ignore' })
     for (let attempt = 0; attempt < 100; attempt++) {
       const ping = spawnSync('redis-cli', ['-p', String(this.port), 'ping'], { encoding: 'utf8' })
       if (ping.stdout?.trim() === 'PONG') return

@@ -74,7 +74,9 @@ describe('POST /oauth2/token — client_credentials', () => {
 
   it('turns resource (RFC 8707) into aud, and refuses a resource that is not an absolute URI', async () => {
     const app = await context.build()
-    const { clientId, secret } = await agentWithCredential(app)
+    const agent = await createAgent(app, { name: 'token test agent', resources: ['https://api.example.com/weather', 'https://a.example', 'https://b.example'] })
+    const credential = await createCredential(app, agent.id)
+    const [clientId, secret] = [credential.client_id as string, credential.client_secret as string]
     const one = await requestToken(app, clientId, secret, { resource: 'https://api.example.com/weather' })
     expect(claimsOf(one.json().access_token).aud).toBe('https://api.example.com/weather')
     const two = await requestToken(app, clientId, secret, { resource: ['https://a.example', 'https://b.example'] })
