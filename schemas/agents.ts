@@ -1,6 +1,6 @@
 import { Type, type Static, type TString } from 'typebox'
 import { SCOPE_TOKEN } from '../src/scopes.js'
-import { PageSchema, UuidSchema } from './common.js'
+import { CursorSchema, JSON_MAX_DEPTH, PageSchema, StorableJsonObjectSchema, TextSchema, UuidSchema } from './common.js'
 
 /** Bounds of an agent's free-form metadata: a handful of labels, not a document store. */
 export const METADATA_MAX_KEYS = 32
@@ -21,9 +21,9 @@ export const AgentStatusSchema = Type.Union([Type.Literal('active'), Type.Litera
 })
 export type AgentStatus = Static<typeof AgentStatusSchema>
 
-const NameSchema = Type.String({ minLength: 1, maxLength: 128, description: 'A human-readable name, 1–128 characters' })
-const DescriptionSchema = Type.String({ maxLength: 1024, description: 'Free text; null clears it in a PATCH' })
-const OwnerSchema = Type.String({ maxLength: 256, description: 'Who is responsible for the agent (a team, a person, a system); null clears it in a PATCH' })
+const NameSchema = TextSchema({ minLength: 1, maxLength: 128, description: 'A human-readable name, 1–128 characters' })
+const DescriptionSchema = TextSchema({ maxLength: 1024, description: 'Free text; null clears it in a PATCH' })
+const OwnerSchema = TextSchema({ maxLength: 256, description: 'Who is responsible for the agent (a team, a person, a system); null clears it in a PATCH' })
 
 /**
  * A string or null, as one JSON Schema `type` array rather than anyOf: with Fastify's type coercion an anyOf would
@@ -60,9 +60,9 @@ const ResourcesSchema = Type.Array(ResourceSchema, {
   description: 'The RFC 8707 resources (token audiences) this agent may ask for, besides the default audience (TOKEN_AUDIENCE); matched exactly. Removing one kills the tokens issued before'
 })
 
-const MetadataSchema = Type.Record(Type.String(), Type.Unknown(), {
+const MetadataSchema = StorableJsonObjectSchema({
   maxProperties: METADATA_MAX_KEYS,
-  description: `Free-form labels: at most ${METADATA_MAX_KEYS} keys and ${METADATA_MAX_BYTES} bytes as JSON. Never put secrets here: metadata is returned to every agents:read caller`
+  description: `Free-form labels: at most ${METADATA_MAX_KEYS} keys, ${METADATA_MAX_BYTES} bytes as JSON and ${JSON_MAX_DEPTH} levels of nesting. Never put secrets here: metadata is returned to every agents:read caller`
 })
 export type AgentMetadata = Static<typeof MetadataSchema>
 
@@ -113,9 +113,9 @@ export type AgentParams = Static<typeof AgentParamsSchema>
 
 export const ListAgentsQuerySchema = Type.Object({
   status: Type.Optional(AgentStatusSchema),
-  owner: Type.Optional(Type.String({ maxLength: 256 })),
+  owner: Type.Optional(TextSchema({ maxLength: 256 })),
   limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
-  cursor: Type.Optional(Type.String({ maxLength: 128, description: 'The next_cursor of the previous page, as given' }))
+  cursor: Type.Optional(CursorSchema)
 }, { additionalProperties: false })
 export type ListAgentsQuery = Static<typeof ListAgentsQuerySchema>
 

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { PageSchema, UuidSchema } from './common.js'
+import { CursorSchema, PageSchema, TextSchema, TimestampSchema, UuidSchema } from './common.js'
 
 /** One event of the trail, with its place in the hash chain. */
 export const AuditEventSchema = Type.Object({
@@ -25,17 +25,17 @@ const TypeListSchema = Type.String({
 
 /** Time bounds shared by the list and the export: since is inclusive, until exclusive. */
 const RangeProperties = {
-  since: Type.Optional(Type.String({ format: 'date-time', description: 'Only events at or after this instant (RFC 3339, with offset)' })),
-  until: Type.Optional(Type.String({ format: 'date-time', description: 'Only events before this instant (RFC 3339, with offset)' }))
+  since: Type.Optional(TimestampSchema('Only events at or after this instant')),
+  until: Type.Optional(TimestampSchema('Only events before this instant'))
 }
 
 export const AuditEventQuerySchema = Type.Object({
   type: Type.Optional(Type.Array(TypeListSchema, { maxItems: 20, description: 'Repeat `type=` or separate with commas; an event of any of them matches' })),
   agent_id: Type.Optional(UuidSchema),
-  actor: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  actor: Type.Optional(TextSchema({ minLength: 1, maxLength: 256 })),
   ...RangeProperties,
   limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
-  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'next_cursor of the previous page' }))
+  cursor: Type.Optional(CursorSchema)
 }, { additionalProperties: false })
 export type AuditEventQuery = Static<typeof AuditEventQuerySchema>
 

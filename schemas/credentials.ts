@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { UuidSchema } from './common.js'
+import { TimestampSchema, UuidSchema } from './common.js'
 
 const Timestamp = Type.String({ format: 'date-time' })
 const NullableTimestamp = Type.Union([Timestamp, Type.Null()])
@@ -26,7 +26,7 @@ export const IssuedCredentialSchema = Type.Object({
 export type IssuedCredential = Static<typeof IssuedCredentialSchema>
 
 export const CreateCredentialBodySchema = Type.Object({
-  expires_at: Type.Optional(Type.String({ format: 'date-time', description: 'When the secret stops working; must be in the future. Absent: never expires' }))
+  expires_at: Type.Optional(TimestampSchema('When the secret stops working; must be in the future. Absent: never expires'))
 }, { additionalProperties: false })
 export type CreateCredentialBody = Static<typeof CreateCredentialBodySchema>
 

@@ -70,7 +70,8 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
     // Unknown members are refused (400), not silently dropped: a typo must not look like success.
     // strictNumbers off: with it on, Ajv coerces ?limit=1e400 to Infinity and then skips minimum/maximum for a
     // non-finite number, so Infinity reached SQL (a 500); off, the bounds are checked and refuse it (a 400).
-    ajv: { customOptions: { allErrors: false, removeAdditional: false, strictNumbers: false } },
+    // allowUnionTypes: the StorableJson schemas list every JSON type, so coercion never rewrites a metadata value.
+    ajv: { customOptions: { allErrors: false, removeAdditional: false, strictNumbers: false, allowUnionTypes: true } },
     // A URL that is not validly percent-encoded is refused before routing: answer it like every other 400.
     frameworkErrors: (error, request, reply) => {
       reply.header('x-request-id', request.id)

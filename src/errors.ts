@@ -1,5 +1,5 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import type { OAuthErrorBody, Problem } from '../schemas/common.js'
+import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
+import { JSON_MAX_DEPTH, PATTERN_MESSAGES, STORABLE_JSON_LEAF_ID, type OAuthErrorBody, type Problem } from '../schemas/common.js'
 
 /**
  * A management API error, answered as RFC 9457 problem+json. `type` is a stable URN per problem kind,
@@ -94,15 +94,25 @@ declare module 'fastify' {
   }
 }
 
+/** Ajv's message, except for the shared schemas, whose messages would quote their internals. */
+function validationMessage (item: FastifySchemaValidationError): string {
+  const patternMessage = item.keyword === 'pattern' ? PATTERN_MESSAGES[item.params.pattern as string] : undefined
+  if (patternMessage !== undefined) return `${'propertyName' in item ? 'a member name ' : ''}${patternMessage}`
+  if (item.keyword === 'type' && item.schemaPath.startsWith(`${STORABLE_JSON_LEAF_ID}/`)) return `nests more than ${JSON_MAX_DEPTH} arrays and objects deep`
+  return item.message ?? 'is invalid'
+}
+
 /** Maps Fastify's own client errors (parsing, validation, size) to a status and a safe message. */
 function clientErrorOf (error: FastifyError): { status: number, message: string, errors?: Problem['errors'] } | undefined {
   if (error.validation !== undefined) {
     const context = error.validationContext ?? 'body'
-    const errors = error.validation.map((item) => ({
+    // A propertyNames failure follows the failure that caused it, which says more.
+    const items = error.validation.length > 1 ? error.validation.filter((item) => item.keyword !== 'propertyNames') : error.validation
+    const errors = items.map((item) => ({
       location: `${context}${item.instancePath === '' ? '' : item.instancePath}`,
-      message: item.message ?? 'is invalid'
+      message: validationMessage(item)
     }))
-    return { status: 400, message: error.message, errors }
+    return { status: 400, message: errors.map(({ location, message }) => `${location} ${message}`).join(', '), errors }
   }
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { status: 415, message: 'unsupported content type' }

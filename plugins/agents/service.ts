@@ -8,6 +8,7 @@ import {
   AGENT_SCOPES_MAX_LENGTH, METADATA_MAX_BYTES,
   type Agent, type AgentMetadata, type AgentPage, type CreateAgentBody, type ListAgentsQuery, type UpdateAgentBody, type Usage
 } from '../../schemas/agents.js'
+import { UUID_PATTERN } from '../../schemas/common.js'
 import { revokeAllCredentials } from '../credentials/repository.js'
 import { publishChanges, type Deps } from './changes.js'
 import { findAgent, insertAgent, listAgents, updateAgent, type AgentChanges, type AgentLock, type AgentRow } from './repository.js'
@@ -29,7 +30,7 @@ export function toAgent (row: AgentRow): Agent {
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const UUID = new RegExp(UUID_PATTERN)
 
 /** The opaque cursor of a page that ends with this agent id. */
 export function encodeCursor (lastId: string): string {

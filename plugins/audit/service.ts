@@ -9,6 +9,8 @@ import { listEvents, streamEvents, type AuditFilter } from './repository.js'
 const EXPORT_CHUNK_ROWS = 500
 const KNOWN_TYPES = new Set<string>(AUDIT_EVENT_TYPES)
 const CURSOR = /^s(\d{1,19})$/
+// audit_events.seq is a bigint.
+const MAX_SEQ = 2n ** 63n - 1n
 
 /** The API shape of a stored event. */
 export function toItem (row: StoredAuditEvent): AuditEventItem {
@@ -33,7 +35,10 @@ function encodeCursor (seq: string): string {
 
 function decodeCursor (cursor: string): string {
   const match = CURSOR.exec(Buffer.from(cursor, 'base64url').toString('latin1'))
-  if (match === null) throw badRequest('cursor is not one this API returned', [{ location: 'querystring/cursor', message: 'must be the next_cursor of a previous page' }])
+  // 19 digits reach past bigint: such a seq was never issued, and PostgreSQL would refuse to compare with it.
+  if (match === null || BigInt(match[1] as string) > MAX_SEQ) {
+    throw badRequest('cursor is not one this API returned', [{ location: 'querystring/cursor', message: 'must be the next_cursor of a previous page' }])
+  }
   return match[1] as string
 }
 
@@ -61,7 +66,7 @@ export async function listPage (sql: Sql, query: AuditEventQuery): Promise<{ ite
   const filter: AuditFilter = {
     ...rangeOf(query),
     types: typesOf(query.type),
-    agentId: query.agent_id?.toLowerCase(),
+    agentId: query.agent_id,
     actor: query.actor,
     beforeSeq: query.cursor === undefined ? undefined : decodeCursor(query.cursor)
   }

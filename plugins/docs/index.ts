@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import fp from 'fastify-plugin'
-import { OAuthErrorSchema, ProblemSchema } from '../../schemas/common.js'
+import { OAuthErrorSchema, ProblemSchema, STORABLE_JSON_SCHEMAS } from '../../schemas/common.js'
 
 /**
  * OpenAPI 3.1 generated from the route schemas (/docs/json) and Swagger UI served from local assets (/docs).
@@ -10,6 +10,7 @@ import { OAuthErrorSchema, ProblemSchema } from '../../schemas/common.js'
 export default fp(async (app) => {
   app.addSchema(ProblemSchema)
   app.addSchema(OAuthErrorSchema)
+  for (const schema of STORABLE_JSON_SCHEMAS) app.addSchema(schema)
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

@@ -54,7 +54,20 @@ export interface EndpointDescriptor {
   query?: Record<string, fc.Arbitrary<string>>
   /** Values of each path parameter that name something real. */
   params?: Record<string, (ctx: FuzzContext) => fc.Arbitrary<string>>
+  /**
+   * The column type each member ends up in (sql/*.sql), by where it travels: the column-type property sends each
+   * one values its type cannot store. A member that reaches PostgreSQL without an entry here is untested.
+   */
+  columns?: Partial<Record<RequestPart, Record<string, ColumnType>>>
 }
+
+/** Where a request member travels, named as a validation error's location names it. */
+export type RequestPart = 'params' | 'querystring' | 'body'
+
+/** What a member is stored as: a PostgreSQL column type, or an opaque cursor over one. */
+export type ColumnType = 'text' | 'uuid' | 'timestamptz' | 'jsonb' | 'uuid-cursor' | 'bigint-cursor'
+  /** Text that reaches no column as it is: compared in memory, verified, hashed or ignored. Any of it may be accepted. */
+  | 'unstored'
 
 // Strings that have broken parsers, validators, databases and loggers somewhere.
 export const HOSTILE_STRINGS: string[] = [
@@ -400,26 +413,32 @@ const tokenToPresent = (ctx: FuzzContext): fc.Arbitrary<string> => fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom(ctx.adminBearer.slice(7), ` ${ctx.tokens.own[0] as string}`, `Bearer ${ctx.tokens.own[0] as string}`) }
 )
 
+const AGENT_ID: Record<string, ColumnType> = { id: 'uuid' }
+const AGENT_TEXT_COLUMNS: Record<string, ColumnType> = { name: 'text', description: 'text', owner: 'text', metadata: 'jsonb' }
+// client_id is looked up in agents.client_id (text); client_secret is only compared with a hash.
+const CLIENT_COLUMNS: Record<string, ColumnType> = { client_id: 'text', client_secret: 'unstored' }
+
 /** Every public endpoint on main, with what makes a request to it well formed. */
 export const ENDPOINTS: EndpointDescriptor[] = [
-  { name: 'POST /api/v1/agents', method: 'POST', path: '/api/v1/agents', errorKind: 'problem', auth: 'bearer', body: 'json', validBody: () => ({ name: 'fuzzed', description: 'd', owner: 'o', scopes: ['weather:read'], metadata: { env: 'test' } }) },
-  { name: 'GET /api/v1/agents', method: 'GET', path: '/api/v1/agents', errorKind: 'problem', auth: 'bearer', query: { ...defaultQuery, cursor: fc.uuid().map((id) => Buffer.from(id).toString('base64url')) } },
-  { name: 'GET /api/v1/agents/{id}', method: 'GET', path: '/api/v1/agents/:id', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent } },
-  { name: 'PATCH /api/v1/agents/{id}', method: 'PATCH', path: '/api/v1/agents/:id', errorKind: 'problem', auth: 'bearer', body: 'json', params: { id: anyAgent }, validBody: () => ({ name: 'renamed', description: null, owner: 'team', scopes: ['a:b'], metadata: { k: 1 }, status: 'active' }) },
-  { name: 'DELETE /api/v1/agents/{id}', method: 'DELETE', path: '/api/v1/agents/:id', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent } },
-  { name: 'GET /api/v1/agents/{id}/usage', method: 'GET', path: '/api/v1/agents/:id/usage', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent }, query: { month: fc.constantFrom('2024-01', '2025-12', '1999-09') } },
-  { name: 'POST /api/v1/agents/{id}/credentials', method: 'POST', path: '/api/v1/agents/:id/credentials', errorKind: 'problem', auth: 'bearer', body: 'json', params: { id: anyAgent }, validBody: () => ({ expires_at: new Date(Date.now() + 86_400_000).toISOString() }) },
-  { name: 'GET /api/v1/agents/{id}/credentials', method: 'GET', path: '/api/v1/agents/:id/credentials', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent } },
+  { name: 'POST /api/v1/agents', method: 'POST', path: '/api/v1/agents', errorKind: 'problem', auth: 'bearer', body: 'json', validBody: () => ({ name: 'fuzzed', description: 'd', owner: 'o', scopes: ['weather:read'], metadata: { env: 'test' } }), columns: { body: AGENT_TEXT_COLUMNS } },
+  { name: 'GET /api/v1/agents', method: 'GET', path: '/api/v1/agents', errorKind: 'problem', auth: 'bearer', query: { ...defaultQuery, cursor: fc.uuid().map((id) => Buffer.from(id).toString('base64url')) }, columns: { querystring: { owner: 'text', cursor: 'uuid-cursor' } } },
+  { name: 'GET /api/v1/agents/{id}', method: 'GET', path: '/api/v1/agents/:id', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent }, columns: { params: AGENT_ID } },
+  { name: 'PATCH /api/v1/agents/{id}', method: 'PATCH', path: '/api/v1/agents/:id', errorKind: 'problem', auth: 'bearer', body: 'json', params: { id: anyAgent }, validBody: () => ({ name: 'renamed', description: null, owner: 'team', scopes: ['a:b'], metadata: { k: 1 }, status: 'active' }), columns: { params: AGENT_ID, body: AGENT_TEXT_COLUMNS } },
+  { name: 'DELETE /api/v1/agents/{id}', method: 'DELETE', path: '/api/v1/agents/:id', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent }, columns: { params: AGENT_ID } },
+  { name: 'GET /api/v1/agents/{id}/usage', method: 'GET', path: '/api/v1/agents/:id/usage', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent }, query: { month: fc.constantFrom('2024-01', '2025-12', '1999-09') }, columns: { params: AGENT_ID } },
+  { name: 'POST /api/v1/agents/{id}/credentials', method: 'POST', path: '/api/v1/agents/:id/credentials', errorKind: 'problem', auth: 'bearer', body: 'json', params: { id: anyAgent }, validBody: () => ({ expires_at: new Date(Date.now() + 86_400_000).toISOString() }), columns: { params: AGENT_ID, body: { expires_at: 'timestamptz' } } },
+  { name: 'GET /api/v1/agents/{id}/credentials', method: 'GET', path: '/api/v1/agents/:id/credentials', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent }, columns: { params: AGENT_ID } },
   {
     name: 'DELETE /api/v1/agents/{id}/credentials/{credential_id}',
     method: 'DELETE',
     path: '/api/v1/agents/:id/credentials/:credential_id',
     errorKind: 'problem',
     auth: 'bearer',
-    params: { id: anyAgent, credential_id: (ctx) => fc.constantFrom(...ctx.credentials.map((c) => c.credentialId)) }
+    params: { id: anyAgent, credential_id: (ctx) => fc.constantFrom(...ctx.credentials.map((c) => c.credentialId)) },
+    columns: { params: { id: 'uuid', credential_id: 'uuid' } }
   },
-  { name: 'GET /api/v1/audit-events', method: 'GET', path: '/api/v1/audit-events', errorKind: 'problem', auth: 'bearer', query: { type: fc.constantFrom('auth.failed', 'agent.created,agent.updated'), agent_id: fc.uuid(), actor: fc.constantFrom('test-admin', 'anonymous'), since: timestamp, until: timestamp, limit: fc.integer({ min: 1, max: 500 }).map(String), cursor: fc.string({ minLength: 1, maxLength: 20 }) } },
-  { name: 'GET /api/v1/audit-events/export', method: 'GET', path: '/api/v1/audit-events/export', errorKind: 'problem', auth: 'bearer', query: { since: timestamp, until: timestamp } },
+  { name: 'GET /api/v1/audit-events', method: 'GET', path: '/api/v1/audit-events', errorKind: 'problem', auth: 'bearer', query: { type: fc.constantFrom('auth.failed', 'agent.created,agent.updated'), agent_id: fc.uuid(), actor: fc.constantFrom('test-admin', 'anonymous'), since: timestamp, until: timestamp, limit: fc.integer({ min: 1, max: 500 }).map(String), cursor: fc.string({ minLength: 1, maxLength: 20 }) }, columns: { querystring: { agent_id: 'uuid', actor: 'text', since: 'timestamptz', until: 'timestamptz', cursor: 'bigint-cursor' } } },
+  { name: 'GET /api/v1/audit-events/export', method: 'GET', path: '/api/v1/audit-events/export', errorKind: 'problem', auth: 'bearer', query: { since: timestamp, until: timestamp }, columns: { querystring: { since: 'timestamptz', until: 'timestamptz' } } },
   { name: 'GET /health/live', method: 'GET', path: '/health/live', errorKind: 'problem', auth: 'none' },
   { name: 'GET /health/ready', method: 'GET', path: '/health/ready', errorKind: 'problem', auth: 'none' },
   { name: 'GET /metrics', method: 'GET', path: '/metrics', errorKind: 'problem', auth: 'none' },
@@ -437,7 +456,8 @@ export const ENDPOINTS: EndpointDescriptor[] = [
       // Granted, partly granted, never granted, malformed (RFC 6749 §3.3).
       scope: fc.constantFrom('weather:read', 'weather:read weather:write', ' weather:read  ', '', 'agents:write', 'weather:read admin', 'weather:read\tweather:write', 'weather:"read', 'wëather:read'),
       resource: fc.constantFrom('https://api.example.com/', 'urn:example:apis', 'https://api.example.com/a?b=c', '/relative', 'https://api.example.com/#fragment', 'not a uri', '')
-    })
+    }),
+    columns: { body: { ...CLIENT_COLUMNS, grant_type: 'unstored', scope: 'unstored', resource: 'unstored' } }
   },
   {
     name: 'POST /oauth2/revoke',
@@ -446,7 +466,8 @@ export const ENDPOINTS: EndpointDescriptor[] = [
     errorKind: 'oauth',
     auth: 'client',
     body: 'form',
-    form: (ctx) => ({ token: tokenToPresent(ctx), token_type_hint: fc.constantFrom('access_token', 'refresh_token', 'id_token', '') })
+    form: (ctx) => ({ token: tokenToPresent(ctx), token_type_hint: fc.constantFrom('access_token', 'refresh_token', 'id_token', '') }),
+    columns: { body: { ...CLIENT_COLUMNS, token: 'unstored', token_type_hint: 'unstored' } }
   },
   {
     name: 'POST /oauth2/introspect',
@@ -455,7 +476,8 @@ export const ENDPOINTS: EndpointDescriptor[] = [
     errorKind: 'oauth',
     auth: 'client',
     body: 'form',
-    form: (ctx) => ({ token: tokenToPresent(ctx), token_type_hint: fc.constantFrom('access_token', 'refresh_token', 'id_token', '') })
+    form: (ctx) => ({ token: tokenToPresent(ctx), token_type_hint: fc.constantFrom('access_token', 'refresh_token', 'id_token', '') }),
+    columns: { body: { ...CLIENT_COLUMNS, token: 'unstored', token_type_hint: 'unstored' } }
   },
   { name: 'GET /docs/static/{file}', method: 'GET', path: '/docs/static/:file', errorKind: 'problem', auth: 'none', params: { file: () => fc.constantFrom('index.html', 'swagger-ui.css', 'swagger-ui-bundle.js', '..%2F..%2Fpackage.json', '%2E%2E/%2E%2E/package.json') } }
 ]
@@ -539,4 +561,182 @@ export async function databaseFingerprint (app: App): Promise<{ tables: Record<s
     events: Object.fromEntries(events.map((row) => [row.type, row.count])),
     lastUsed: Object.fromEntries(lastUsed.map((row) => [row.id, row.last_used_at?.toISOString() ?? null]))
   }
+}
+
+/*
+ * Column types. Each generator makes values of the kind a member of that type receives from a careless or hostile
+ * client, weighted towards what the column cannot store; `unstorable` says, independently of the schemas, which of
+ * them the column (or JavaScript on the way to it) cannot hold exactly. Those must be refused with a 4xx that names
+ * the member; the rest may be accepted or refused, never answered with a 5xx.
+ */
+
+const isWellFormed = (text: string): boolean => (text as string & { isWellFormed(): boolean }).isWellFormed()
+const BIGINT_MAX = 2n ** 63n - 1n
+
+/** Text PostgreSQL would refuse (NUL) or alter (an unpaired surrogate becomes U+FFFD). */
+const unstorableText = (text: string): boolean => text.includes('\u0000') || !isWellFormed(text)
+
+const textValue: fc.Arbitrary<string> = fc.oneof(
+  { weight: 3, arbitrary: fc.tuple(fc.string({ maxLength: 20 }), fc.constantFrom('\u0000', '\uD800', '\uDFFF', '\uDBFF\u0000', '\uDC00\uD800'), fc.string({ maxLength: 20 })).map(([a, bad, b]) => a + bad + b) },
+  { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
+  { weight: 1, arbitrary: fc.string({ unit: 'grapheme', maxLength: 20 }) },
+  { weight: 1, arbitrary: fc.constantFrom('', ' ', '\uFFFF', '\uFEFF', '😀', '\uD83D\uDE00\u0000', 'a'.repeat(128), 'a'.repeat(129), 'é'.repeat(1024), 'x'.repeat(1025), '𝔘'.repeat(129)) }
+)
+
+const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+/** The spellings PostgreSQL's uuid input (or Ajv's uuid format) takes besides the canonical one, and near misses. */
+const uuidValue: fc.Arbitrary<string> = fc.tuple(fc.uuid(), fc.constantFrom('canonical', 'upper', 'braces', 'bare', 'urn', 'mixed', 'spaced', 'grouped', 'short', 'nul')).map(([id, how]) => {
+  switch (how) {
+    case 'upper': return id.toUpperCase()
+    case 'braces': return `{${id}}`
+    case 'bare': return id.replace(/-/g, '')
+    case 'urn': return `urn:uuid:${id}`
+    case 'mixed': return id.slice(0, 18) + id.slice(18).toUpperCase()
+    case 'spaced': return ` ${id}`
+    case 'grouped': return id.replace(/-/g, '').replace(/(.{4})/g, '$1-').slice(0, -1)
+    case 'short': return id.slice(0, -1)
+    case 'nul': return `${id}\u0000`
+    default: return id
+  }
+})
+
+const pad = (n: number, width: number): string => String(Math.abs(n)).padStart(width, '0')
+/** RFC 3339-ish renderings of instants across, and beyond, what JavaScript and PostgreSQL hold. */
+const timestampValue: fc.Arbitrary<string> = fc.oneof(
+  {
+    weight: 3,
+    arbitrary: fc.tuple(
+      fc.integer({ min: -5000, max: 300_000 }), fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 31 }),
+      fc.integer({ min: 0, max: 24 }), fc.integer({ min: 0, max: 59 }), fc.integer({ min: 0, max: 60 }),
+      fc.constantFrom('', '.5', '.123456789', '.1234567890123'),
+      fc.constantFrom('Z', 'z', '+00:00', '-23:59', '+23:59', '+14:00', '-0800', '', '+24:00'),
+      fc.constantFrom('T', 't', ' ')
+    ).map(([year, month, day, hour, minute, second, fraction, offset, separator]) => {
+      const y = year >= 0 && year <= 9999 ? pad(year, 4) : `${year < 0 ? '-' : '+'}${pad(year, 6)}`
+      return `${y}-${pad(month, 2)}-${pad(day, 2)}${separator}${pad(hour, 2)}:${pad(minute, 2)}:${pad(second, 2)}${fraction}${offset}`
+    })
+  },
+  { weight: 1, arbitrary: fc.date({ noInvalidDate: true }).map((date) => date.toISOString()) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '0000-01-01T00:00:00Z', '0001-01-01T00:00:00+01:00', '9999-12-31T23:59:59Z', '9999-12-31T23:59:59-01:00', '+275760-09-13T00:00:00Z',
+      '+275760-09-13T00:00:00.001Z', '-271821-04-20T00:00:00Z', '2016-12-31T23:59:60Z', '2024-02-30T00:00:00Z', '2024-01-01T00:00:00',
+      '1970-01-01T00:00:00Z', '2100-01-01T00:00:00Z', '2024-01-01T00:00:00\u0000Z', 'infinity', '-infinity', 'epoch', 'now'
+    )
+  }
+)
+
+/** What PostgreSQL (through a JavaScript Date) cannot hold: no instant, year 0 or before, past 9999, a leap second. */
+function unstorableTimestamp (value: string): boolean {
+  const time = Date.parse(value)
+  if (Number.isNaN(time)) return true
+  const year = new Date(time).getUTCFullYear()
+  return year < 1 || year > 9999 || /:60(\.|[^0-9]|$)/.test(value)
+}
+
+/** Seqs around and beyond bigint, encoded as the audit API encodes its cursors. */
+const bigintCursorValue: fc.Arbitrary<string> = fc.oneof(
+  fc.bigInt({ min: 0n, max: 2n ** 70n }),
+  fc.constantFrom(BIGINT_MAX, BIGINT_MAX + 1n, 10n ** 19n - 1n, 2n ** 64n)
+).map((seq) => Buffer.from(`s${seq}`).toString('base64url'))
+
+function unstorableBigintCursor (cursor: string): boolean {
+  const match = /^s(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString('latin1'))
+  return match !== null && BigInt(match[1] as string) > BIGINT_MAX
+}
+
+/** Agent-list cursors: the base64url of a UUID in any of the spellings above. */
+const uuidCursorValue: fc.Arbitrary<string> = uuidValue.map((id) => Buffer.from(wellFormed(id)).toString('base64url'))
+
+const unstorableUuidCursor = (cursor: string): boolean => !CANONICAL_UUID.test(Buffer.from(cursor, 'base64url').toString('utf8'))
+
+/** How many arrays and objects a jsonb value may nest (schemas/common.ts JSON_MAX_DEPTH): deeper overflowed the validator. */
+const JSONB_MAX_DEPTH = 8
+
+const jsonbValue: fc.Arbitrary<unknown> = fc.oneof(
+  { weight: 3, arbitrary: fc.object({ key: textValue, values: [textValue, fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant(null)], maxDepth: 3, maxKeys: 4 }) },
+  { weight: 1, arbitrary: fc.tuple(fc.oneof(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 3000 })), fc.constantFrom('array', 'object'), textValue).map(([depth, kind, leaf]) => ({ deep: nest(depth, kind, leaf) })) },
+  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) }
+)
+
+function nest (depth: number, kind: 'array' | 'object', leaf: string): unknown {
+  let value: unknown = leaf
+  for (let i = 0; i < depth; i++) value = kind === 'array' ? [value] : { k: value }
+  return value
+}
+
+/** Whether a JSON value holds unstorable text (in a string or a member name) or nests more containers than jsonb may take. */
+function unstorableJson (value: unknown): boolean {
+  // A walk with a stack of its own: the values nest thousands deep, deeper than recursion may go.
+  const pending: Array<[unknown, number]> = [[value, 0]]
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [item, depth] = next
+    if (typeof item === 'string' && unstorableText(item)) return true
+    if (item === null || typeof item !== 'object') continue
+    if (depth + 1 > JSONB_MAX_DEPTH) return true
+    for (const [key, member] of Object.entries(item)) {
+      if (!Array.isArray(item) && unstorableText(key)) return true
+      pending.push([member, depth + 1])
+    }
+  }
+  return false
+}
+
+/** Each column type: its generator, and which of its values must be refused. */
+export const COLUMN_TYPES: Record<ColumnType, { values: fc.Arbitrary<unknown>, unstorable: (value: unknown) => boolean }> = {
+  text: { values: textValue, unstorable: (value) => unstorableText(value as string) },
+  unstored: { values: textValue, unstorable: () => false },
+  uuid: { values: uuidValue, unstorable: (value) => !CANONICAL_UUID.test(value as string) },
+  timestamptz: { values: timestampValue, unstorable: (value) => unstorableTimestamp(value as string) },
+  jsonb: { values: jsonbValue, unstorable: unstorableJson },
+  'uuid-cursor': { values: uuidCursorValue, unstorable: (value) => unstorableUuidCursor(value as string) },
+  'bigint-cursor': { values: bigintCursorValue, unstorable: (value) => unstorableBigintCursor(value as string) }
+}
+
+/** One request that sends one member a value of its column type; the rest of the request is well formed. */
+export interface ColumnRequest {
+  options: InjectOptions
+  /** The member, as a validation error's location names it: body/name, querystring/owner, params/id. */
+  location: string
+  type: ColumnType
+  /** The value as the server receives it (a query or path value cannot carry an unpaired surrogate). */
+  received: unknown
+  unstorable: boolean
+}
+
+/** Requests to the endpoint with one of its typed members (endpoint.columns) given a value of its column type. */
+export function columnRequestArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<ColumnRequest> {
+  const members = Object.entries(endpoint.columns ?? {}).flatMap(([part, columns]) => Object.entries(columns).map(([name, type]) => ({ part: part as RequestPart, name, type })))
+  if (members.length === 0) throw new Error(`${endpoint.name} declares no columns`)
+  const names = [...endpoint.path.matchAll(/:([a-z_]+)/g)].map((match) => match[1] as string)
+  const validParams = fc.tuple(...names.map((name) => endpoint.params?.[name]?.(ctx) ?? fc.uuid()))
+  const validForm = endpoint.form === undefined ? fc.constant({}) : fc.record(endpoint.form(ctx))
+  return fc.tuple(fc.constantFrom(...members), validParams, validForm).chain(([member, params, form]) => COLUMN_TYPES[member.type].values.map((value) => {
+    // Only a JSON body carries any string as it is: a query, path or form value travels percent-encoded UTF-8,
+    // which holds no unpaired surrogate (and so do the forms here: the server receives what it decodes).
+    const received = member.part === 'body' && endpoint.body === 'json' ? value : wellFormed(String(value))
+    const paramValues = Object.fromEntries(names.map((name, i) => [name, params[i] as string]))
+    if (member.part === 'params') paramValues[member.name] = received as string
+    const path = names.reduce((filled, name) => filled.replace(`:${name}`, encodeURIComponent(paramValues[name] as string)), endpoint.path)
+    const query = member.part === 'querystring' ? `?${member.name}=${encodeURIComponent(received as string)}` : ''
+    const headers: Record<string, string> = {}
+    const options: InjectOptions = { method: endpoint.method, url: path + query, headers }
+    if (endpoint.auth === 'client') {
+      const fields: Record<string, unknown> = { ...form, [member.name]: received }
+      // client_id and client_secret are tested in the form (client_secret_post); otherwise the client uses Basic.
+      if (member.name === 'client_id') fields.client_secret = ctx.client.secret
+      else if (member.name === 'client_secret') fields.client_id = ctx.client.clientId
+      else headers.authorization = ctx.clientBasic
+      headers['content-type'] = 'application/x-www-form-urlencoded'
+      options.payload = new URLSearchParams(Object.entries(fields).map(([name, item]) => [name, String(item)])).toString()
+    } else {
+      headers.authorization = ctx.adminBearer
+      if (endpoint.validBody !== undefined) {
+        headers['content-type'] = 'application/json'
+        options.payload = JSON.stringify(member.part === 'body' ? { ...endpoint.validBody(ctx), [member.name]: value } : endpoint.validBody(ctx))
+      }
+    }
+    return { options, location: `${member.part}/${member.name}`, type: member.type, received, unstorable: COLUMN_TYPES[member.type].unstorable(received) }
+  }))
 }
