@@ -237,10 +237,10 @@ export default fp(async (app) => {
 
     await refuseWhenFailingTooOften(presented.clientId, request.ip)
     // The secret names its credential, so at most one hash is verified whatever the agent holds; a secret that
-    // names none (the bootstrap admin's) is checked against the agent's single live credential.
+    // names none (the bootstrap admin's) is checked against the agent's bootstrap credential, else its single live one.
     const readAtMs = Date.now()
     const rows = await liveCredentialsOfClient(sql, presented.clientId, credentialIdOfSecret(presented.secret))
-    const row: ClientCredentialRow | undefined = rows.length === 1 ? rows[0] : undefined
+    const row: ClientCredentialRow | undefined = rows.length === 1 || rows[0]?.bootstrap === true ? rows[0] : undefined
     const named = { clientId: presented.clientId, limitedAs: presented.clientId, method: presented.method }
     if (row === undefined) return await fail(request, endpoint, { ...named, reason: rows.length === 0 ? 'unknown_client_or_credential' : 'credential_not_named' })
     if (row.agent_status !== 'active') return await fail(request, endpoint, { ...named, reason: `agent_${row.agent_status}`, agentId: row.agent_id })
