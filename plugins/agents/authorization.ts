@@ -99,7 +99,7 @@ export function refusalOf (config: Pick<Config, 'bootstrapClientId'>, caller: Ca
 }
 
 /** The management API's answer to a refusal: problem+json, 403 naming the missing scopes or 409, recorded as authz.denied. */
-export function refusalProblem (refusal: Refusal): ProblemError {
+function refusalProblem (refusal: Refusal): ProblemError {
   const problem = refusal.status === 403 ? forbidden(refusal.detail, refusal.denial.missingScopes) : conflict(refusal.detail)
   return refused(problem, refusal.denial)
 }
