@@ -10,7 +10,8 @@ export const ProblemSchema = Type.Object({
   errors: Type.Optional(Type.Array(Type.Object({
     location: Type.String({ description: 'Where the bad value is, as a JSON pointer into body, querystring, params or headers' }),
     message: Type.String()
-  }), { description: 'Each validation failure, when the request did not match its schema' }))
+  }), { description: 'Each validation failure, when the request did not match its schema' })),
+  missing_scopes: Type.Optional(Type.Array(Type.String(), { description: 'On a 403: the scopes the caller would need and does not hold' }))
 }, { $id: 'Problem', title: 'Problem (RFC 9457)' })
 export type Problem = Static<typeof ProblemSchema>
 

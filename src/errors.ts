@@ -11,7 +11,9 @@ export class ProblemError extends Error {
     readonly title: string,
     readonly detail?: string,
     readonly headers: Record<string, string> = {},
-    readonly errors?: Problem['errors']
+    readonly errors?: Problem['errors'],
+    /** Extension member of a 403: the scopes the caller would need and does not hold. */
+    readonly missingScopes?: string[]
   ) {
     super(detail ?? title)
     this.name = 'ProblemError'
@@ -22,11 +24,13 @@ export class ProblemError extends Error {
   }
 
   toProblem (instance: string): Problem {
-    return { type: this.type, title: this.title, status: this.status, detail: this.detail, instance, errors: this.errors }
+    return { type: this.type, title: this.title, status: this.status, detail: this.detail, instance, errors: this.errors, missing_scopes: this.missingScopes }
   }
 }
 
 export const badRequest = (detail: string, errors?: Problem['errors']): ProblemError => new ProblemError(400, 'Bad Request', detail, {}, errors)
+/** 403: authenticated, but the caller's authority does not reach; names the scopes it lacks when there are some. */
+export const forbidden = (detail: string, missingScopes?: string[]): ProblemError => new ProblemError(403, 'Forbidden', detail, {}, undefined, missingScopes)
 export const notFound = (detail: string): ProblemError => new ProblemError(404, 'Not Found', detail)
 export const conflict = (detail: string): ProblemError => new ProblemError(409, 'Conflict', detail)
 export const serviceUnavailable = (detail: string): ProblemError => new ProblemError(503, 'Service Unavailable', detail, { 'retry-after': '5' })

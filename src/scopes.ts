@@ -9,6 +9,22 @@ export const AdminScope = {
 /** Every admin scope: what the bootstrap admin holds. */
 export const ADMIN_SCOPES: string[] = Object.values(AdminScope)
 
+const MANAGEMENT_SCOPES: ReadonlySet<string> = new Set(ADMIN_SCOPES)
+
+/**
+ * Whether the scope is a management scope: this server's own authority (every AdminScope, including those later
+ * added to it), as opposed to an application scope that resource servers check (orders:read). Only a holder of a
+ * management scope may grant it (see plugins/agents/authorization.ts).
+ */
+export function isManagementScope (scope: string): boolean {
+  return MANAGEMENT_SCOPES.has(scope)
+}
+
+/** The management scopes among `scopes`, in their order. */
+export function managementScopesOf (scopes: Iterable<string>): string[] {
+  return [...scopes].filter(isManagementScope)
+}
+
 /** RFC 6749 §3.3 scope-token: printable ASCII except space, double quote and backslash. */
 export const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/
 

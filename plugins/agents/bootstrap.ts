@@ -2,7 +2,7 @@ import type { AuditActor, AuditEvent } from '../infra/audit.js'
 import { newId } from '../../src/ids.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
 import { generateClientId, generateClientSecret, hashSecret, verifySecret } from '../../src/secrets.js'
-import { insertCredential, liveCredentialsWithHash, revokeAllCredentials } from '../credentials/repository.js'
+import { insertCredential, liveCredentialsWithHash, markBootstrapCredential, revokeCredential } from '../credentials/repository.js'
 import { publishChanges, type Deps } from './changes.js'
 import { anyLiveAgentHolds, findAgentByClientId, insertAgent, updateAgent, type AgentChanges, type AgentRow } from './repository.js'
 import { updateEvents } from './service.js'
@@ -25,9 +25,11 @@ function createdEvents (agent: AgentRow, credentialId: string): AuditEvent[] {
 
 /**
  * BOOTSTRAP_CLIENT_ID / BOOTSTRAP_CLIENT_SECRET: makes sure the agent with that client_id exists, is active, holds
- * every admin scope and exactly one live credential, the one whose secret is given. Idempotent: when the secret
- * already verifies against the single live credential, nothing changes; a new secret revokes the old credentials.
- * A decommissioned bootstrap agent stays decommissioned (a restart must not undo a retirement): a warning says so.
+ * every admin scope and a live bootstrap credential (credentials.bootstrap), the one whose secret is given.
+ * Idempotent: when the secret verifies against that credential, nothing changes; a new secret revokes the old
+ * bootstrap credential and creates its successor. Other live credentials of the agent (made through the API before
+ * the API refused them) are left alone, and named in a warning. A decommissioned bootstrap agent stays
+ * decommissioned (a restart must not undo a retirement): a warning says so.
  */
 async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: string): Promise<void> {
   const at = new Date()
@@ -55,11 +57,20 @@ async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: strin
     }
 
     const live = await liveCredentialsWithHash(tx, agent.id)
-    if (live.length === 1 && await verifySecret((live[0] as { secret_hash: string }).secret_hash, secret)) {
-      return { decommissioned: false as const, agentId: agent.id, events, statusChanged, revoked: [] as string[], replaced: false }
+    const kept = { decommissioned: false as const, agentId: agent.id, events, statusChanged, revoked: [] as string[], replaced: false }
+    const current = live.find((credential) => credential.bootstrap)
+    if (current !== undefined) {
+      if (await verifySecret(current.secret_hash, secret)) return { ...kept, others: othersThan(live, current.id) }
+    } else {
+      // Made before credentials were marked (sql/0008): the live credential the secret verifies against.
+      for (const credential of live) {
+        if (!await verifySecret(credential.secret_hash, secret)) continue
+        await markBootstrapCredential(tx, credential.id)
+        return { ...kept, others: othersThan(live, credential.id) }
+      }
     }
-    const revoked = await revokeAllCredentials(tx, agent.id, at)
-    const credential = await insertCredential(tx, { id: newId(), agent_id: agent.id, secret_hash: await hashSecret(secret), expires_at: null })
+    const revoked = current !== undefined && await revokeCredential(tx, agent.id, current.id, at) ? [current.id] : []
+    const credential = await insertCredential(tx, { id: newId(), agent_id: agent.id, secret_hash: await hashSecret(secret), expires_at: null, bootstrap: true })
     if (existing === undefined) {
       events.push(...createdEvents(agent, credential.id))
     } else {
@@ -68,7 +79,7 @@ async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: strin
         { type: 'credential.created', agentId: agent.id, ...BOOTSTRAP_ACTOR, data: { credential_id: credential.id, expires_at: null } }
       )
     }
-    return { decommissioned: false as const, agentId: agent.id, events, statusChanged, revoked, replaced: true }
+    return { ...kept, revoked, replaced: true, others: othersThan(live, current?.id) }
   })
 
   if (outcome.decommissioned) {
@@ -78,6 +89,14 @@ async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: strin
   await publishChanges(deps, { agentIds: outcome.statusChanged ? [outcome.agentId] : [], credentialIds: outcome.revoked }, at)
   if (outcome.events.length > 0) await deps.audit.record(...outcome.events)
   if (outcome.replaced) deps.log.info({ agentId: outcome.agentId, revokedCredentials: outcome.revoked.length }, 'bootstrap admin credential set from BOOTSTRAP_CLIENT_SECRET')
+  if (outcome.others.length > 0) {
+    deps.log.warn({ agentId: outcome.agentId, credentialIds: outcome.others }, 'the bootstrap admin holds live credentials besides BOOTSTRAP_CLIENT_SECRET: revoke them with DELETE /api/v1/agents/{id}/credentials/{credential_id}')
+  }
+}
+
+/** The ids of the live credentials other than the bootstrap one. */
+function othersThan (live: Array<{ id: string }>, bootstrapId: string | undefined): string[] {
+  return live.filter((credential) => credential.id !== bootstrapId).map((credential) => credential.id)
 }
 
 /** The console notice of a generated first admin: its credential, shown this once, and how to use it. */

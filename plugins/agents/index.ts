@@ -7,7 +7,7 @@ import {
 } from '../../schemas/agents.js'
 import { problemResponses } from '../../schemas/common.js'
 import { bootstrapAdmin } from './bootstrap.js'
-import { managementRouteConfig, principalActor } from './http.js'
+import { managementRouteConfig, principalActor, principalCaller } from './http.js'
 import { agentService } from './service.js'
 
 const security = [{ bearerAuth: [] }]
@@ -26,7 +26,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags,
       summary: 'Register an agent',
-      description: 'The agent starts active with a new client_id and no credential: create one with POST /api/v1/agents/{id}/credentials.',
+      description: 'The agent starts active with a new client_id and no credential: create one with POST /api/v1/agents/{id}/credentials. Management scopes (agents:read, agents:write, audit:read, tokens:introspect) are granted only by a caller holding them: 403 naming those it lacks (missing_scopes). Application scopes are granted by any agents:write holder.',
       security,
       body: CreateAgentBodySchema,
       response: { 201: AgentSchema, ...problemResponses(400, 401, 403, 413, 415, 429, 503) }
@@ -34,7 +34,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: write,
     config
   }, async (request, reply) => {
-    const agent = await service.create(request.body, principalActor(request))
+    const agent = await service.create(request.body, principalActor(request), principalCaller(request))
     return reply.code(201).header('location', `/api/v1/agents/${agent.id}`).send(agent)
   })
 
@@ -68,7 +68,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags,
       summary: 'Change, suspend or reactivate an agent',
-      description: 'Only the members given change. status suspended refuses new tokens at once on every replica; active reactivates. A decommissioned agent is read-only: any PATCH is a 409.',
+      description: 'Only the members given change. status suspended refuses new tokens at once on every replica; active reactivates. A decommissioned agent is read-only: any PATCH is a 409. 403 (naming missing_scopes) when the agent holds, or the body grants, a management scope the caller does not hold. The bootstrap admin (BOOTSTRAP_CLIENT_ID) cannot be suspended or lose a management scope here: 409.',
       security,
       params: AgentParamsSchema,
       body: UpdateAgentBodySchema,
@@ -76,21 +76,21 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: write,
     config
-  }, async (request) => await service.update(request.params.id, request.body, principalActor(request)))
+  }, async (request) => await service.update(request.params.id, request.body, principalActor(request), principalCaller(request)))
 
   app.delete('/api/v1/agents/:id', {
     schema: {
       tags,
       summary: 'Decommission an agent',
-      description: 'Final: every credential is revoked in the same transaction and no new token is issued, on every replica at once. The record is kept (GET still shows it). Decommissioning a decommissioned agent is a 204 that changes nothing.',
+      description: 'Final: every credential is revoked in the same transaction and no new token is issued, on every replica at once. The record is kept (GET still shows it). Decommissioning a decommissioned agent is a 204 that changes nothing. 403 (naming missing_scopes) when the agent holds a management scope the caller does not; 409 for the bootstrap admin (BOOTSTRAP_CLIENT_ID), which the configuration retires.',
       security,
       params: AgentParamsSchema,
-      response: { 204: Type.Null({ description: 'Decommissioned' }), ...problemResponses(400, 401, 403, 404, 429, 503) }
+      response: { 204: Type.Null({ description: 'Decommissioned' }), ...problemResponses(400, 401, 403, 404, 409, 429, 503) }
     },
     preValidation: write,
     config
   }, async (request, reply) => {
-    await service.decommission(request.params.id, principalActor(request))
+    await service.decommission(request.params.id, principalActor(request), principalCaller(request))
     return await reply.code(204).send(null)
   })
 

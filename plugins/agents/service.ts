@@ -10,6 +10,7 @@ import {
 } from '../../schemas/agents.js'
 import { UUID_PATTERN } from '../../schemas/common.js'
 import { revokeAllCredentials } from '../credentials/repository.js'
+import { authorize, type Caller } from './authorization.js'
 import { publishChanges, type Deps } from './changes.js'
 import { findAgent, insertAgent, listAgents, updateAgent, type AgentChanges, type AgentLock, type AgentRow } from './repository.js'
 
@@ -111,10 +112,11 @@ export async function existingAgent (sql: Queryable, id: string, lock?: AgentLoc
 /** Agents: registration, listing, changes, suspension and decommissioning, usage. */
 export function agentService (deps: Deps) {
   return {
-    /** Registers an active agent with a new client_id; it holds no credential yet. */
-    async create (body: CreateAgentBody, actor: AuditActor): Promise<Agent> {
+    /** Registers an active agent with a new client_id; it holds no credential yet. Management scopes: see authorize. */
+    async create (body: CreateAgentBody, actor: AuditActor, caller: Caller): Promise<Agent> {
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
+      authorize(deps.config, caller, { kind: 'agent.create', scopes: body.scopes ?? [] })
       const row = await insertAgent(deps.sql, {
         id: newId(),
         client_id: generateClientId(),
@@ -149,9 +151,10 @@ export function agentService (deps: Deps) {
 
     /**
      * Changes the members given. active ⇄ suspended takes effect on every replica at once; a decommissioned
-     * agent is read-only (409), so its record stays as it was when it was retired.
+     * agent is read-only (409), so its record stays as it was when it was retired. The caller's authority over the
+     * agent and over the scopes it grants is checked under the row lock (see authorize).
      */
-    async update (id: string, body: UpdateAgentBody, actor: AuditActor): Promise<Agent> {
+    async update (id: string, body: UpdateAgentBody, actor: AuditActor, caller: Caller): Promise<Agent> {
       // Unknown members are dropped by validation; a body left with none was most likely a typo, not a no-op.
       if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, resources, metadata, status' }])
       checkMetadataSize(body.metadata)
@@ -161,6 +164,7 @@ export function agentService (deps: Deps) {
         const current = await existingAgent(tx, id, 'update')
         if (current.status === 'decommissioned') throw conflict(`agent ${id} is decommissioned: its record is read-only and it can never be reactivated`)
         const changes = changesOf(current, body)
+        authorize(deps.config, caller, { kind: 'agent.update', target: current, changes })
         // Tokens carrying a scope or resource the agent lost die with it (and cached client verifications re-read
         // them). Tokens name what they carry, but the watermark is per agent: all of its earlier tokens die.
         const narrowed = (changes.scopes !== undefined && current.scopes.some((scope) => !changes.scopes?.includes(scope))) ||
@@ -176,12 +180,13 @@ export function agentService (deps: Deps) {
 
     /**
      * Decommissions: status decommissioned and every credential revoked in one transaction, the record kept.
-     * Idempotent: decommissioning a decommissioned agent changes nothing.
+     * Idempotent: decommissioning a decommissioned agent changes nothing. The bootstrap admin is refused (409).
      */
-    async decommission (id: string, actor: AuditActor): Promise<void> {
+    async decommission (id: string, actor: AuditActor, caller: Caller): Promise<void> {
       const at = new Date()
       const outcome = await deps.sql.begin(async (tx) => {
         const current = await existingAgent(tx, id, 'update')
+        authorize(deps.config, caller, { kind: 'agent.decommission', target: current })
         if (current.status === 'decommissioned') return undefined
         const revoked = await revokeAllCredentials(tx, id, at)
         await updateAgent(tx, id, { status: 'decommissioned' }, at)

@@ -4,7 +4,7 @@ import { AdminScope } from '../../src/scopes.js'
 import { AgentParamsSchema } from '../../schemas/agents.js'
 import { problemResponses } from '../../schemas/common.js'
 import { CreateCredentialBodySchema, CredentialListSchema, CredentialParamsSchema, IssuedCredentialSchema } from '../../schemas/credentials.js'
-import { managementRouteConfig, principalActor } from '../agents/http.js'
+import { managementRouteConfig, principalActor, principalCaller } from '../agents/http.js'
 import { credentialService } from './service.js'
 
 const security = [{ bearerAuth: [] }]
@@ -19,7 +19,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags,
       summary: 'Issue a client secret',
-      description: 'The secret is in this response only; AgentIdP stores its argon2id hash. An agent may hold several live credentials, so a secret rotates without downtime: issue the new one, switch the client, revoke the old one. The body is optional.',
+      description: 'The secret is in this response only; AgentIdP stores its argon2id hash. An agent may hold several live credentials, so a secret rotates without downtime: issue the new one, switch the client, revoke the old one. The body is optional. 403 (naming missing_scopes) when the agent holds a management scope the caller does not; 409 for the bootstrap admin (BOOTSTRAP_CLIENT_ID), whose secret is BOOTSTRAP_CLIENT_SECRET.',
       security,
       params: AgentParamsSchema,
       body: CreateCredentialBodySchema,
@@ -29,7 +29,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: [app.requireScopes(AdminScope.AgentsWrite), async (request) => { request.body ??= {} }],
     config
   }, async (request, reply) => {
-    const credential = await service.create(request.params.id, request.body, principalActor(request))
+    const credential = await service.create(request.params.id, request.body, principalActor(request), principalCaller(request))
     return reply.code(201)
       .header('cache-control', 'no-store')
       .header('pragma', 'no-cache')
@@ -54,15 +54,15 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags,
       summary: 'Revoke a credential',
-      description: 'The secret stops working at once, on every replica. Revoking a revoked credential is a 204 that changes nothing.',
+      description: 'The secret stops working at once, on every replica. Revoking a revoked credential is a 204 that changes nothing. 403 (naming missing_scopes) when the agent holds a management scope the caller does not; 409 for the bootstrap admin\'s BOOTSTRAP_CLIENT_SECRET credential.',
       security,
       params: CredentialParamsSchema,
-      response: { 204: Type.Null({ description: 'Revoked' }), ...problemResponses(400, 401, 403, 404, 429, 503) }
+      response: { 204: Type.Null({ description: 'Revoked' }), ...problemResponses(400, 401, 403, 404, 409, 429, 503) }
     },
     preValidation: app.requireScopes(AdminScope.AgentsWrite),
     config
   }, async (request, reply) => {
-    await service.revoke(request.params.id, request.params.credential_id, principalActor(request))
+    await service.revoke(request.params.id, request.params.credential_id, principalActor(request), principalCaller(request))
     return await reply.code(204).send(null)
   })
 }

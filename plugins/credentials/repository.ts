@@ -8,6 +8,8 @@ export interface CredentialRow {
   expires_at: Date | null
   revoked_at: Date | null
   last_used_at: Date | null
+  /** The credential of BOOTSTRAP_CLIENT_SECRET (sql/0008): set at start-up only. */
+  bootstrap: boolean
 }
 
 /** A credential with its argon2id hash, for the few callers that verify a secret. */
@@ -16,18 +18,18 @@ export interface CredentialWithHash extends CredentialRow {
 }
 
 /** Inserts a credential; only the hash of its secret is ever given to the database. */
-export async function insertCredential (sql: Queryable, credential: { id: string, agent_id: string, secret_hash: string, expires_at: Date | null }): Promise<CredentialRow> {
+export async function insertCredential (sql: Queryable, credential: { id: string, agent_id: string, secret_hash: string, expires_at: Date | null, bootstrap?: boolean }): Promise<CredentialRow> {
   const [row] = await sql<CredentialRow[]>`
-    insert into credentials (id, agent_id, secret_hash, expires_at)
-    values (${credential.id}, ${credential.agent_id}, ${credential.secret_hash}, ${credential.expires_at})
-    returning id, agent_id, created_at, expires_at, revoked_at, last_used_at`
+    insert into credentials (id, agent_id, secret_hash, expires_at, bootstrap)
+    values (${credential.id}, ${credential.agent_id}, ${credential.secret_hash}, ${credential.expires_at}, ${credential.bootstrap ?? false})
+    returning id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap`
   return row as CredentialRow
 }
 
 /** Every credential of the agent, live or not, oldest first. */
 export async function listCredentials (sql: Queryable, agentId: string): Promise<CredentialRow[]> {
   return await sql<CredentialRow[]>`
-    select id, agent_id, created_at, expires_at, revoked_at, last_used_at
+    select id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap
     from credentials where agent_id = ${agentId}
     order by id`
 }
@@ -35,7 +37,7 @@ export async function listCredentials (sql: Queryable, agentId: string): Promise
 /** The credential if it belongs to the agent, else undefined. */
 export async function findCredential (sql: Queryable, agentId: string, credentialId: string): Promise<CredentialRow | undefined> {
   const [row] = await sql<CredentialRow[]>`
-    select id, agent_id, created_at, expires_at, revoked_at, last_used_at
+    select id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap
     from credentials where id = ${credentialId} and agent_id = ${agentId}`
   return row
 }
@@ -43,7 +45,7 @@ export async function findCredential (sql: Queryable, agentId: string, credentia
 /** The agent's credentials that are neither revoked nor expired, with their hashes. */
 export async function liveCredentialsWithHash (sql: Queryable, agentId: string): Promise<CredentialWithHash[]> {
   return await sql<CredentialWithHash[]>`
-    select id, agent_id, secret_hash, created_at, expires_at, revoked_at, last_used_at
+    select id, agent_id, secret_hash, created_at, expires_at, revoked_at, last_used_at, bootstrap
     from credentials
     where agent_id = ${agentId} and revoked_at is null and (expires_at is null or expires_at > now())
     order by id`
@@ -56,6 +58,11 @@ export async function revokeCredential (sql: Queryable, agentId: string, credent
     where id = ${credentialId} and agent_id = ${agentId} and revoked_at is null
     returning id`
   return rows.length === 1
+}
+
+/** Marks the credential as the one of BOOTSTRAP_CLIENT_SECRET (a credential the bootstrap made before sql/0008). */
+export async function markBootstrapCredential (sql: Queryable, credentialId: string): Promise<void> {
+  await sql`update credentials set bootstrap = true where id = ${credentialId}`
 }
 
 /** Revokes every credential of the agent not revoked yet; returns the ids this call revoked. */
@@ -77,21 +84,23 @@ export interface ClientCredentialRow {
   credential_id: string
   secret_hash: string
   expires_at: Date | null
+  bootstrap: boolean
 }
 
 /**
  * The live (not revoked, not expired) credentials of the agent with this client_id, with their hashes: only the
- * one with `credentialId` when given. At most two rows, which is all client authentication needs to decide.
+ * one with `credentialId` when given. At most two rows, which is all client authentication needs to decide: the
+ * bootstrap credential first, as a secret that names no credential is the bootstrap admin's.
  */
 export async function liveCredentialsOfClient (sql: Queryable, clientId: string, credentialId?: string): Promise<ClientCredentialRow[]> {
   return await sql<ClientCredentialRow[]>`
     select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes, a.resources,
-           c.id as credential_id, c.secret_hash, c.expires_at
+           c.id as credential_id, c.secret_hash, c.expires_at, c.bootstrap
     from agents a join credentials c on c.agent_id = a.id
     where a.client_id = ${clientId}
       and c.revoked_at is null and (c.expires_at is null or c.expires_at > now())
       ${credentialId === undefined ? sql`` : sql`and c.id = ${credentialId}`}
-    order by c.id
+    order by c.bootstrap desc, c.id
     limit 2`
 }
 

@@ -3,6 +3,7 @@ import { badRequest, conflict, notFound } from '../../src/errors.js'
 import { newId } from '../../src/ids.js'
 import { generateClientSecret, hashSecret } from '../../src/secrets.js'
 import type { CreateCredentialBody, Credential, CredentialList, IssuedCredential } from '../../schemas/credentials.js'
+import { authorize, type Caller } from '../agents/authorization.js'
 import { publishChanges, type Deps } from '../agents/changes.js'
 import type { AgentRow } from '../agents/repository.js'
 import { existingAgent } from '../agents/service.js'
@@ -40,11 +41,14 @@ export function credentialService (deps: Deps) {
     /**
      * Issues a new credential. The secret carries the credential's id (so a token request checks one hash) and is
      * returned only here. Suspended agents may receive one (an admin preparing reactivation); decommissioned: 409.
+     * The caller's authority over the agent is checked before hashing and again under the row lock (see authorize).
      */
-    async create (agentId: string, body: CreateCredentialBody | undefined, actor: AuditActor): Promise<IssuedCredential> {
+    async create (agentId: string, body: CreateCredentialBody | undefined, actor: AuditActor, caller: Caller): Promise<IssuedCredential> {
       const expiresAt = expiryOf(body)
-      // Checked before hashing, so a request for an unknown or retired agent costs no argon2 work.
-      refuseDecommissioned(await existingAgent(deps.sql, agentId))
+      // Checked before hashing, so a request for an unknown, retired or forbidden agent costs no argon2 work.
+      const found = await existingAgent(deps.sql, agentId)
+      refuseDecommissioned(found)
+      authorize(deps.config, caller, { kind: 'credential.create', target: found })
       const id = newId()
       const secret = generateClientSecret(id)
       const secretHash = await hashSecret(secret)
@@ -53,6 +57,7 @@ export function credentialService (deps: Deps) {
         // this waits for it and sees the agent decommissioned; never a live credential on a retired agent.
         const agent = await existingAgent(tx, agentId, 'share')
         refuseDecommissioned(agent)
+        authorize(deps.config, caller, { kind: 'credential.create', target: agent })
         const row = await insertCredential(tx, { id, agent_id: agentId, secret_hash: secretHash, expires_at: expiresAt })
         return { agent, row }
       })
@@ -80,16 +85,19 @@ export function credentialService (deps: Deps) {
 
     /**
      * Revokes the credential: it stops working at once on every replica. Revoking a revoked credential is a
-     * success that changes nothing (DELETE is idempotent); a credential of another agent is a 404.
+     * success that changes nothing (DELETE is idempotent); a credential of another agent is a 404. The caller's
+     * authority over the agent is checked under a share lock, so the agent cannot gain scopes meanwhile.
      */
-    async revoke (agentId: string, credentialId: string, actor: AuditActor): Promise<void> {
+    async revoke (agentId: string, credentialId: string, actor: AuditActor, caller: Caller): Promise<void> {
       const at = new Date()
-      const revoked = await revokeCredential(deps.sql, agentId, credentialId, at)
-      if (!revoked) {
-        await existingAgent(deps.sql, agentId)
-        if (await findCredential(deps.sql, agentId, credentialId) === undefined) throw notFound(`agent ${agentId} has no credential ${credentialId}`)
-        return
-      }
+      const revoked = await deps.sql.begin(async (tx) => {
+        const agent = await existingAgent(tx, agentId, 'share')
+        const credential = await findCredential(tx, agentId, credentialId)
+        if (credential === undefined) throw notFound(`agent ${agentId} has no credential ${credentialId}`)
+        authorize(deps.config, caller, { kind: 'credential.revoke', target: agent, bootstrapCredential: credential.bootstrap })
+        return await revokeCredential(tx, agentId, credentialId, at)
+      })
+      if (!revoked) return
       await publishChanges(deps, { credentialIds: [credentialId] }, at)
       await deps.audit.record({ type: 'credential.revoked', agentId, ...actor, data: { credential_id: credentialId, reason: 'revoked' } })
     }

@@ -12,7 +12,7 @@ export const AUDIT_EVENT_TYPES = [
   'agent.created', 'agent.updated', 'agent.suspended', 'agent.reactivated', 'agent.decommissioned',
   'credential.created', 'credential.revoked',
   'token.issued', 'token.revoked',
-  'auth.failed',
+  'auth.failed', 'authz.denied',
   'key.current', 'key.previous_published'
 ] as const
 

@@ -86,11 +86,37 @@ export function authorizationHeaderCount (request: FastifyRequest): number {
 }
 
 /** RFC 6750 §3: a 400, 401 or 403 that tells the client what went wrong in WWW-Authenticate. */
-function bearerError (status: 400 | 401 | 403, error: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | undefined, detail: string, scope?: string): ProblemError {
+function bearerError (status: 400 | 401 | 403, error: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | undefined, detail: string, scope?: string, missingScopes?: string[]): ProblemError {
   const params = ['realm="agentidp"']
   if (error !== undefined) params.push(`error="${error}"`, `error_description="${detail.replace(/"/g, "'")}"`)
   if (scope !== undefined) params.push(`scope="${scope}"`)
-  return new ProblemError(status, status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Bad Request', detail, { 'www-authenticate': `Bearer ${params.join(', ')}` })
+  return new ProblemError(status, status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Bad Request', detail, { 'www-authenticate': `Bearer ${params.join(', ')}` }, undefined, missingScopes)
+}
+
+/** A request refused for want of authority (not of authentication): recorded as one authz.denied event. */
+export interface Denial {
+  /** Who was refused: the caller's client_id, and its agent. */
+  actor: string
+  actorAgentId: string
+  /** What was attempted: `agent.update`, `credential.create`, `token.revoke`, … or the route for a missing scope. */
+  action: string
+  /** insufficient_scope, management_scope_not_held or bootstrap_admin. */
+  reason: string
+  /** The agent acted on, when there is one. */
+  agentId?: string
+  /** The scopes the caller would need and does not hold. */
+  missingScopes?: string[]
+}
+
+const denials = new WeakMap<Error, Denial>()
+
+/**
+ * Marks the error (a 403 or 409 problem, or an OAuth error) as a refusal: when it reaches the error handler, the
+ * auth plugin's onError hook records it as authz.denied, whichever route or transaction it was thrown from.
+ */
+export function refused<E extends Error> (error: E, denial: Denial): E {
+  denials.set(error, denial)
+  return error
 }
 
 /**
@@ -173,7 +199,35 @@ export default fp(async (app) => {
       }
       request.principal = principal
       const missing = scopes.filter((scope) => !principal.scopes.has(scope))
-      if (missing.length > 0) throw bearerError(403, 'insufficient_scope', `this operation needs the scope ${missing.join(' ')}`, scopes.join(' '))
+      if (missing.length > 0) {
+        throw refused(bearerError(403, 'insufficient_scope', `this operation needs the scope ${missing.join(' ')}`, scopes.join(' '), missing), {
+          actor: principal.clientId, actorAgentId: principal.agentId, action: `${request.method} ${request.routeOptions.url ?? request.url}`, reason: 'insufficient_scope', missingScopes: missing
+        })
+      }
+    }
+  })
+
+  // Every refusal is in the trail. Recorded here, after the refused work's transaction has rolled back; a trail
+  // that cannot be written does not turn the refusal into a success or a 5xx: the refusal stands, with a warning.
+  app.addHook('onError', async (request, _reply, error) => {
+    const denial = denials.get(error)
+    if (denial === undefined) return
+    try {
+      await app.audit.record({
+        type: 'authz.denied',
+        agentId: denial.agentId ?? null,
+        ...actorOf(request, denial.actor),
+        data: {
+          action: denial.action,
+          reason: denial.reason,
+          missing_scopes: denial.missingScopes ?? [],
+          actor_agent_id: denial.actorAgentId,
+          endpoint: request.routeOptions.url ?? null,
+          method: request.method
+        }
+      })
+    } catch (failure) {
+      request.log.warn({ err: { message: (failure as Error).message } }, 'could not record a refused request in the audit trail')
     }
   })
 }, { name: 'auth', dependencies: ['config', 'keys', 'audit', 'revocations'] })

@@ -282,10 +282,10 @@ export default fp(async (app) => {
 
     refuseRemembered(failureKey(presented.clientId, request.ip))
     // The secret names its credential, so at most one hash is verified whatever the agent holds; a secret that
-    // names none (the bootstrap admin's) is checked against the agent's single live credential.
+    // names none (the bootstrap admin's) is checked against the agent's bootstrap credential, else its single live one.
     const readAtMs = Date.now()
     const rows = await liveCredentialsOfClient(sql, presented.clientId, credentialIdOfSecret(presented.secret))
-    const row: ClientCredentialRow | undefined = rows.length === 1 ? rows[0] : undefined
+    const row: ClientCredentialRow | undefined = rows.length === 1 || rows[0]?.bootstrap === true ? rows[0] : undefined
     // Made-up client_ids share their address's allowance (and one share of the hashing slots), not one each.
     const agentId = row?.agent_id ?? (await findAgentByClientId(sql, presented.clientId))?.id ?? null
     const limitedAs = agentId === null ? '' : presented.clientId

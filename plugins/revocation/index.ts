@@ -21,7 +21,7 @@ const revocation: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['oauth2'],
       summary: 'Revoke an access token (RFC 7009)',
-      description: 'A client revokes tokens issued to itself; a client whose agent may hold agents:write revokes any. Unknown, malformed, expired or already revoked tokens answer 200 too.',
+      description: 'A client revokes tokens issued to itself; a client whose agent may hold agents:write also revokes the tokens of agents whose management scopes (agents:read, agents:write, audit:read, tokens:introspect) are a subset of its agent\'s. Any other valid token is refused as RFC 7009 §2.1 says for a token not issued to the client: 400 invalid_request, recorded as authz.denied. Unknown, malformed, expired or already revoked tokens answer 200 too.',
       consumes: ['application/x-www-form-urlencoded'],
       security: [{ clientSecretBasic: [] }, {}],
       body: TokenParameterBodySchema,

@@ -1,10 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { errors } from 'jose'
 import { InvalidRequest } from '../../src/errors.js'
-import { AdminScope } from '../../src/scopes.js'
+import { AdminScope, parseScope } from '../../src/scopes.js'
 import type { Introspection } from '../../schemas/revocation.js'
+import { refusalOf } from '../agents/authorization.js'
+import { findAgent } from '../agents/repository.js'
 import { actorOf } from '../infra/audit.js'
-import type { AccessTokenClaims } from '../infra/auth.js'
+import { refused, type AccessTokenClaims } from '../infra/auth.js'
 import type { AuthenticatedClient } from '../infra/client-auth.js'
 import { tokenRefOf } from '../infra/revocations.js'
 
@@ -23,15 +25,22 @@ async function verify (app: FastifyInstance, token: string): Promise<VerifiedTok
 export function revocationService (app: FastifyInstance) {
   return {
     /**
-     * Revokes a token issued to the client (or any token, for a client whose agent may hold agents:write).
+     * Revokes a token issued to the client, or, for a client whose agent may hold agents:write, a token of an agent
+     * whose management scopes are a subset of its own (the privilege rules of plugins/agents/authorization.ts).
+     * Anything else is 400 invalid_request, as RFC 7009 §2.1 refuses a token not issued to the client, and authz.denied.
      * Unknown, malformed, expired or already revoked tokens are a success that changes nothing (RFC 7009 §2.2).
      */
     async revoke (request: FastifyRequest, client: AuthenticatedClient, token: string): Promise<void> {
       const verified = await verify(app, token)
       if (!verified.valid) return
       const { claims } = verified
-      const admin = client.scopes.includes(AdminScope.AgentsWrite)
-      if (claims.client_id !== client.clientId && !admin) throw new InvalidRequest('the token was not issued to this client')
+      if (claims.client_id !== client.clientId) {
+        // The token's agent as it is now; were it gone, the scopes the token carries.
+        const owner = await findAgent(app.sql, claims.sub) ?? { id: claims.sub, client_id: claims.client_id, scopes: parseScope(claims.scope), status: 'active' as const }
+        const caller = { agentId: client.agentId, clientId: client.clientId, scopes: new Set(client.scopes) }
+        const refusal = refusalOf(app.config, caller, { kind: 'token.revoke', target: owner })
+        if (refusal !== undefined) throw refused(new InvalidRequest(`the token was not issued to this client: ${refusal.detail}`), refusal.denial)
+      }
       const ref = tokenRefOf(claims)
       if (await app.revocations.isRevoked(ref)) return
       await app.revocations.revokeToken(ref, claims.client_id === client.clientId ? 'revoked by its client' : `revoked by ${client.clientId}`)

@@ -41,10 +41,12 @@ describe('hostile input at every endpoint (property-based)', () => {
       const after = await databaseFingerprint(app)
       expect(after.tables, `${what} → ${status} changed the database`).toEqual(before.tables)
       expect(after.lastUsed, `${what} → ${status} recorded a credential use`).toEqual(before.lastUsed)
-      // The one trace a refused request leaves: auth.failed, exactly once, when it failed Bearer authentication.
+      // The one trace a refused request leaves: auth.failed, exactly once, when it failed Bearer authentication;
+      // authz.denied, exactly once, when it was refused for want of authority (403).
       const authFailure = (status === 400 || status === 401) && /^Bearer /.test(String(response.headers['www-authenticate'] ?? ''))
       const expectedEvents = { ...before.events }
       if (authFailure) expectedEvents['auth.failed'] = (expectedEvents['auth.failed'] ?? 0) + 1
+      if (status === 403 && endpoint.auth === 'bearer') expectedEvents['authz.denied'] = (expectedEvents['authz.denied'] ?? 0) + 1
       expect(after.events, `${what} → ${status} recorded events`).toEqual(expectedEvents)
     }), { numRuns: RUNS, endOnFailure: true })
     // The generators reach both sides: requests that get through to the handler and requests that are refused.
@@ -167,7 +169,9 @@ describe('hostile input at the OAuth endpoints (property-based)', () => {
             expect(error).toBe('slow_down')
             expect(Number(response.headers['retry-after'])).toBeGreaterThan(0)
           }
-          expect(newEvents(before.events, after.events), `${what} → ${status} ${error}: ${description}`).toEqual({})
+          // Another client's token, refused for want of authority: one authz.denied (docs/devops/security.md).
+          const denied = endpoint.path === '/oauth2/revoke' && String(description).startsWith('the token was not issued to this client')
+          expect(newEvents(before.events, after.events), `${what} → ${status} ${error}: ${description}`).toEqual(denied ? { 'authz.denied': 1 } : {})
         }
         expect(after.tables, `${what} → ${status} ${error} changed the database`).toEqual(before.tables)
         expect(after.monthly, `${what} → ${status} counted a token`).toBe(before.monthly)
