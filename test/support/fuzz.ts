@@ -488,7 +488,7 @@ export async function prepareFuzzContext (
   createAgent: (app: App, body?: Record<string, unknown>) => Promise<Record<string, any>>,
   createCredential: (app: App, agentId: string) => Promise<Record<string, any>>
 ): Promise<FuzzContext> {
-  const agents = [await createAgent(app), await createAgent(app), await createAgent(app, { name: 'fuzzed client', scopes: ['weather:read', 'weather:write'] })]
+  const agents = [await createAgent(app), await createAgent(app), await createAgent(app, { name: 'fuzzed client', scopes: ['weather:read', 'weather:write'], resources: ['https://api.example.com/', 'urn:example:apis', 'https://api.example.com/a?b=c'] })]
   const credentials = []
   for (const agent of agents.slice(0, 2)) credentials.push({ agentId: agent.id as string, credentialId: (await createCredential(app, agent.id)).id as string })
   const issued = await createCredential(app, agents[2]?.id)
