@@ -84,6 +84,7 @@ export type AgentParams = Static<typeof AgentParamsSchema>
 export const ListAgentsQuerySchema = Type.Object({
   status: Type.Optional(AgentStatusSchema),
   owner: Type.Optional(Type.String({ maxLength: 256 })),
+  client_id: Type.Optional(Type.String({ maxLength: 128, description: 'Only the agent with this OAuth client_id (as logs and audit events show it)' })),
   limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
   cursor: Type.Optional(Type.String({ maxLength: 128, description: 'The next_cursor of the previous page, as given' }))
 }, { additionalProperties: false })

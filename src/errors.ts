@@ -90,15 +90,25 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Ajv's message for one failed keyword. Its additionalProperties message names no property ("must NOT have
+ * additional properties"): the one refused is in params, and a caller needs it to find the typo.
+ */
+function validationMessage (item: { keyword?: string, message?: string, params?: Record<string, unknown> }): string {
+  const property = item.keyword === 'additionalProperties' ? item.params?.additionalProperty : undefined
+  if (typeof property === 'string') return `must NOT have additional property '${property}'`
+  return item.message ?? 'is invalid'
+}
+
 /** Maps Fastify's own client errors (parsing, validation, size) to a status and a safe message. */
 function clientErrorOf (error: FastifyError): { status: number, message: string, errors?: Problem['errors'] } | undefined {
   if (error.validation !== undefined) {
     const context = error.validationContext ?? 'body'
     const errors = error.validation.map((item) => ({
       location: `${context}${item.instancePath === '' ? '' : item.instancePath}`,
-      message: item.message ?? 'is invalid'
+      message: validationMessage(item)
     }))
-    return { status: 400, message: error.message, errors }
+    return { status: 400, message: errors.map((item) => `${item.location} ${item.message}`).join(', '), errors }
   }
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { status: 415, message: 'unsupported content type' }
