@@ -4,8 +4,10 @@ import { ConfigError, loadConfig } from './config.js'
 import { createSql } from './database.js'
 import { sayOnStderr, startEmbeddedPostgresSaying } from './embedded.js'
 import { migrate, MigrationError } from './migrate.js'
+import { loadDotEnv } from './dotenv.js'
 
 async function main (): Promise<number> {
+  loadDotEnv()
   const config = loadConfig()
   const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgresSaying(join(config.dataDir, 'pgdata'), sayOnStderr) : undefined
   const sql = createSql(config.databaseUrl ?? (embedded as { url: string }).url, 1)

@@ -80,3 +80,32 @@ describe('graceful shutdown', () => {
     expect(server.logs.map((line) => line.msg)).toContain('second signal: exiting now')
   })
 })
+
+describe('npm start', () => {
+  // What a process manager does: signal the process it started, which is npm, not node.
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s to npm\'s pid drains the server, which exits, leaving no process behind', async (signal) => {
+    const port = await freePort()
+    server = ServerProcess.command('npm', ['start'], {
+      NODE_ENV: 'test',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: context.dataDir,
+      DATABASE_URL: context.database.url,
+      DATABASE_POOL_SIZE: String(context.database.poolSize),
+      ...(context.redisUrl === undefined ? {} : { REDIS_URL: context.redisUrl })
+    })
+    await server.listening(60_000)
+    const pid = server.logs[0]?.pid as number
+    expect(pid).not.toBe(server.child.pid)
+    try {
+      server.child.kill(signal)
+      await server.exited
+      const messages = server.logs.map((line) => line.msg)
+      expect(messages).toContain('shutting down: draining in-flight requests')
+      expect(messages.at(-1)).toBe('shutdown complete')
+      expect(() => process.kill(pid, 0), `server process ${pid} is still running`).toThrow(expect.objectContaining({ code: 'ESRCH' }))
+    } finally {
+      try { process.kill(pid, 'SIGKILL') } catch {}
+    }
+  })
+})
