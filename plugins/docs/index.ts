@@ -18,7 +18,9 @@ export default fp(async (app) => {
         description: 'OAuth 2.0 / OpenID Connect identity provider for AI agents.',
         version: '0.1.0'
       },
-      servers: [{ url: app.config.issuer }],
+      // Relative: "Try it out" calls the host the page was opened at (127.0.0.1 or localhost, whatever ISSUER says),
+      // which is the only origin the page's CSP lets it connect to.
+      servers: [{ url: '/', description: `this server (ISSUER ${app.config.issuer})` }],
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token from /oauth2/token with the scopes the operation names' },
