@@ -94,8 +94,8 @@ export class AgentIdpClient {
     return { status: response.status, body }
   }
 
-  /** An access token for the configured client (client_credentials, client_secret_basic). */
-  async requestToken (scopes: string[] = []): Promise<TokenResponse> {
+  /** An access token for the configured client (client_credentials, client_secret_basic), for the resources given. */
+  async requestToken (scopes: string[] = [], resources: string[] = []): Promise<TokenResponse> {
     if (this.clientId === undefined || this.clientSecret === undefined) {
       throw new CliError('no client to authenticate as: set AGENTIDP_CLIENT_ID and AGENTIDP_CLIENT_SECRET (or --client-id and --client-secret)', 2)
     }
@@ -103,6 +103,7 @@ export class AgentIdpClient {
     const basic = Buffer.from(`${encodeURIComponent(this.clientId)}:${encodeURIComponent(this.clientSecret)}`).toString('base64')
     const form = new URLSearchParams({ grant_type: 'client_credentials' })
     if (scopes.length > 0) form.set('scope', scopes.join(' '))
+    for (const resource of resources) form.append('resource', resource)
     const { status, body } = await this.#fetch('/oauth2/token', {
       method: 'POST',
       headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },

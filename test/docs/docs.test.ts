@@ -253,10 +253,13 @@ describe('docs agree with the code', () => {
     // The component table of architecture.md: `| component | role | port |`.
     const components = [...read('docs/devops/architecture.md').matchAll(/^\| (AgentIdP|PostgreSQL|Redis)\b.*\| (\d+) \|$/gm)].map((match) => match[2])
     expect(components.sort()).toEqual([...published.values()].sort())
-    const ports = new Set(published.values())
+    // And the example resource server's default port, which the getting-started guide uses.
+    const example = /process\.env\.PORT \?\? (\d+)/.exec(read('examples/resource-server/server.mjs'))?.[1] as string
+    expect(example).toBe('4000')
+    const ports = new Set([...published.values(), example])
     for (const file of markdownFiles()) {
       for (const match of read(file).matchAll(/\/\/(?:[^/\s@`"]+@)?[a-z0-9.-]+:(\d+)/g)) {
-        expect(ports.has(match[1] as string), `${file}: ${match[0]} uses a port compose.yaml does not publish`).toBe(true)
+        expect(ports.has(match[1] as string), `${file}: ${match[0]} uses a port neither compose.yaml nor the example resource server uses`).toBe(true)
       }
     }
     expect(read('docs/devops/architecture.md')).toMatch(/PostgreSQL :5432[\s\S]*Redis :6379/)
