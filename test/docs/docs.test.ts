@@ -226,16 +226,18 @@ describe('docs agree with the code', () => {
     let service = ''
     for (const line of compose.split('\n')) {
       service = /^ {2}([a-z-]+):$/.exec(line)?.[1] ?? service
-      const ports = /^ {4}ports: \["(\d+):(\d+)"\]$/.exec(line)
+      const ports = /^ {4}ports: \["(127\.0\.0\.1:)?(\d+):(\d+)"\]$/.exec(line)
       if (ports !== null) {
-        expect(ports[1], `${service} publishes its port under the same number`).toBe(ports[2])
-        published.set(service, ports[1] as string)
+        expect(ports[2], `${service} publishes its port under the same number`).toBe(ports[3])
+        // The data stores answer on the host's loopback only; the app is the one service meant to be reached.
+        expect(ports[1] !== undefined, `${service} is published on 127.0.0.1 only`).toBe(service !== 'app')
+        published.set(service, ports[2] as string)
       }
     }
     expect(Object.fromEntries(published)).toEqual({ postgres: '5432', redis: '6379', app: '3000' })
     expect(compose).toContain('PORT: "3000"')
     expect(compose).toContain('@postgres:5432/')
-    expect(compose).toContain('redis://redis:6379')
+    expect(compose).toMatch(/redis:\/\/:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379/)
 
     const containerfile = read('Containerfile')
     expect(containerfile).toContain('EXPOSE 3000')
