@@ -20,18 +20,10 @@ declare module 'fastify' {
   }
 }
 
-/**
- * RFC 6749 §3.2: the token endpoint takes application/x-www-form-urlencoded only, and "parameters sent without a
- * value MUST be treated as if they were omitted from the request" (forms, Swagger UI's among them, send every
- * field, empty or not). A parameter repeated stays as it was, for the checks that refuse repeats.
- */
+/** RFC 6749 §3.2: the token endpoint takes application/x-www-form-urlencoded only. */
 export async function requireFormBody (request: FastifyRequest): Promise<void> {
   if (!(request.headers['content-type'] ?? '').toLowerCase().startsWith('application/x-www-form-urlencoded')) {
     throw new InvalidRequest('the request body must be application/x-www-form-urlencoded')
-  }
-  const body = request.body as Record<string, unknown> | undefined
-  if (body !== undefined && body !== null) {
-    for (const [name, value] of Object.entries(body)) if (value === '') Reflect.deleteProperty(body, name)
   }
 }
 

@@ -53,6 +53,8 @@ describe('the API docs page, in a real browser', () => {
     expect((await app.verifyAccessToken(token.access_token)).client_id).toBe(ADMIN.id)
     // To the host the page was opened at, whatever ISSUER says, and within the page's CSP.
     expect(sent.map((request) => new URL(request.url).origin)).toEqual([`http://127.0.0.1:${port}`])
+    // The fields left empty were left out.
+    expect(sent.map((request) => request.body)).toEqual(['grant_type=client_credentials'])
     expect(refusedByPolicy).toEqual([])
   }, 90_000)
 })
