@@ -1,5 +1,5 @@
 // A resource server that accepts AgentIdP access tokens: it finds the JWKS through discovery and verifies each
-// token locally (signature, RS256, typ at+jwt, issuer, audience, expiry), then checks the scope the route needs.
+// token locally (signature by a published key, typ at+jwt, issuer, audience, expiry), then checks the route's scope.
 // Run it beside AgentIdP:  node examples/resource-server/server.mjs
 //   ISSUER    AgentIdP's ISSUER, exactly as it is set there (default http://localhost:3000)
 //   PORT      where this server listens (default 4000)
@@ -28,7 +28,8 @@ async function authenticate (request, scope) {
   const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(request.headers.authorization ?? '')
   if (match === null) return { status: 401, challenge: 'Bearer realm="example"', body: { error: 'a Bearer access token is required' } }
   try {
-    const { payload } = await jwtVerify(match[1], await keys(), { issuer, audience, typ: 'at+jwt', algorithms: ['RS256'] })
+    // The asymmetric algorithms AgentIdP signs with (RSA, EC P-256 or Ed25519 keys); never HS256 or none.
+    const { payload } = await jwtVerify(match[1], await keys(), { issuer, audience, typ: 'at+jwt', algorithms: ['RS256', 'ES256', 'EdDSA'] })
     if (!String(payload.scope ?? '').split(' ').includes(scope)) {
       return { status: 403, challenge: `Bearer error="insufficient_scope", scope="${scope}"`, body: { error: `the token lacks the scope ${scope}` } }
     }
