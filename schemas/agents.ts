@@ -114,6 +114,7 @@ export type AgentParams = Static<typeof AgentParamsSchema>
 export const ListAgentsQuerySchema = Type.Object({
   status: Type.Optional(AgentStatusSchema),
   owner: Type.Optional(TextSchema({ maxLength: 256 })),
+  client_id: Type.Optional(TextSchema({ maxLength: 128, description: 'Only the agent with this OAuth client_id (as logs and audit events show it)' })),
   limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
   cursor: Type.Optional(CursorSchema)
 }, { additionalProperties: false })

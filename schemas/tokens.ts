@@ -1,14 +1,18 @@
 import { Type, type Static } from 'typebox'
 import { AGENT_MAX_RESOURCES } from './agents.js'
 
-const Parameter = (description: string) => Type.String({ maxLength: 4096, description })
+/**
+ * A form parameter. `examples` is what the docs page prefills: the one value a field takes, or nothing for an
+ * optional one (Swagger UI would otherwise fill in "string" and send it; an empty field is left out).
+ */
+const Parameter = (description: string, example = '') => Type.String({ maxLength: 4096, description, examples: [example] })
 
 /**
  * POST /oauth2/token, form-encoded. Every parameter appears at most once (RFC 6749 §3.2), except `resource`
  * (RFC 8707 allows several). Unknown parameters are ignored, as RFC 6749 §3.2 requires.
  */
 export const TokenRequestBodySchema = Type.Object({
-  grant_type: Parameter('client_credentials'),
+  grant_type: Parameter('client_credentials', 'client_credentials'),
   scope: Type.Optional(Parameter('Space-separated scopes; absent: every scope the agent may hold')),
   // As many as an agent may hold; each must be one of them or the default audience (else invalid_target).
   resource: Type.Optional(Type.Union([Parameter('RFC 8707 resource indicator: becomes aud; TOKEN_AUDIENCE or one of the agent\'s resources'), Type.Array(Type.String({ maxLength: 2048 }), { maxItems: AGENT_MAX_RESOURCES })])),

@@ -6,11 +6,13 @@ import { join } from 'node:path'
 import { verifyChain } from '../plugins/infra/audit.js'
 import { ConfigError, loadConfig } from './config.js'
 import { createSql } from './database.js'
-import { startEmbeddedPostgres } from './embedded.js'
+import { sayOnStderr, startEmbeddedPostgresSaying } from './embedded.js'
+import { loadDotEnv } from './dotenv.js'
 
 async function main (): Promise<number> {
+  loadDotEnv()
   const config = loadConfig()
-  const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgres(join(config.dataDir, 'pgdata')) : undefined
+  const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgresSaying(join(config.dataDir, 'pgdata'), sayOnStderr) : undefined
   const sql = createSql(config.databaseUrl ?? (embedded as { url: string }).url, 1)
   try {
     const result = await verifyChain(sql)

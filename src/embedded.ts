@@ -33,6 +33,51 @@ export async function startEmbeddedPostgres (directory?: string, maxConnections 
   }
 }
 
+/**
+ * Whether `directory` holds no embedded database yet: the next start creates one, running PostgreSQL's initdb in
+ * WebAssembly, which takes from a few seconds to most of a minute on a busy machine.
+ */
+export function isNewEmbeddedDatabase (directory: string): boolean {
+  return !existsSync(join(directory, 'PG_VERSION'))
+}
+
+/** How often a slow step says it is still at work. */
+export const HEARTBEAT_INTERVAL_MS = 10_000
+
+/**
+ * Awaits `work`, calling `tick` with the seconds spent so far every `intervalMs` until it settles, so a long
+ * silent step (the first embedded start) shows it is alive.
+ */
+export async function withHeartbeat<T> (work: Promise<T>, tick: (seconds: number) => void, intervalMs = HEARTBEAT_INTERVAL_MS): Promise<T> {
+  let seconds = 0
+  const timer = setInterval(() => { seconds += intervalMs / 1000; tick(seconds) }, intervalMs)
+  try {
+    return await work
+  } finally {
+    clearInterval(timer)
+  }
+}
+
+/**
+ * Starts the embedded default's PostgreSQL persisted in `directory`, saying what it does: whether it creates the
+ * database (a first start) or opens it, then every HEARTBEAT_INTERVAL_MS that it is still starting, with the
+ * seconds spent so far. The server logs these lines; the CLIs print them.
+ */
+export async function startEmbeddedPostgresSaying (directory: string, say: (message: string, seconds?: number) => void): Promise<EmbeddedPostgres> {
+  say(isNewEmbeddedDatabase(directory)
+    ? 'creating the embedded PostgreSQL database in DATA_DIR: the first start takes up to a minute'
+    : 'starting the embedded PostgreSQL')
+  return await withHeartbeat(startEmbeddedPostgres(directory), (seconds) => { say('embedded PostgreSQL still starting', seconds) })
+}
+
+/**
+ * How a command-line tool shows those lines: on stderr, so its output (what a script reads, or what the docs show
+ * db:migrate printing) stays the same on either back-end.
+ */
+export function sayOnStderr (message: string, seconds?: number): void {
+  console.error(seconds === undefined ? message : `${message} (${seconds} s)`)
+}
+
 /** A signing pair in PEM (PKCS#8 private, SPKI public). */
 export interface PemKeyPair {
   privateKey: string

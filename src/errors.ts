@@ -98,11 +98,17 @@ declare module 'fastify' {
   }
 }
 
-/** Ajv's message, except for the shared schemas, whose messages would quote their internals. */
+/**
+ * Ajv's message for one failed keyword, except for the shared schemas, whose messages would quote their internals.
+ * Its additionalProperties message names no property ("must NOT have additional properties"): the one refused is in
+ * params, and a caller needs it to find the typo.
+ */
 function validationMessage (item: FastifySchemaValidationError): string {
   const patternMessage = item.keyword === 'pattern' ? PATTERN_MESSAGES[item.params.pattern as string] : undefined
   if (patternMessage !== undefined) return `${'propertyName' in item ? 'a member name ' : ''}${patternMessage}`
   if (item.keyword === 'type' && item.schemaPath.startsWith(`${STORABLE_JSON_LEAF_ID}/`)) return `nests more than ${JSON_MAX_DEPTH} arrays and objects deep`
+  const property = item.keyword === 'additionalProperties' ? item.params?.additionalProperty : undefined
+  if (typeof property === 'string') return `must NOT have additional property '${property}'`
   return item.message ?? 'is invalid'
 }
 

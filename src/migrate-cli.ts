@@ -2,12 +2,14 @@
 import { join } from 'node:path'
 import { ConfigError, loadConfig } from './config.js'
 import { createSql } from './database.js'
-import { startEmbeddedPostgres } from './embedded.js'
+import { sayOnStderr, startEmbeddedPostgresSaying } from './embedded.js'
 import { migrate, MigrationError } from './migrate.js'
+import { loadDotEnv } from './dotenv.js'
 
 async function main (): Promise<number> {
+  loadDotEnv()
   const config = loadConfig()
-  const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgres(join(config.dataDir, 'pgdata')) : undefined
+  const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgresSaying(join(config.dataDir, 'pgdata'), sayOnStderr) : undefined
   const sql = createSql(config.databaseUrl ?? (embedded as { url: string }).url, 1)
   try {
     const applied = await migrate(sql, (line) => console.log(line))

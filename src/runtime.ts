@@ -13,5 +13,9 @@
  */
 export const SERVER_NODE_FLAGS = ['--max-semi-space-size=8', '--heap-growing-percent=15'] as const
 
-/** Environment the server process needs before it starts (glibc reads it once, at exec). */
+/**
+ * Environment the server process needs before it starts (glibc reads it once, at exec, so `.env` is too late for
+ * it). `npm start` sets it and then `exec`s node: npm signals the shell it started, and a shell that merely waited
+ * for node would die and leave the server running, orphaned.
+ */
 export const SERVER_PROCESS_ENV = { MALLOC_ARENA_MAX: '1' } as const

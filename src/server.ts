@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { buildApp, type App } from './app.js'
 import { MigrationError } from './migrate.js'
+import { loadDotEnv } from './dotenv.js'
 
 function fail (message: string): never {
   console.error(`agentidp: ${message}`)
@@ -38,6 +39,7 @@ function drainOnSignals (app: App, config: Config): void {
 async function main (): Promise<void> {
   let config: Config
   try {
+    loadDotEnv()
     config = loadConfig()
   } catch (error) {
     if (error instanceof ConfigError) fail(`configuration error: ${error.message}`)

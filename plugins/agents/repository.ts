@@ -59,13 +59,14 @@ export async function findAgentByClientId (sql: Queryable, clientId: string, loc
  * One page of agents in id order (UUIDv7, so creation order), after the id `after` when given. Keyset, not
  * offset: a page never repeats or skips a row because rows were added before it.
  */
-export async function listAgents (sql: Queryable, filter: { status?: AgentStatus, owner?: string, after?: string, limit: number }): Promise<AgentRow[]> {
+export async function listAgents (sql: Queryable, filter: { status?: AgentStatus, owner?: string, clientId?: string, after?: string, limit: number }): Promise<AgentRow[]> {
   return await sql<AgentRow[]>`
     select * from agents
     where true
       ${filter.after === undefined ? sql`` : sql`and id > ${filter.after}`}
       ${filter.status === undefined ? sql`` : sql`and status = ${filter.status}`}
       ${filter.owner === undefined ? sql`` : sql`and owner = ${filter.owner}`}
+      ${filter.clientId === undefined ? sql`` : sql`and client_id = ${filter.clientId}`}
     order by id
     limit ${filter.limit}`
 }

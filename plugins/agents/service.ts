@@ -139,7 +139,7 @@ export function agentService (deps: Deps) {
     /** One page in creation order: each agent exactly once across pages, whatever is created meanwhile. */
     async list (query: ListAgentsQuery): Promise<AgentPage> {
       const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
-      const rows = await listAgents(deps.sql, { status: query.status, owner: query.owner, after, limit: query.limit + 1 })
+      const rows = await listAgents(deps.sql, { status: query.status, owner: query.owner, clientId: query.client_id, after, limit: query.limit + 1 })
       const items = rows.slice(0, query.limit)
       const last = items.at(-1)
       return { items: items.map(toAgent), next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last.id) : null }

@@ -19,7 +19,9 @@ export default fp(async (app) => {
         description: 'OAuth 2.0 / OpenID Connect identity provider for AI agents.',
         version: '0.1.0'
       },
-      servers: [{ url: app.config.issuer }],
+      // Relative: "Try it out" calls the host the page was opened at (127.0.0.1 or localhost, whatever ISSUER says),
+      // which is the only origin the page's CSP lets it connect to.
+      servers: [{ url: '/', description: `this server (ISSUER ${app.config.issuer})` }],
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token from /oauth2/token with the scopes the operation names' },
@@ -34,7 +36,20 @@ export default fp(async (app) => {
   })
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    uiConfig: { docExpansion: 'list', deepLinking: true },
+    uiConfig: {
+      docExpansion: 'list',
+      deepLinking: true,
+      // Runs in the browser (serialized as source, so it may use nothing from this module). Swagger UI sends every
+      // form field, the empty ones as `name=`: the token endpoint then sees a scope that names nothing, an empty
+      // resource, or client_id and client_secret beside Basic. A field left empty is left out, as a person means.
+      requestInterceptor: (request) => {
+        const type: string = request.headers?.['Content-Type'] ?? request.headers?.['content-type'] ?? ''
+        if (typeof request.body === 'string' && type.startsWith('application/x-www-form-urlencoded')) {
+          request.body = new URLSearchParams([...new URLSearchParams(request.body)].filter(([, value]) => value !== '')).toString()
+        }
+        return request
+      }
+    },
     staticCSP: true
   })
 }, { name: 'docs', dependencies: ['config'] })

@@ -77,6 +77,19 @@ function checkClaims (payload: JWTPayload): AccessTokenClaims {
   return claims
 }
 
+// An iss quoted back to the caller and into the log: printable ASCII of a sensible length, never a header breaker.
+const PRINTABLE_ISSUER = /^[\x21-\x7e]{1,256}$/
+
+/**
+ * The iss of a token refused only because of its issuer (jose checks claims after the signature, so the key was
+ * ours), when it is printable; undefined for every other refusal.
+ */
+function foreignIssuerOf (error: unknown): string | undefined {
+  if (!(error instanceof errors.JWTClaimValidationFailed) || error.claim !== 'iss') return undefined
+  const iss = error.payload.iss
+  return typeof iss === 'string' && PRINTABLE_ISSUER.test(iss) ? iss : undefined
+}
+
 /** How many Authorization headers the request carried (Node folds repeats into the first one). */
 export function authorizationHeaderCount (request: FastifyRequest): number {
   const raw = request.raw.rawHeaders
@@ -171,8 +184,13 @@ export default fp(async (app) => {
       // Management API tokens must be meant for this server: aud includes the issuer.
       claims = await app.verifyAccessToken(match[1] as string, { audience: config.issuer })
     } catch (error) {
-      const reason = error instanceof errors.JWTExpired ? 'the access token has expired' : 'the access token is invalid'
-      throw bearerError(401, 'invalid_token', reason)
+      if (error instanceof errors.JWTExpired) throw bearerError(401, 'invalid_token', 'the access token has expired')
+      const issuer = foreignIssuerOf(error)
+      if (issuer === undefined) throw bearerError(401, 'invalid_token', 'the access token is invalid')
+      // Signed by our key, yet issued under another name: ISSUER changed, or differs between replicas, or the
+      // client took its token from http://127.0.0.1 while ISSUER says localhost. Worth a line for the operator.
+      request.log.warn({ expected: config.issuer, iss: issuer }, 'access token from another issuer refused')
+      throw bearerError(401, 'invalid_token', `the access token was issued by ${issuer}, not by this server (ISSUER is ${config.issuer})`)
     }
     const token = tokenRefOf(claims)
     // Revoked by jti, or issued before its agent was suspended/decommissioned or its credential revoked.

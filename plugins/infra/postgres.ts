@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import fp from 'fastify-plugin'
 import { createSql, type Sql } from '../../src/database.js'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/embedded.js'
+import { startEmbeddedPostgresSaying, type EmbeddedPostgres } from '../../src/embedded.js'
 import { migrate, MigrationError, pendingMigrations } from '../../src/migrate.js'
 
 declare module 'fastify' {
@@ -19,7 +19,7 @@ export default fp(async (app) => {
   const { config } = app
   let embedded: EmbeddedPostgres | undefined
   if (config.databaseUrl === undefined) {
-    embedded = await startEmbeddedPostgres(join(config.dataDir, 'pgdata'))
+    embedded = await startEmbeddedPostgresSaying(join(config.dataDir, 'pgdata'), (message, seconds) => app.log.info({ dataDir: config.dataDir, seconds }, message))
     app.log.warn({ dataDir: config.dataDir }, 'DATABASE_URL not set: using the embedded PostgreSQL (PGlite) in DATA_DIR; it serves a single instance only')
   }
   // PGlite has one session: more than one connection would interleave transactions.

@@ -215,6 +215,26 @@ describe('GET /api/v1/agents', () => {
     expect(bySuspended.items.map((a: { id: string }) => a.id)).toEqual([suspended.id])
   })
 
+  it('finds an agent by the client_id logs and audit events show', async () => {
+    const app = await context.build()
+    const agent = await createAgent(app, { name: 'by client_id' })
+    await createAgent(app, { name: 'another' })
+    const headers = await authHeaders(app, [AdminScope.AgentsRead])
+    const found = (await app.inject({ method: 'GET', url: `/api/v1/agents?client_id=${agent.client_id}`, headers })).json()
+    expect(found).toEqual({ items: [agent], next_cursor: null })
+    const none = (await app.inject({ method: 'GET', url: '/api/v1/agents?client_id=agt_nobody', headers })).json()
+    expect(none).toEqual({ items: [], next_cursor: null })
+  })
+
+  it('names the unknown property it refuses', async () => {
+    const app = await context.build()
+    const query = expectProblem(await app.inject({ method: 'GET', url: '/api/v1/agents?clientid=agt_x', headers: await authHeaders(app) }), 400)
+    expect(query.detail).toBe('querystring must NOT have additional property \'clientid\'')
+    expect(query.errors).toEqual([{ location: 'querystring', message: 'must NOT have additional property \'clientid\'' }])
+    const body = expectProblem(await app.inject({ method: 'POST', url: '/api/v1/agents', headers: await authHeaders(app), payload: { name: 'a', scope: ['x'] } }), 400)
+    expect(body.detail).toBe('body must NOT have additional property \'scope\'')
+  })
+
   it.each([
     ['limit=0', 'querystring/limit'],
     ['limit=101', 'querystring/limit'],

@@ -210,7 +210,8 @@ describe('docs agree with the code', () => {
   it('npm start, the Containerfile and the benchmarks start the server the same way (src/runtime.ts)', () => {
     const env = Object.entries(SERVER_PROCESS_ENV)
     const start = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.start
-    expect(start).toBe(`${env.map(([name, value]) => `${name}=\${${name}:-${value}}`).join(' ')} node ${SERVER_NODE_FLAGS.join(' ')} dist/src/server.js`)
+    // exec: the shell npm runs the script in becomes node, so a signal to npm's child reaches the server itself.
+    expect(start).toBe(`${env.map(([name, value]) => `${name}=\${${name}:-${value}}`).join(' ')} exec node ${SERVER_NODE_FLAGS.join(' ')} dist/src/server.js`)
     const containerfile = read('Containerfile')
     expect(containerfile).toContain(`ENTRYPOINT ${JSON.stringify(['node', ...SERVER_NODE_FLAGS, 'dist/src/server.js']).replace(/","/g, '", "')}`)
     for (const [name, value] of env) expect(containerfile).toMatch(new RegExp(`^ENV .*\\b${name}=${value}\\b`, 'm'))
@@ -223,16 +224,18 @@ describe('docs agree with the code', () => {
     let service = ''
     for (const line of compose.split('\n')) {
       service = /^ {2}([a-z-]+):$/.exec(line)?.[1] ?? service
-      const ports = /^ {4}ports: \["(\d+):(\d+)"\]$/.exec(line)
+      const ports = /^ {4}ports: \["(127\.0\.0\.1:)?(\d+):(\d+)"\]$/.exec(line)
       if (ports !== null) {
-        expect(ports[1], `${service} publishes its port under the same number`).toBe(ports[2])
-        published.set(service, ports[1] as string)
+        expect(ports[2], `${service} publishes its port under the same number`).toBe(ports[3])
+        // The data stores answer on the host's loopback only; the app is the one service meant to be reached.
+        expect(ports[1] !== undefined, `${service} is published on 127.0.0.1 only`).toBe(service !== 'app')
+        published.set(service, ports[2] as string)
       }
     }
     expect(Object.fromEntries(published)).toEqual({ postgres: '5432', redis: '6379', app: '3000' })
     expect(compose).toContain('PORT: "3000"')
     expect(compose).toContain('@postgres:5432/')
-    expect(compose).toContain('redis://redis:6379')
+    expect(compose).toMatch(/redis:\/\/:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379/)
 
     const containerfile = read('Containerfile')
     expect(containerfile).toContain('EXPOSE 3000')
@@ -250,10 +253,13 @@ describe('docs agree with the code', () => {
     // The component table of architecture.md: `| component | role | port |`.
     const components = [...read('docs/devops/architecture.md').matchAll(/^\| (AgentIdP|PostgreSQL|Redis)\b.*\| (\d+) \|$/gm)].map((match) => match[2])
     expect(components.sort()).toEqual([...published.values()].sort())
-    const ports = new Set(published.values())
+    // And the example resource server's default port, which the getting-started guide uses.
+    const example = /process\.env\.PORT \?\? (\d+)/.exec(read('examples/resource-server/server.mjs'))?.[1] as string
+    expect(example).toBe('4000')
+    const ports = new Set([...published.values(), example])
     for (const file of markdownFiles()) {
       for (const match of read(file).matchAll(/\/\/(?:[^/\s@`"]+@)?[a-z0-9.-]+:(\d+)/g)) {
-        expect(ports.has(match[1] as string), `${file}: ${match[0]} uses a port compose.yaml does not publish`).toBe(true)
+        expect(ports.has(match[1] as string), `${file}: ${match[0]} uses a port neither compose.yaml nor the example resource server uses`).toBe(true)
       }
     }
     expect(read('docs/devops/architecture.md')).toMatch(/PostgreSQL :5432[\s\S]*Redis :6379/)

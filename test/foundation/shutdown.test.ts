@@ -9,18 +9,22 @@ const context = setupTestContext()
 let server: ServerProcess | undefined
 afterEach(() => { server?.kill(); server = undefined })
 
-async function startServer (env: Record<string, string> = {}): Promise<{ server: ServerProcess, port: number }> {
-  const port = await freePort()
-  server = ServerProcess.start({
+/** The environment of a server on this file's database and Redis, listening on 127.0.0.1:port. */
+function serverEnv (port: number): Record<string, string> {
+  return {
     NODE_ENV: 'test',
     PORT: String(port),
     HOST: '127.0.0.1',
     DATA_DIR: context.dataDir,
     DATABASE_URL: context.database.url,
     DATABASE_POOL_SIZE: String(context.database.poolSize),
-    ...(context.redisUrl === undefined ? {} : { REDIS_URL: context.redisUrl }),
-    ...env
-  })
+    ...(context.redisUrl === undefined ? {} : { REDIS_URL: context.redisUrl })
+  }
+}
+
+async function startServer (env: Record<string, string> = {}): Promise<{ server: ServerProcess, port: number }> {
+  const port = await freePort()
+  server = ServerProcess.start({ ...serverEnv(port), ...env })
   await server.listening()
   return { server, port }
 }
@@ -78,5 +82,25 @@ describe('graceful shutdown', () => {
     server.child.kill('SIGTERM')
     expect(await server.exited).toBe(1)
     expect(server.logs.map((line) => line.msg)).toContain('second signal: exiting now')
+  })
+})
+
+describe('npm start', () => {
+  // What a process manager does: signal the process it started, which is npm, not node.
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s to npm\'s pid drains the server, which exits, leaving no process behind', async (signal) => {
+    server = ServerProcess.command('npm', ['start'], serverEnv(await freePort()))
+    await server.listening(60_000)
+    const pid = server.logs[0]?.pid as number
+    expect(pid).not.toBe(server.child.pid)
+    try {
+      server.child.kill(signal)
+      await server.exited
+      const messages = server.logs.map((line) => line.msg)
+      expect(messages).toContain('shutting down: draining in-flight requests')
+      expect(messages.at(-1)).toBe('shutdown complete')
+      expect(() => process.kill(pid, 0), `server process ${pid} is still running`).toThrow(expect.objectContaining({ code: 'ESRCH' }))
+    } finally {
+      try { process.kill(pid, 'SIGKILL') } catch {}
+    }
   })
 })

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { newId } from '../../src/ids.js'
 import { AdminScope } from '../../src/scopes.js'
-import { setupTestContext } from '../helper.js'
+import { LogCapture, setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 import { mintAccessToken } from '../support/tokens.js'
 
@@ -108,10 +108,27 @@ describe('hostile tokens at the management API', () => {
     expect((await list(app, `Bearer ${await mintAccessToken(app, { issuedAt: now + 2 })}`)).statusCode).toBe(200)
   })
 
-  it('another issuer: 401 invalid_token', async () => {
-    const app = await context.build()
+  it('another issuer: 401 invalid_token naming the issuer expected, in the answer, the log and the audit reason', async () => {
+    const logs = new LogCapture()
+    const app = await context.build({}, { logs })
     for (const iss of ['https://attacker.example', `${app.config.issuer}/`, app.config.issuer.toUpperCase()]) {
-      await invalidToken(app, await mintAccessToken(app, { iss }))
+      const response = await list(app, `Bearer ${await mintAccessToken(app, { iss })}`)
+      expectRefused(response, 401, 'invalid_token')
+      const detail = `the access token was issued by ${iss}, not by this server (ISSUER is ${app.config.issuer})`
+      expect(response.json().detail).toBe(detail)
+      expect(response.headers['www-authenticate']).toContain(`error_description="${detail}"`)
+      const [event] = (await auditEvents(app, 'auth.failed')).filter((e) => e.data.reason === detail)
+      expect(event, detail).toBeDefined()
+    }
+    const warnings = logs.lines.map((line) => JSON.parse(line)).filter((line) => line.msg === 'access token from another issuer refused')
+    expect(warnings.map((line) => [line.expected, line.iss])).toEqual([
+      [app.config.issuer, 'https://attacker.example'], [app.config.issuer, `${app.config.issuer}/`], [app.config.issuer, app.config.issuer.toUpperCase()]
+    ])
+    // An iss that could not go into a header or a log line as it is: refused as any invalid token.
+    for (const iss of ['https://a.example/\r\nx: y', 'x'.repeat(300)]) {
+      const response = await list(app, `Bearer ${await mintAccessToken(app, { iss })}`)
+      expectRefused(response, 401, 'invalid_token')
+      expect(response.json().detail).toBe('the access token is invalid')
     }
   })
 

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { ENV_FILE_VARIABLE } from '../../src/dotenv.js'
 import { projectRoot } from '../../src/paths.js'
 
 /** A server started as a real process (`node --import tsx src/server.ts`), with its output collected. */
@@ -14,9 +15,17 @@ export class ServerProcess {
   }
 
   static start (env: Record<string, string | undefined>, entry = 'src/server.ts', args: string[] = []): ServerProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
-      cwd: projectRoot,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } as NodeJS.ProcessEnv,
+    return ServerProcess.command(process.execPath, ['--import', 'tsx', entry, ...args], env)
+  }
+
+  /**
+   * Any command, in the project folder unless cwd says otherwise, with only PATH, HOME and env. A developer's .env there is not read
+   * (AGENTIDP_ENV_FILE empty) unless env names a file: a test sees exactly the environment it gives.
+   */
+  static command (file: string, args: string[], env: Record<string, string | undefined>, cwd = projectRoot): ServerProcess {
+    const child = spawn(file, args, {
+      cwd,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, [ENV_FILE_VARIABLE]: '', ...env } as NodeJS.ProcessEnv,
       stdio: ['ignore', 'pipe', 'pipe']
     })
     return new ServerProcess(child)
