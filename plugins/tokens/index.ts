@@ -25,6 +25,26 @@ export async function requireFormBody (request: FastifyRequest): Promise<void> {
   if (!(request.headers['content-type'] ?? '').toLowerCase().startsWith('application/x-www-form-urlencoded')) {
     throw new InvalidRequest('the request body must be application/x-www-form-urlencoded')
   }
+  dropEmptyParameters(request.body)
+}
+
+/**
+ * RFC 6749 §3.2: "Parameters sent without a value MUST be treated as if they were omitted from the request." Runs
+ * before validation, so `scope=` asks for what no scope parameter asks for, and an empty `client_secret=` beside
+ * Basic credentials is no second authentication method.
+ */
+function dropEmptyParameters (body: unknown): void {
+  if (body === null || typeof body !== 'object') return
+  const form = body as Record<string, unknown>
+  for (const [name, value] of Object.entries(form)) {
+    if (value === '') {
+      delete form[name]
+    } else if (Array.isArray(value)) {
+      const given = value.filter((item) => item !== '')
+      if (given.length === 0) delete form[name]
+      else form[name] = given.length === 1 ? given[0] : given
+    }
+  }
 }
 
 /** POST /oauth2/token (RFC 6749 §3.2, §4.4; RFC 9068 access tokens). */

@@ -146,10 +146,30 @@ describe('credential expiry', () => {
 })
 
 describe('empty scope', () => {
-  it.for(['', '   '])('scope=%j is invalid_scope', async (scope) => {
+  it('scope= is treated as omitted (RFC 6749 §3.2): every scope the agent holds', async () => {
+    const app = await context.build()
+    const { clientId, secret } = await clientOf(app, { scopes: ['weather:read', 'weather:write'] })
+    const response = await requestToken(app, clientId, secret, { scope: '' })
+    expect(response.statusCode).toBe(200)
+    expect(response.json().scope).toBe('weather:read weather:write')
+  })
+
+  it('scope of only spaces names no scope-token: invalid_scope', async () => {
     const app = await context.build()
     const { clientId, secret } = await clientOf(app, { scopes: ['weather:read'] })
-    expectOAuthError(await requestToken(app, clientId, secret, { scope }), 'invalid_scope')
+    expectOAuthError(await requestToken(app, clientId, secret, { scope: '   ' }), 'invalid_scope')
+  })
+
+  it('empty resource= and client_secret= beside Basic are omitted, not refused', async () => {
+    const app = await context.build()
+    const { clientId, secret } = await clientOf(app, { scopes: ['weather:read'] })
+    const response = await app.inject({
+      method: 'POST',
+      url: '/oauth2/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}` },
+      payload: 'grant_type=client_credentials&resource=&client_secret=&scope='
+    })
+    expect(response.statusCode).toBe(200)
   })
 })
 

@@ -38,7 +38,8 @@ function audienceOf (resource: string | string[] | undefined, allowed: string[],
 
 /**
  * The scopes granted: those asked for (each one the agent may hold), or every scope the agent may hold when the
- * parameter is absent. Present but empty is invalid_scope: RFC 6749 §3.3 makes scope one or more scope-tokens.
+ * parameter is absent (`scope=` is absent: RFC 6749 §3.2). A value that holds no scope-token (only spaces) is
+ * invalid_scope: RFC 6749 §3.3 makes scope one or more scope-tokens.
  */
 function grantedScopes (requested: string | undefined, allowed: string[]): string[] {
   if (requested === undefined) return allowed
