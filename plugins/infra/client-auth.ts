@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { InvalidClient, InvalidRequest, OAuthError } from '../../src/errors.js'
+import { InvalidClient, InvalidRequest, OAuthError, SlowDown } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
 import { credentialIdOfSecret, verifySecret } from '../../src/secrets.js'
 import { findAgentByClientId } from '../agents/repository.js'
@@ -134,7 +134,7 @@ export default fp(async (app) => {
 
   const tooManyFailures = (): OAuthError => {
     metrics.rateLimited.inc({ route: 'client-auth-failures' })
-    return new OAuthError(429, 'slow_down', 'too many failed client authentications from this address; retry later', { 'retry-after': '60' })
+    return new SlowDown('too many failed client authentications from this address; retry later', 60)
   }
 
   /** Refuses at once, before any hash, when this client_id ('' for none) failed too often from this address. */

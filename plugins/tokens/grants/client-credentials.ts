@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { InvalidScope, OAuthError } from '../../../src/errors.js'
+import { InvalidScope, InvalidTarget } from '../../../src/errors.js'
 import { parseScope, SCOPE_TOKEN } from '../../../src/scopes.js'
 import type { AuthenticatedClient } from '../../infra/client-auth.js'
 import { issueAccessToken, type TokenResponse } from '../issuer.js'
@@ -27,7 +27,7 @@ function audienceOf (resource: string | string[] | undefined, fallback: string):
   for (const value of resources) {
     let url: URL | undefined
     try { url = new URL(value) } catch {}
-    if (url === undefined || value.includes('#')) throw new OAuthError(400, 'invalid_target', `resource must be an absolute URI without a fragment: ${value.slice(0, 200)}`)
+    if (url === undefined || value.includes('#')) throw new InvalidTarget(`resource must be an absolute URI without a fragment: ${value.slice(0, 200)}`)
   }
   return resources.length === 1 ? resources[0] as string : resources
 }
