@@ -1,11 +1,8 @@
-import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { createServer, type Socket } from 'node:net'
-import { dirname, join } from 'node:path'
 import type { InjectOptions, LightMyRequestResponse } from 'fastify'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
-import { createSql } from '../../src/database.js'
+import { assertDriverRepaired, createSql, DriverNotRepairedError } from '../../src/database.js'
 import { isDatabaseUnavailable } from '../../src/errors.js'
 import { OUTAGE_POOLS, setupTestContext } from '../helper.js'
 import { bounded } from '../support/fuzz.js'
@@ -86,17 +83,16 @@ async function sendAll (app: App, requests: InjectOptions[]): Promise<LightMyReq
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
-describe('the PostgreSQL driver, repaired (scripts/patch-postgres-driver.mjs)', () => {
-  it('is installed with all its repairs (npm install runs the script; a reinstall without it fails here)', () => {
-    const root = join(dirname(createRequire(import.meta.url).resolve('postgres')), '..', '..')
-    for (const file of ['src/connection.js', 'cjs/src/connection.js']) {
-      const source = readFileSync(join(root, file), 'utf8')
-      expect(source, file).toContain('agentidp: nextWrite repaired')
-      expect(source, file).toContain('initialSince')
-      expect(source, file).toContain('failedAttempt = err')
-    }
-    for (const file of ['src/index.js', 'cjs/src/index.js']) {
-      expect(readFileSync(join(root, file), 'utf8'), file).toContain('agentidp: a failed connect fails the queue')
+describe('the PostgreSQL driver, repaired (patches/postgres+3.4.9.patch)', () => {
+  it('is installed with all its repairs, and a driver without them is refused with one line naming the fix', () => {
+    expect(() => { assertDriverRepaired() }).not.toThrow()
+    const unrepaired = Object.assign(() => {}, { [Symbol.for('agentidp.postgres.repairs')]: ['next-write', 'startup-close', 'pool-queue'] })
+    for (const driver of [() => {}, unrepaired]) {
+      const refusal = (() => { try { assertDriverRepaired(driver) } catch (error) { return error } })()
+      expect(refusal).toBeInstanceOf(DriverNotRepairedError)
+      expect((refusal as Error).message).not.toContain('\n')
+      expect((refusal as Error).message).toContain('array-types')
+      expect((refusal as Error).message).toContain('npm ci')
     }
   })
 
@@ -114,6 +110,29 @@ describe('the PostgreSQL driver, repaired (scripts/patch-postgres-driver.mjs)', 
     expect((error as { code?: string }).code).toBe('CONNECT_TIMEOUT')
     expect(isDatabaseUnavailable(error)).toBe(true)
   }, 20_000)
+
+  it('a connection reset while it fetches the array types: a catchable error for the query waiting on it, no unhandled rejection; back by itself', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+    process.on('unhandledRejection', onUnhandled)
+    cleanups.push(async () => { process.off('unhandledRejection', onUnhandled) })
+    const proxy = await TcpProxy.start(context.database.url)
+    cleanups.push(() => proxy.close())
+    const sql = createSql(proxy.through(context.database.url), 1)
+    cleanups.push(() => sql.end({ timeout: 1 }))
+    const query = async (): Promise<unknown> => await bounded(sql`select ${[1, 2]}::int[] as a`.then((rows) => rows[0], (reason: unknown) => reason), REQUEST_BOUND_MS, 'select')
+
+    // The driver's first statement on a new connection, its array-type query (fetch_types), is answered by a reset.
+    proxy.resetWhenClientSends('typarray')
+    const error = await query()
+    expect((error as { code?: string }).code).toBe('ECONNRESET')
+    expect(isDatabaseUnavailable(error)).toBe(true)
+    // An unhandled rejection is reported after the microtasks of the tick that made it.
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(unhandled).toEqual([])
+    // The types are fetched again on the next connection: arrays still parse.
+    expect(await query()).toEqual({ a: [1, 2] })
+  }, 30_000)
 
   it('a pool of ONE connection: queries queued while PostgreSQL is unreachable fail with the attempt, not one attempt after another; back by itself', async () => {
     const proxy = await TcpProxy.start(context.database.url)
