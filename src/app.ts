@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import agents from '../plugins/agents/index.js'
 import auditEvents from '../plugins/audit/index.js'
 import credentials from '../plugins/credentials/index.js'
@@ -34,6 +34,19 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 /** Whether a request carries a body (RFC 9112 §6.3): a Content-Length above zero, or a Transfer-Encoding. */
 function hasBody (headers: IncomingHttpHeaders): boolean {
   return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0')
+}
+
+// Responses of the management API and the OAuth endpoints carry credentials, tokens or the state behind them:
+// no cache may keep one (RFC 6749 §5.1, RFC 9111 §5.2.2.5), errors included.
+const UNCACHEABLE = /^\/(?:api|oauth2)\//
+// HSTS for a year, for the issuer's host only: the issuer may be a path on a domain whose other hosts are not ours.
+const HSTS = 'max-age=31536000'
+
+/** Sets the headers every response carries: nosniff, HSTS behind an https issuer, no-store on credentials. */
+function setSecurityHeaders (config: Config, request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('x-content-type-options', 'nosniff')
+  if (config.issuer.startsWith('https:')) reply.header('strict-transport-security', HSTS)
+  if (UNCACHEABLE.test(request.url)) reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
 }
 
 /**
@@ -73,8 +86,10 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
     // allowUnionTypes: the StorableJson schemas list every JSON type, so coercion never rewrites a metadata value.
     ajv: { customOptions: { allErrors: false, removeAdditional: false, strictNumbers: false, allowUnionTypes: true } },
     // A URL that is not validly percent-encoded is refused before routing: answer it like every other 400.
+    // Framework answers skip the hooks: they get the hooks' headers here.
     frameworkErrors: (error, request, reply) => {
       reply.header('x-request-id', request.id)
+      setSecurityHeaders(config, request, reply)
       handleError(error, request, reply)
     },
     ...overrides
@@ -88,6 +103,11 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
     if (coding !== undefined && coding.trim().toLowerCase() !== 'identity' && hasBody(request.headers)) {
       throw Object.assign(new Error('request bodies are not accepted with a Content-Encoding'), { statusCode: 415 })
     }
+  })
+  // Set last (onSend), so that answers of the error and 404 handlers carry them too.
+  app.addHook('onSend', async (request, reply, payload) => {
+    setSecurityHeaders(config, request, reply)
+    return payload
   })
   app.setErrorHandler(handleError)
   app.setNotFoundHandler(handleNotFound)

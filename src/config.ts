@@ -41,8 +41,10 @@ export interface Config {
   headersTimeoutMs: number
   /** An idle keep-alive connection is closed after this long. */
   keepAliveTimeoutMs: number
-  /** When set, GET /metrics requires `Authorization: Bearer <metricsToken>`. */
+  /** When set, GET /metrics accepts `Authorization: Bearer <metricsToken>`, and only that or a metrics:read token. */
   metricsToken?: string
+  /** Whether GET /metrics answers anyone; when not, it needs METRICS_TOKEN or an access token with metrics:read. */
+  metricsPublic: boolean
   tokenTtlSeconds: number
   /** Default `aud` of access tokens when the request names no `resource`. */
   tokenAudience: string
@@ -81,6 +83,13 @@ function integer (env: Env, name: string, fallback: number, min: number, max: nu
   const value = Number(raw)
   if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`)
   return value
+}
+
+function flag (env: Env, name: string, fallback: boolean): boolean {
+  const raw = text(env, name)
+  if (raw === undefined) return fallback
+  if (raw !== 'true' && raw !== 'false') throw new ConfigError(name, `must be true or false, got "${raw}"`)
+  return raw === 'true'
 }
 
 function url (env: Env, name: string, protocols: string[]): string | undefined {
@@ -154,7 +163,10 @@ export function loadConfig (env: Env = process.env): Config {
   const port = integer(env, 'PORT', 3000, 0, 65535)
   const host = text(env, 'HOST') ?? '0.0.0.0'
 
-  const issuerRaw = url(env, 'ISSUER', ['http:', 'https:']) ?? `http://localhost:${port}`
+  // In production the issuer is what every client and resource server checks `iss` against: a guessed
+  // http://localhost would issue tokens no one accepts, so it must be said.
+  const issuerGiven = url(env, 'ISSUER', ['http:', 'https:'])
+  const issuerRaw = issuerGiven ?? `http://localhost:${port}`
   if (new URL(issuerRaw).search !== '' || new URL(issuerRaw).hash !== '') {
     throw new ConfigError('ISSUER', 'must not carry a query or fragment (RFC 8414 §2)')
   }
@@ -201,6 +213,7 @@ export function loadConfig (env: Env = process.env): Config {
     for (const [name, value] of [['DATABASE_URL', databaseUrl], ['REDIS_URL', redisUrl], ['JWT_PRIVATE_KEY', jwtPrivateKey], ['JWT_PUBLIC_KEY', jwtPublicKey]] as const) {
       if (value === undefined) throw new ConfigError(name, 'is required when NODE_ENV=production')
     }
+    if (issuerGiven === undefined) throw new ConfigError('ISSUER', 'is required when NODE_ENV=production (the public URL clients reach this server at)')
   }
 
   const bootstrapClientId = text(env, 'BOOTSTRAP_CLIENT_ID')
@@ -219,6 +232,12 @@ export function loadConfig (env: Env = process.env): Config {
   const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', Math.min(10_000, requestTimeoutMs), 100, 600_000)
   // Node refuses a headers timeout longer than the request timeout: say so here, naming the variable.
   if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
+
+  const metricsToken = text(env, 'METRICS_TOKEN')
+  const metricsPublic = flag(env, 'METRICS_PUBLIC', !production && metricsToken === undefined)
+  if (metricsPublic && metricsToken !== undefined) {
+    throw new ConfigError('METRICS_PUBLIC', 'must not be true when METRICS_TOKEN is set (a token guards /metrics only if it is not public)')
+  }
 
   return {
     nodeEnv,
@@ -242,7 +261,8 @@ export function loadConfig (env: Env = process.env): Config {
     requestTimeoutMs,
     headersTimeoutMs,
     keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, 100, 600_000),
-    metricsToken: text(env, 'METRICS_TOKEN'),
+    metricsToken,
+    metricsPublic,
     tokenTtlSeconds: integer(env, 'TOKEN_TTL_SECONDS', 3600, 60, 86_400),
     tokenAudience,
     rateLimit: {

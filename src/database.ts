@@ -2,8 +2,38 @@ import postgres from 'postgres'
 
 export type Sql = postgres.Sql
 
-/** The one way this codebase opens PostgreSQL: the `postgres` driver, against a server or the embedded PGlite. */
+/**
+ * The repairs patches/postgres+3.4.9.patch makes to the driver (each hunk names its upstream issue): a write after
+ * the socket closed, reconnects after a close during startup, the pool's queue behind a failed attempt, and the
+ * array-type query's rejection. The patch publishes this list on the driver under DRIVER_REPAIRS_KEY.
+ */
+export const DRIVER_REPAIRS = ['next-write', 'startup-close', 'pool-queue', 'array-types'] as const
+const DRIVER_REPAIRS_KEY = Symbol.for('agentidp.postgres.repairs')
+
+/** The driver in node_modules is not the repaired one: installed without scripts, or by a tool that skips them. */
+export class DriverNotRepairedError extends Error {
+  constructor (missing: string[]) {
+    super(`the postgres driver lacks the repairs of patches/postgres+3.4.9.patch (${missing.join(', ')}): reinstall with \`npm ci\` (not --ignore-scripts), whose postinstall applies them`)
+    this.name = 'DriverNotRepairedError'
+  }
+}
+
+/**
+ * Throws DriverNotRepairedError unless the driver carries every repair: without them a PostgreSQL that drops
+ * connections can crash the process or hang requests, and nothing else would say so. `driver` is for tests.
+ */
+export function assertDriverRepaired (driver: object = postgres): void {
+  const present = (driver as Record<symbol, unknown>)[DRIVER_REPAIRS_KEY]
+  const missing = DRIVER_REPAIRS.filter((repair) => !Array.isArray(present) || !present.includes(repair))
+  if (missing.length > 0) throw new DriverNotRepairedError(missing)
+}
+
+/**
+ * The one way this codebase opens PostgreSQL: the `postgres` driver, against a server or the embedded PGlite.
+ * Refuses a driver without its repairs (assertDriverRepaired).
+ */
 export function createSql (url: string, poolSize: number): Sql {
+  assertDriverRepaired()
   return postgres(url, {
     max: poolSize,
     // A PostgreSQL that does not answer must fail requests quickly, not hold them.

@@ -2,25 +2,47 @@ import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidatio
 import { JSON_MAX_DEPTH, PATTERN_MESSAGES, STORABLE_JSON_LEAF_ID, type OAuthErrorBody, type Problem } from '../schemas/common.js'
 
 /**
- * A management API error, answered as RFC 9457 problem+json. `type` is a stable URN per problem kind,
- * so clients branch on it rather than on the title.
+ * The problem types of the management API, by status: each `type` is a constant URN clients may match on, so it
+ * never changes when a title is reworded. One entry per status this server answers with problem+json.
+ */
+export const PROBLEM_TYPES = {
+  400: { type: 'urn:agentidp:problem:bad-request', title: 'Bad Request' },
+  401: { type: 'urn:agentidp:problem:unauthorized', title: 'Unauthorized' },
+  403: { type: 'urn:agentidp:problem:forbidden', title: 'Forbidden' },
+  404: { type: 'urn:agentidp:problem:not-found', title: 'Not Found' },
+  405: { type: 'urn:agentidp:problem:method-not-allowed', title: 'Method Not Allowed' },
+  406: { type: 'urn:agentidp:problem:not-acceptable', title: 'Not Acceptable' },
+  408: { type: 'urn:agentidp:problem:request-timeout', title: 'Request Timeout' },
+  409: { type: 'urn:agentidp:problem:conflict', title: 'Conflict' },
+  413: { type: 'urn:agentidp:problem:content-too-large', title: 'Content Too Large' },
+  415: { type: 'urn:agentidp:problem:unsupported-media-type', title: 'Unsupported Media Type' },
+  429: { type: 'urn:agentidp:problem:too-many-requests', title: 'Too Many Requests' },
+  500: { type: 'urn:agentidp:problem:internal-server-error', title: 'Internal Server Error' },
+  503: { type: 'urn:agentidp:problem:service-unavailable', title: 'Service Unavailable' }
+} as const
+
+export type ProblemStatus = keyof typeof PROBLEM_TYPES
+
+/**
+ * A management API error, answered as RFC 9457 problem+json. Its `type` and `title` come from PROBLEM_TYPES by
+ * status; `detail` says what went wrong with this request.
  */
 export class ProblemError extends Error {
+  readonly type: string
+  readonly title: string
+
   constructor (
-    readonly status: number,
-    readonly title: string,
-    readonly detail?: string,
+    readonly status: ProblemStatus,
+    readonly detail: string,
     readonly headers: Record<string, string> = {},
     readonly errors?: Problem['errors'],
     /** Extension member of a 403: the scopes the caller would need and does not hold. */
     readonly missingScopes?: string[]
   ) {
-    super(detail ?? title)
+    super(detail)
     this.name = 'ProblemError'
-  }
-
-  get type (): string {
-    return `urn:agentidp:problem:${this.title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`
+    this.type = PROBLEM_TYPES[status].type
+    this.title = PROBLEM_TYPES[status].title
   }
 
   toProblem (instance: string): Problem {
@@ -28,18 +50,18 @@ export class ProblemError extends Error {
   }
 }
 
-export const badRequest = (detail: string, errors?: Problem['errors']): ProblemError => new ProblemError(400, 'Bad Request', detail, {}, errors)
+export const badRequest = (detail: string, errors?: Problem['errors']): ProblemError => new ProblemError(400, detail, {}, errors)
 /** 403: authenticated, but the caller's authority does not reach; names the scopes it lacks when there are some. */
-export const forbidden = (detail: string, missingScopes?: string[]): ProblemError => new ProblemError(403, 'Forbidden', detail, {}, undefined, missingScopes)
-export const notFound = (detail: string): ProblemError => new ProblemError(404, 'Not Found', detail)
-export const conflict = (detail: string): ProblemError => new ProblemError(409, 'Conflict', detail)
-export const serviceUnavailable = (detail: string): ProblemError => new ProblemError(503, 'Service Unavailable', detail, { 'retry-after': '5' })
+export const forbidden = (detail: string, missingScopes?: string[]): ProblemError => new ProblemError(403, detail, {}, undefined, missingScopes)
+export const notFound = (detail: string): ProblemError => new ProblemError(404, detail)
+export const conflict = (detail: string): ProblemError => new ProblemError(409, detail)
+export const serviceUnavailable = (detail: string): ProblemError => new ProblemError(503, detail, { 'retry-after': '5' })
 
 /**
- * An RFC 6749 §5.2 error of an OAuth endpoint. One subclass per error code (as node-oidc-provider does);
- * the description is always safe to show the client.
+ * An RFC 6749 §5.2 error of an OAuth endpoint. One subclass per error code this server answers (as
+ * node-oidc-provider does); the description is always safe to show the client.
  */
-export class OAuthError extends Error {
+export abstract class OAuthError extends Error {
   constructor (
     readonly status: number,
     readonly error: string,
@@ -55,20 +77,15 @@ export class OAuthError extends Error {
   }
 }
 
+/** RFC 6749 §5.2 invalid_request; 413 when the body was too large, 400 otherwise. */
 export class InvalidRequest extends OAuthError {
-  constructor (description: string) { super(400, 'invalid_request', description) }
+  constructor (description: string, status: 400 | 413 = 400) { super(status, 'invalid_request', description) }
 }
 /** RFC 6749 §5.2: 401 with a WWW-Authenticate naming the scheme the client used (Basic by default). */
 export class InvalidClient extends OAuthError {
   constructor (description = 'client authentication failed', scheme: 'Basic' | 'Bearer' = 'Basic') {
     super(401, 'invalid_client', description, { 'www-authenticate': `${scheme} realm="agentidp", error="invalid_client"` })
   }
-}
-export class InvalidGrant extends OAuthError {
-  constructor (description: string) { super(400, 'invalid_grant', description) }
-}
-export class UnauthorizedClient extends OAuthError {
-  constructor (description: string) { super(400, 'unauthorized_client', description) }
 }
 export class UnsupportedGrantType extends OAuthError {
   constructor (description: string) { super(400, 'unsupported_grant_type', description) }
@@ -80,15 +97,22 @@ export class InvalidScope extends OAuthError {
 export class InvalidTarget extends OAuthError {
   constructor (description: string) { super(400, 'invalid_target', description) }
 }
-export class TemporarilyUnavailable extends OAuthError {
-  constructor (description = 'the service is temporarily unavailable, retry shortly') {
-    super(503, 'temporarily_unavailable', description, { 'retry-after': '5' })
+/**
+ * RFC 8628 §3.5's slow_down, answered by the token endpoint when a client is rate limited (429). With
+ * `retryAfterSeconds` it sets Retry-After; without, the rate limiter has set it on the reply already.
+ */
+export class SlowDown extends OAuthError {
+  constructor (description: string, retryAfterSeconds?: number) {
+    super(429, 'slow_down', description, retryAfterSeconds === undefined ? {} : { 'retry-after': String(retryAfterSeconds) })
   }
 }
-export class SlowDown extends OAuthError {
-  constructor (retryAfterSeconds: number) {
-    super(429, 'slow_down', `rate limit exceeded, retry in ${retryAfterSeconds} s`, { 'retry-after': String(retryAfterSeconds) })
+export class TemporarilyUnavailable extends OAuthError {
+  constructor (description = 'the service is temporarily unavailable, retry shortly', retryAfterSeconds = 5) {
+    super(503, 'temporarily_unavailable', description, { 'retry-after': String(retryAfterSeconds) })
   }
+}
+export class ServerError extends OAuthError {
+  constructor () { super(500, 'server_error', 'the server encountered an unexpected condition') }
 }
 
 declare module 'fastify' {
@@ -139,18 +163,12 @@ function clientErrorOf (error: FastifyError): { status: number, message: string,
   return undefined
 }
 
-const STATUS_TITLES: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-  406: 'Not Acceptable', 409: 'Conflict', 413: 'Content Too Large', 415: 'Unsupported Media Type',
-  429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable'
-}
-
 function sendProblem (reply: FastifyReply, request: FastifyRequest, problem: ProblemError): FastifyReply {
   return reply.code(problem.status).headers(problem.headers).type('application/problem+json').send(problem.toProblem(request.url.split('?')[0] as string))
 }
 
 function sendOAuthError (reply: FastifyReply, error: OAuthError): FastifyReply {
-  return reply.code(error.status).headers({ 'cache-control': 'no-store', pragma: 'no-cache', ...error.headers }).type('application/json').send(error.toBody())
+  return reply.code(error.status).headers(error.headers).type('application/json').send(error.toBody())
 }
 
 /** True when an error means PostgreSQL could not be reached, rather than a bug. */
@@ -175,10 +193,11 @@ export function handleError (error: FastifyError, request: FastifyRequest, reply
     const headers = (error as { headers?: Record<string, string> }).headers
     if (client.status === 429 && headers !== undefined) reply.headers(headers)
     if (oauthRoute) {
-      if (client.status === 429) return sendOAuthError(reply, new OAuthError(429, 'slow_down', client.message))
-      return sendOAuthError(reply, new OAuthError(client.status === 413 ? 413 : 400, 'invalid_request', client.message))
+      if (client.status === 429) return sendOAuthError(reply, new SlowDown(client.message))
+      return sendOAuthError(reply, new InvalidRequest(client.message, client.status === 413 ? 413 : 400))
     }
-    return sendProblem(reply, request, new ProblemError(client.status, STATUS_TITLES[client.status] ?? 'Bad Request', client.message, {}, client.errors))
+    const status = Object.hasOwn(PROBLEM_TYPES, client.status) ? client.status as ProblemStatus : 400
+    return sendProblem(reply, request, new ProblemError(status, client.message, {}, client.errors))
   }
 
   if (isDatabaseUnavailable(error)) {
@@ -188,8 +207,8 @@ export function handleError (error: FastifyError, request: FastifyRequest, reply
 
   request.log.error({ err: error }, 'unhandled error')
   return oauthRoute
-    ? sendOAuthError(reply, new OAuthError(500, 'server_error', 'the server encountered an unexpected condition'))
-    : sendProblem(reply, request, new ProblemError(500, 'Internal Server Error', 'the server encountered an unexpected condition'))
+    ? sendOAuthError(reply, new ServerError())
+    : sendProblem(reply, request, new ProblemError(500, 'the server encountered an unexpected condition'))
 }
 
 /** Unknown routes: a 404 in the management API's problem+json. */

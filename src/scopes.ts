@@ -3,6 +3,7 @@ export const AdminScope = {
   AgentsRead: 'agents:read',
   AgentsWrite: 'agents:write',
   AuditRead: 'audit:read',
+  MetricsRead: 'metrics:read',
   TokensIntrospect: 'tokens:introspect'
 } as const
 

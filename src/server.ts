@@ -1,6 +1,7 @@
 /** Server entry: reads the configuration, builds the app, listens, and drains on SIGTERM/SIGINT. */
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { buildApp, type App } from './app.js'
+import { assertDriverRepaired, DriverNotRepairedError } from './database.js'
 import { MigrationError } from './migrate.js'
 import { loadDotEnv } from './dotenv.js'
 
@@ -9,16 +10,21 @@ function fail (message: string): never {
   process.exit(1)
 }
 
-/** Closes the app on the first SIGTERM/SIGINT (finishing in-flight requests); a second signal or the timeout forces exit. */
-function drainOnSignals (app: App, config: Config): void {
+/**
+ * Closes the app on the first SIGTERM/SIGINT (finishing in-flight requests) and exits 0; a second signal or the
+ * timeout forces exit 1.
+ *
+ * An unhandled promise rejection is a bug whose consequences are unknown (a connection or a cache may be left half
+ * changed): it is logged at fatal with the error, then the process drains as on SIGTERM and exits 1, so the
+ * orchestrator restarts it clean while the other replicas serve. Node's default would exit at once, dropping the
+ * requests in flight, with a stack trace outside the JSON log. docs/devops/operations.md says the same.
+ */
+function drainOnSignalsAndRejections (app: App, config: Config): void {
   let closing = false
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (closing) {
-      app.log.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
-    }
+  let exitCode = 0
+  const drain = (context: Record<string, unknown>): void => {
     closing = true
-    app.log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutting down: draining in-flight requests')
+    app.log.info({ ...context, timeoutMs: config.shutdownTimeoutMs }, 'shutting down: draining in-flight requests')
     const force = setTimeout(() => {
       app.log.error({ timeoutMs: config.shutdownTimeoutMs }, 'drain took too long: exiting now')
       process.exit(1)
@@ -26,14 +32,26 @@ function drainOnSignals (app: App, config: Config): void {
     force.unref()
     app.close().then(() => {
       app.log.info('shutdown complete')
-      process.exit(0)
+      process.exit(exitCode)
     }, (error: unknown) => {
       app.log.error({ err: error }, 'error while shutting down')
       process.exit(1)
     })
   }
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (closing) {
+      app.log.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    drain({ signal })
+  }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  process.on('unhandledRejection', (reason: unknown) => {
+    app.log.fatal({ err: reason }, 'unhandled promise rejection: stopping so that the process restarts clean')
+    exitCode = 1
+    if (!closing) drain({ reason: 'unhandledRejection' })
+  })
 }
 
 async function main (): Promise<void> {
@@ -43,6 +61,12 @@ async function main (): Promise<void> {
     config = loadConfig()
   } catch (error) {
     if (error instanceof ConfigError) fail(`configuration error: ${error.message}`)
+    throw error
+  }
+  try {
+    assertDriverRepaired()
+  } catch (error) {
+    if (error instanceof DriverNotRepairedError) fail(error.message)
     throw error
   }
   let app: App
@@ -57,7 +81,7 @@ async function main (): Promise<void> {
     }
     throw error
   }
-  drainOnSignals(app, config)
+  drainOnSignalsAndRejections(app, config)
   await app.listen({ port: config.port, host: config.host })
 }
 

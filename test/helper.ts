@@ -128,7 +128,7 @@ export interface TestContext {
  * The pools a PostgreSQL outage test runs with (`it.for(OUTAGE_POOLS)('%s: …', async ([, env], test) => …)`, env on
  * top of the app's): the back-end's (10 connections on a server, 1 on PGlite, a single session) and, on a server, ONE
  * connection too, where the driver used to queue queries behind one connect attempt after another for as long as
- * PostgreSQL was away (repaired by scripts/patch-postgres-driver.mjs).
+ * PostgreSQL was away (repaired by patches/postgres+3.4.9.patch).
  */
 export const OUTAGE_POOLS: Array<[pool: string, env: Record<string, string>]> = [
   ['the back-end pool', {}],

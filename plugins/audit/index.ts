@@ -41,7 +41,6 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
     const stream = await exportStream(app.sql, request.query)
     return reply
       .type('application/x-ndjson')
-      .header('cache-control', 'no-store')
       .header('content-disposition', 'attachment; filename="audit-events.ndjson"')
       // The schema documents the lines; Fastify streams a Readable as it is.
       .send(stream as never)

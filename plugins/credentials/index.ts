@@ -31,8 +31,6 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const credential = await service.create(request.params.id, request.body, principalActor(request), principalCaller(request))
     return reply.code(201)
-      .header('cache-control', 'no-store')
-      .header('pragma', 'no-cache')
       .header('location', `/api/v1/agents/${request.params.id}/credentials/${credential.id}`)
       .send(credential)
   })

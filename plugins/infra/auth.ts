@@ -103,7 +103,7 @@ function bearerError (status: 400 | 401 | 403, error: 'invalid_request' | 'inval
   const params = ['realm="agentidp"']
   if (error !== undefined) params.push(`error="${error}"`, `error_description="${detail.replace(/"/g, "'")}"`)
   if (scope !== undefined) params.push(`scope="${scope}"`)
-  return new ProblemError(status, status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Bad Request', detail, { 'www-authenticate': `Bearer ${params.join(', ')}` }, undefined, missingScopes)
+  return new ProblemError(status, detail, { 'www-authenticate': `Bearer ${params.join(', ')}` }, undefined, missingScopes)
 }
 
 /** A request refused for want of authority (not of authentication): recorded as one authz.denied event. */
@@ -212,7 +212,7 @@ export default fp(async (app) => {
         principal = await authenticate(request)
       } catch (error) {
         if (!(error instanceof ProblemError)) throw error
-        await app.audit.record({ type: 'auth.failed', ...actorOf(request), data: { endpoint: request.routeOptions.url, method: request.method, reason: (error as ProblemError).detail ?? 'invalid token' } })
+        await app.audit.record({ type: 'auth.failed', ...actorOf(request), data: { endpoint: request.routeOptions.url, method: request.method, reason: error.detail } })
         throw error
       }
       request.principal = principal

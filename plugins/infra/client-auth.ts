@@ -1,7 +1,7 @@
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { InvalidClient, InvalidRequest, OAuthError } from '../../src/errors.js'
+import { InvalidClient, InvalidRequest, OAuthError, SlowDown, TemporarilyUnavailable } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
 import { credentialIdOfSecret, HashQueueFull, unmatchableHash, verifySecret } from '../../src/secrets.js'
 import { findAgentByClientId } from '../agents/repository.js'
@@ -148,7 +148,7 @@ export default fp(async (app) => {
 
   const tooManyFailures = (): OAuthError => {
     metrics.rateLimited.inc({ route: 'client-auth-failures' })
-    return new OAuthError(429, 'slow_down', 'too many failed client authentications from this address; retry later', { 'retry-after': '60' })
+    return new SlowDown('too many failed client authentications from this address; retry later', 60)
   }
 
   /** Refuses from memory, before any query, a client_id ('' for none) refused from this address in the last second. */
@@ -236,7 +236,7 @@ export default fp(async (app) => {
       if (!(error instanceof HashQueueFull)) throw error
       if (reserved !== undefined) store.refund(reserved).catch(() => {})
       metrics.rateLimited.inc({ route: 'client-auth-hashing' })
-      throw new OAuthError(503, 'temporarily_unavailable', 'too many client authentications are waiting; retry shortly', { 'retry-after': '1' })
+      throw new TemporarilyUnavailable('too many client authentications are waiting; retry shortly', 1)
     }
   }
 

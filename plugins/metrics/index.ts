@@ -1,7 +1,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { ProblemError } from '../../src/errors.js'
+import { AdminScope } from '../../src/scopes.js'
 import { problemResponses } from '../../schemas/common.js'
 
 // Probes on scrape must not hold the scrape when a dependency hangs.
@@ -21,22 +21,29 @@ async function probe (check: () => Promise<unknown>): Promise<number> {
 
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest()
 
-/** GET /metrics in Prometheus text format; with METRICS_TOKEN set, only for `Authorization: Bearer <METRICS_TOKEN>`. */
+/**
+ * GET /metrics in Prometheus text format. Public when METRICS_PUBLIC is true (the default outside production);
+ * otherwise for `Authorization: Bearer <METRICS_TOKEN>` when one is set, or an access token with metrics:read.
+ */
 const metricsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { metrics, config } = app
   const expected = config.metricsToken === undefined ? undefined : digest(`Bearer ${config.metricsToken}`)
+  const requireMetricsRead = app.requireScopes(AdminScope.MetricsRead)
 
   app.get('/metrics', {
     schema: {
       tags: ['operations'],
       summary: 'Prometheus metrics',
-      description: 'Text exposition format. Protected by `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set.',
-      response: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: Type.String() } } }, ...problemResponses(401) }
-    }
-  }, async (request, reply) => {
-    if (expected !== undefined && !timingSafeEqual(digest(request.headers.authorization ?? ''), expected)) {
-      throw new ProblemError(401, 'Unauthorized', 'metrics need Authorization: Bearer <METRICS_TOKEN>', { 'www-authenticate': 'Bearer realm="agentidp-metrics"' })
-    }
+      description: 'Text exposition format. Unless METRICS_PUBLIC is true (the default outside production), it needs `Authorization: Bearer <METRICS_TOKEN>` or a Bearer access token with the scope metrics:read.',
+      response: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: Type.String() } } }, ...problemResponses(400, 401, 403, 503) }
+    },
+    preValidation: config.metricsPublic
+      ? []
+      : async function requireMetricsAccess (request, reply) {
+        if (expected !== undefined && timingSafeEqual(digest(request.headers.authorization ?? ''), expected)) return
+        await requireMetricsRead.call(this, request, reply)
+      }
+  }, async (_request, reply) => {
     const [postgres, redis] = await Promise.all([probe(() => app.sql`select 1`), probe(() => app.store.ping())])
     metrics.dependencyUp.set({ dependency: 'postgres' }, postgres)
     metrics.dependencyUp.set({ dependency: 'redis' }, redis)

@@ -30,7 +30,7 @@ const revocation: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const client = await app.authenticateClient(request, 'revoke')
     await service.revoke(request, client, request.body.token)
-    return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).send()
+    return reply.send()
   })
 
   app.post('/oauth2/introspect', {
@@ -46,7 +46,7 @@ const revocation: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const introspection = await service.introspect(app.authenticateClient(request, 'introspect'), request.body.token)
-    return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).send(introspection)
+    return reply.send(introspection)
   })
 }
 

@@ -81,7 +81,7 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const grant = GRANTS[request.body.grant_type] as Grant
     const response = await grant.handle({ app, request, body: request.body, client: request.client as AuthenticatedClient, jti: request.jti as string })
-    return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).send(response)
+    return reply.send(response)
   })
 }
 

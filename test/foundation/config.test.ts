@@ -47,6 +47,15 @@ describe('configuration', () => {
     expect(fromFile.jwtPublicKey?.trim()).toBe(pair.publicKey.trim())
   })
 
+  it('keeps /metrics public outside production only, unless told otherwise', () => {
+    const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://h/db', REDIS_URL: 'redis://h', JWT_PRIVATE_KEY: escaped(pair.privateKey), JWT_PUBLIC_KEY: escaped(pair.publicKey), ISSUER: 'https://idp.example.com' }
+    expect(loadConfig({}).metricsPublic).toBe(true)
+    expect(loadConfig({ METRICS_TOKEN: 'scrape-token-123' }).metricsPublic).toBe(false)
+    expect(loadConfig(production).metricsPublic).toBe(false)
+    expect(loadConfig({ ...production, METRICS_PUBLIC: 'true' }).metricsPublic).toBe(true)
+    expect(loadConfig({ METRICS_PUBLIC: 'false' }).metricsPublic).toBe(false)
+  })
+
   it('splits CORS_ORIGIN lists', () => {
     expect(loadConfig({ CORS_ORIGIN: 'https://a.example, https://b.example:8443' }).corsOrigin).toEqual(['https://a.example', 'https://b.example:8443'])
   })
@@ -69,7 +78,10 @@ describe('configuration', () => {
     [{ SHUTDOWN_TIMEOUT_MS: '-1' }, 'SHUTDOWN_TIMEOUT_MS', 'whole number'],
     [{ NODE_ENV: 'production' }, 'DATABASE_URL', 'required when NODE_ENV=production'],
     [{ NODE_ENV: 'production', DATABASE_URL: 'postgres://h/db' }, 'REDIS_URL', 'required when NODE_ENV=production'],
-    [{ NODE_ENV: 'production', DATABASE_URL: 'postgres://h/db', REDIS_URL: 'redis://h' }, 'JWT_PRIVATE_KEY', 'required when NODE_ENV=production']
+    [{ NODE_ENV: 'production', DATABASE_URL: 'postgres://h/db', REDIS_URL: 'redis://h' }, 'JWT_PRIVATE_KEY', 'required when NODE_ENV=production'],
+    [{ NODE_ENV: 'production', DATABASE_URL: 'postgres://h/db', REDIS_URL: 'redis://h', JWT_PRIVATE_KEY: escaped(pair.privateKey), JWT_PUBLIC_KEY: escaped(pair.publicKey) }, 'ISSUER', 'required when NODE_ENV=production'],
+    [{ METRICS_PUBLIC: 'yes' }, 'METRICS_PUBLIC', 'true or false'],
+    [{ METRICS_PUBLIC: 'true', METRICS_TOKEN: 'scrape-token-123' }, 'METRICS_PUBLIC', 'METRICS_TOKEN']
   ])('refuses %j naming %s', (env, variable, problem) => {
     const error = errorOf(env as Record<string, string>)
     expect(error.variable).toBe(variable)
@@ -88,6 +100,12 @@ describe('configuration', () => {
     const server = ServerProcess.start({ NODE_ENV: 'production', DATABASE_URL: 'postgres://127.0.0.1/x' })
     expect(await server.exited).toBe(1)
     expect(server.stderr.trim()).toBe('agentidp: configuration error: REDIS_URL is required when NODE_ENV=production')
+  })
+
+  it('refuses to start in production without ISSUER, in one line', async () => {
+    const server = ServerProcess.start({ NODE_ENV: 'production', DATABASE_URL: 'postgres://127.0.0.1/x', REDIS_URL: 'redis://127.0.0.1', JWT_PRIVATE_KEY: escaped(pair.privateKey), JWT_PUBLIC_KEY: escaped(pair.publicKey) })
+    expect(await server.exited).toBe(1)
+    expect(server.stderr.trim()).toBe('agentidp: configuration error: ISSUER is required when NODE_ENV=production (the public URL clients reach this server at)')
   })
 
   it('refuses a public key that does not belong to the private key', async () => {

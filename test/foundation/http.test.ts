@@ -13,7 +13,46 @@ async function appWithEchoRoute (env: Record<string, string> = {}, logs?: LogCap
   return app
 }
 
+describe('headers', () => {
+  it('every response says nosniff; management API and OAuth answers, errors included, are never cached', async () => {
+    const app = await context.build()
+    const answers = {
+      health: await app.inject({ method: 'GET', url: '/health/live' }),
+      unknown: await app.inject({ method: 'GET', url: '/no/such/route' }),
+      badUrl: await app.inject({ method: 'GET', url: '/api/v1/agents/%E0%A4%A' }),
+      api: await app.inject({ method: 'GET', url: '/api/v1/agents' }),
+      apiUnknown: await app.inject({ method: 'GET', url: '/api/v1/nothing' }),
+      oauthError: await app.inject({ method: 'POST', url: '/oauth2/token', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'grant_type=password' }),
+      discovery: await app.inject({ method: 'GET', url: '/.well-known/openid-configuration' })
+    }
+    for (const [name, response] of Object.entries(answers)) {
+      expect(response.headers['x-content-type-options'], name).toBe('nosniff')
+      expect(response.headers['strict-transport-security'], name).toBeUndefined()
+    }
+    for (const name of ['api', 'apiUnknown', 'oauthError'] as const) {
+      expect(answers[name].statusCode, name).toBeGreaterThanOrEqual(400)
+      expect(answers[name].headers['cache-control'], name).toBe('no-store')
+    }
+    expect(answers.oauthError.headers.pragma).toBe('no-cache')
+    expect(answers.discovery.headers['cache-control']).not.toBe('no-store')
+  })
+
+  it('sends Strict-Transport-Security when the issuer is https', async () => {
+    const app = await context.build({ ISSUER: 'https://idp.example.com' })
+    const response = await app.inject({ method: 'GET', url: '/health/live' })
+    expect(response.headers['strict-transport-security']).toBe('max-age=31536000')
+  })
+})
+
 describe('errors', () => {
+  it('problem types are fixed URNs by status, whatever the title says', async () => {
+    const app = await context.build()
+    const unauthenticated = await app.inject({ method: 'GET', url: '/api/v1/agents' })
+    expect(unauthenticated.json()).toMatchObject({ type: 'urn:agentidp:problem:unauthorized', title: 'Unauthorized', status: 401 })
+    const wrongType = await app.inject({ method: 'POST', url: '/api/v1/agents', headers: { 'content-type': 'text/csv' }, payload: 'a,b' })
+    expect(wrongType.json()).toMatchObject({ type: 'urn:agentidp:problem:unsupported-media-type', status: 415 })
+  })
+
   it('an unknown route is a 404 problem+json', async () => {
     const app = await context.build()
     const response = await app.inject({ method: 'GET', url: '/no/such/route?x=1' })

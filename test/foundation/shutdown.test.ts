@@ -83,6 +83,21 @@ describe('graceful shutdown', () => {
     expect(await server.exited).toBe(1)
     expect(server.logs.map((line) => line.msg)).toContain('second signal: exiting now')
   })
+
+  it('an unhandled promise rejection is logged at fatal with the error, then the process drains and exits 1', async () => {
+    // Loaded before the server: one promise rejected where nothing waits for it, when the test says so (SIGUSR2).
+    const rejectOnSignal = "process.on('SIGUSR2',()=>{Promise.reject(new Error('nobody-handles-this'))})"
+    const { server } = await startServer({ NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(rejectOnSignal)}` })
+    server.child.kill('SIGUSR2')
+    expect(await server.exited).toBe(1)
+    expect(server.logs.find((line) => line.level === 60)).toMatchObject({
+      msg: 'unhandled promise rejection: stopping so that the process restarts clean',
+      err: { message: 'nobody-handles-this' }
+    })
+    const messages = server.logs.map((line) => line.msg)
+    expect(messages.indexOf('shutting down: draining in-flight requests')).toBeGreaterThan(messages.findIndex((msg) => msg === 'unhandled promise rejection: stopping so that the process restarts clean'))
+    expect(messages.indexOf('shutdown complete')).toBeGreaterThan(messages.indexOf('shutting down: draining in-flight requests'))
+  })
 })
 
 describe('npm start', () => {

@@ -1,11 +1,8 @@
-import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { createServer, type Socket } from 'node:net'
-import { dirname, join } from 'node:path'
 import type { InjectOptions, LightMyRequestResponse } from 'fastify'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
-import { createSql } from '../../src/database.js'
+import { assertDriverRepaired, createSql, DriverNotRepairedError } from '../../src/database.js'
 import { isDatabaseUnavailable } from '../../src/errors.js'
 import { OUTAGE_POOLS, setupTestContext } from '../helper.js'
 import { bounded } from '../support/fuzz.js'
@@ -49,21 +46,36 @@ async function mixedRequests (app: App, agentId: string): Promise<InjectOptions[
   ]
 }
 
+interface Traffic {
+  /** Resolves once `count` answers have come back in all, however long that takes on this machine. */
+  answered: (count: number) => Promise<number>
+  stop: () => Promise<Array<{ what: string, response: LightMyRequestResponse }>>
+}
+
 /**
  * Sends the requests round-robin from `workers` concurrent clients until stop() resolves; returns every answer.
- * A request that fails to answer within the bound fails the test.
+ * A request that fails to answer within the bound fails the test. Tests move on by answers counted, not by time.
  */
-function load (app: App, requests: InjectOptions[], workers = concurrency): { stop: () => Promise<Array<{ what: string, response: LightMyRequestResponse }>> } {
+function load (app: App, requests: InjectOptions[], workers = concurrency): Traffic {
   let running = true
   const answers: Array<{ what: string, response: LightMyRequestResponse }> = []
+  const waiting: Array<{ count: number, resolve: (count: number) => void }> = []
   const worker = async (offset: number): Promise<void> => {
     for (let i = offset; running; i++) {
       const options = requests[i % requests.length] as InjectOptions
       answers.push({ what: `${options.method} ${options.url}`, response: await send(app, options) })
+      for (const waiter of waiting.filter((w) => answers.length >= w.count)) {
+        waiting.splice(waiting.indexOf(waiter), 1)
+        waiter.resolve(answers.length)
+      }
     }
   }
   const done = Promise.all(Array.from({ length: workers }, (_, i) => worker(i)))
   return {
+    async answered (count) {
+      if (answers.length >= count) return answers.length
+      return await new Promise<number>((resolve) => waiting.push({ count, resolve }))
+    },
     async stop () {
       running = false
       await done
@@ -84,19 +96,16 @@ async function sendAll (app: App, requests: InjectOptions[]): Promise<LightMyReq
   return answers
 }
 
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-describe('the PostgreSQL driver, repaired (scripts/patch-postgres-driver.mjs)', () => {
-  it('is installed with all its repairs (npm install runs the script; a reinstall without it fails here)', () => {
-    const root = join(dirname(createRequire(import.meta.url).resolve('postgres')), '..', '..')
-    for (const file of ['src/connection.js', 'cjs/src/connection.js']) {
-      const source = readFileSync(join(root, file), 'utf8')
-      expect(source, file).toContain('agentidp: nextWrite repaired')
-      expect(source, file).toContain('initialSince')
-      expect(source, file).toContain('failedAttempt = err')
-    }
-    for (const file of ['src/index.js', 'cjs/src/index.js']) {
-      expect(readFileSync(join(root, file), 'utf8'), file).toContain('agentidp: a failed connect fails the queue')
+describe('the PostgreSQL driver, repaired (patches/postgres+3.4.9.patch)', () => {
+  it('is installed with all its repairs, and a driver without them is refused with one line naming the fix', () => {
+    expect(() => { assertDriverRepaired() }).not.toThrow()
+    const unrepaired = Object.assign(() => {}, { [Symbol.for('agentidp.postgres.repairs')]: ['next-write', 'startup-close', 'pool-queue'] })
+    for (const driver of [() => {}, unrepaired]) {
+      const refusal = (() => { try { assertDriverRepaired(driver) } catch (error) { return error } })()
+      expect(refusal).toBeInstanceOf(DriverNotRepairedError)
+      expect((refusal as Error).message).not.toContain('\n')
+      expect((refusal as Error).message).toContain('array-types')
+      expect((refusal as Error).message).toContain('npm ci')
     }
   })
 
@@ -114,6 +123,31 @@ describe('the PostgreSQL driver, repaired (scripts/patch-postgres-driver.mjs)', 
     expect((error as { code?: string }).code).toBe('CONNECT_TIMEOUT')
     expect(isDatabaseUnavailable(error)).toBe(true)
   }, 20_000)
+
+  it('a connection reset while it fetches the array types: a catchable error for the query waiting on it, no unhandled rejection; back by itself', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+    process.on('unhandledRejection', onUnhandled)
+    cleanups.push(async () => { process.off('unhandledRejection', onUnhandled) })
+    const proxy = await TcpProxy.start(context.database.url)
+    cleanups.push(() => proxy.close())
+    const sql = createSql(proxy.through(context.database.url), 1)
+    cleanups.push(() => sql.end({ timeout: 1 }))
+    const query = async (): Promise<unknown> => await bounded(sql`select ${[1, 2]}::int[] as a`.then((rows) => rows[0], (reason: unknown) => reason), REQUEST_BOUND_MS, 'select')
+
+    // The driver's first statement on a new connection, its array-type query (fetch_types), is answered by a reset.
+    proxy.resetWhenClientSends('typarray')
+    const error = await query()
+    expect((error as { code?: string }).code).toBe('ECONNRESET')
+    expect(isDatabaseUnavailable(error)).toBe(true)
+    // Node reports an unhandled rejection once the microtasks of the tick that made it have run: before any immediate.
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(unhandled).toEqual([])
+    // Back by itself, the types fetched again on a new connection: arrays still parse. A query sent before the dead
+    // connection closed waits behind its failed attempt and fails with it (the pool-queue repair); the next connects.
+    const next = await query()
+    expect(isDatabaseUnavailable(next) ? await query() : next).toEqual({ a: [1, 2] })
+  }, 30_000)
 
   it('a pool of ONE connection: queries queued while PostgreSQL is unreachable fail with the attempt, not one attempt after another; back by itself', async () => {
     const proxy = await TcpProxy.start(context.database.url)
@@ -145,12 +179,13 @@ describe('PostgreSQL stopped under load (a TCP proxy the test controls)', () => 
     const requests = await mixedRequests(app, agent.id)
 
     const traffic = load(app, requests)
-    await sleep(300)
+    // Traffic flows: every request has been answered once; the cut lands on requests in flight.
+    const beforeCut = await traffic.answered(requests.length)
     proxy.cut()
-    await sleep(1500)
+    // And goes on: as many again answered after the cut.
+    await traffic.answered(beforeCut + requests.length)
     const answers = await traffic.stop()
 
-    expect(answers.length).toBeGreaterThan(requests.length)
     for (const { what, response } of answers) {
       // Whatever was in flight when the connection dropped either completed or is a 503: never a 500.
       if (response.statusCode >= 500) expectUnavailable(response, what)
@@ -221,10 +256,10 @@ describe.skipIf(!hasRedisServer)('Redis stopped (a redis-server of the test\'s o
     const requests = await mixedRequests(app, agent.id)
 
     const traffic = load(app, requests)
-    await sleep(200)
+    const beforeCut = await traffic.answered(requests.length)
     proxy.cut()
     await redis.stop()
-    await sleep(1500)
+    await traffic.answered(beforeCut + requests.length)
     const answers = await traffic.stop()
     for (const { what, response } of answers) {
       if (response.statusCode >= 500) expectUnavailable(response, what)

@@ -2,12 +2,14 @@ import { createServer, connect, type Server, type Socket } from 'node:net'
 
 /**
  * A TCP proxy the test controls, in front of PostgreSQL (or anything): `cut()` drops every connection and
- * refuses new ones, as a server that went away would; `restore()` lets traffic through again.
+ * refuses new ones, as a server that went away would; `restore()` lets traffic through again;
+ * `resetWhenClientSends()` resets one connection at a chosen moment of its conversation.
  */
 export class TcpProxy {
   #server: Server | undefined
   readonly #sockets = new Set<Socket>()
   #up = true
+  #resetOn: Buffer | undefined
   port = 0
 
   constructor (private readonly targetHost: string, private readonly targetPort: number) {}
@@ -39,11 +41,30 @@ export class TcpProxy {
         socket.on('close', () => this.#sockets.delete(socket))
         socket.on('error', () => { client.destroy(); upstream.destroy() })
       }
-      client.pipe(upstream).pipe(client)
+      upstream.pipe(client)
+      client.on('data', (chunk: Buffer) => {
+        if (this.#resetOn !== undefined && chunk.includes(this.#resetOn)) {
+          this.#resetOn = undefined
+          // A TCP RST, as a dying server or a load balancer sends: the client reads ECONNRESET.
+          client.resetAndDestroy()
+          upstream.destroy()
+          return
+        }
+        if (!upstream.write(chunk)) {
+          client.pause()
+          upstream.once('drain', () => client.resume())
+        }
+      })
+      client.on('end', () => upstream.end())
     })
     await new Promise<void>((resolve) => this.#server?.listen(this.port, '127.0.0.1', resolve))
     const address = this.#server.address()
     this.port = typeof address === 'object' && address !== null ? address.port : 0
+  }
+
+  /** The next time a client sends bytes holding `text`, its connection is reset instead of forwarding them (once). */
+  resetWhenClientSends (text: string): void {
+    this.#resetOn = Buffer.from(text)
   }
 
   cut (): void {
