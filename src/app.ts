@@ -3,25 +3,19 @@ import type { IncomingHttpHeaders } from 'node:http'
 import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
-import agents from '../plugins/agents/index.js'
-import auditEvents from '../plugins/audit/index.js'
-import credentials from '../plugins/credentials/index.js'
-import oidc from '../plugins/oidc/index.js'
-import revocation from '../plugins/revocation/index.js'
-import tokens from '../plugins/tokens/index.js'
+import auditEvents, { auditTrail } from '../plugins/audit/index.js'
+import clients, { clientAuthentication } from '../plugins/clients/index.js'
 import docs from '../plugins/docs/index.js'
-import health from '../plugins/health/index.js'
-import metricsRoutes from '../plugins/metrics/index.js'
-import audit from '../plugins/infra/audit.js'
-import auth from '../plugins/infra/auth.js'
-import clientAuth from '../plugins/infra/client-auth.js'
 import configPlugin from '../plugins/infra/config.js'
 import keys from '../plugins/infra/keys.js'
 import metrics from '../plugins/infra/metrics.js'
 import postgres from '../plugins/infra/postgres.js'
 import rateLimit from '../plugins/infra/rate-limit.js'
 import redis from '../plugins/infra/redis.js'
-import revocations from '../plugins/infra/revocations.js'
+import oidc from '../plugins/oidc/index.js'
+import operations from '../plugins/operations/index.js'
+import revocation, { revocationState } from '../plugins/revocation/index.js'
+import tokens, { bearerAuthentication } from '../plugins/tokens/index.js'
 import type { Config } from './config.js'
 import { handleError, handleNotFound } from './errors.js'
 import { loggerOptions } from './logger.js'
@@ -119,11 +113,13 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(keys)
   await app.register(postgres)
   await app.register(redis)
-  await app.register(revocations)
-  await app.register(audit)
-  await app.register(auth)
-  await app.register(clientAuth)
   await app.register(rateLimit)
+  // What capabilities publish to each other, decorated on the root in dependency order: the revocation state,
+  // the audit trail, Bearer authentication of the management API, client authentication of the OAuth endpoints.
+  await app.register(revocationState)
+  await app.register(auditTrail)
+  await app.register(bearerAuthentication)
+  await app.register(clientAuthentication)
   await app.register(cors, {
     origin: config.corsOrigin === '*' ? '*' : config.corsOrigin,
     exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate'],
@@ -134,10 +130,8 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(docs)
 
   // Capabilities, encapsulated, in order. Adding one is a folder under plugins/ and a line here.
-  await app.register(health)
-  await app.register(metricsRoutes)
-  await app.register(agents)
-  await app.register(credentials)
+  await app.register(operations)
+  await app.register(clients)
   await app.register(auditEvents)
   await app.register(tokens)
   await app.register(revocation)

@@ -15,7 +15,7 @@ const MANAGEMENT_SCOPES: ReadonlySet<string> = new Set(ADMIN_SCOPES)
 /**
  * Whether the scope is a management scope: this server's own authority (every AdminScope, including those later
  * added to it), as opposed to an application scope that resource servers check (orders:read). Only a holder of a
- * management scope may grant it (see plugins/agents/authorization.ts).
+ * management scope may grant it (see plugins/clients/authorization.ts).
  */
 export function isManagementScope (scope: string): boolean {
   return MANAGEMENT_SCOPES.has(scope)

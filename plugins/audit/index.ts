@@ -3,12 +3,12 @@ import { Type } from 'typebox'
 import { AuditEventPageSchema, AuditEventQuerySchema, AuditExportQuerySchema } from '../../schemas/audit.js'
 import { problemResponses } from '../../schemas/common.js'
 import { AdminScope } from '../../src/scopes.js'
-import { exportStream, listPage } from './service.js'
+import { managementRouteConfig } from '../infra/rate-limit.js'
+import { exportStream, listPage } from './queries.js'
 
 /** The audit trail, read-only: a filtered, paginated query and an NDJSON export for SIEM ingestion. */
 const audit: FastifyPluginAsyncTypebox = async (app) => {
-  const { apiPerMinute } = app.config.rateLimit
-  const config = apiPerMinute === 0 ? {} : { rateLimit: { max: apiPerMinute, timeWindow: 60_000 } }
+  const config = managementRouteConfig(app.config)
 
   app.get('/api/v1/audit-events', {
     preValidation: app.requireScopes(AdminScope.AuditRead),
@@ -48,3 +48,5 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
 }
 
 export default audit
+
+export { default as auditTrail } from './trail.js'

@@ -1,5 +1,5 @@
 import type { Sql } from '../../src/database.js'
-import type { StoredAuditEvent } from '../infra/audit.js'
+import type { StoredAuditEvent } from './trail.js'
 
 /** Which events a page or an export covers. since is inclusive, until exclusive. */
 export interface AuditFilter {

@@ -1,5 +1,13 @@
 import rateLimit from '@fastify/rate-limit'
+import type { FastifyContextConfig } from 'fastify'
 import fp from 'fastify-plugin'
+import type { Config } from '../../src/config.js'
+
+/** Route config of a management API route: RATE_LIMIT_API_PER_MIN per IP, none when it is 0. */
+export function managementRouteConfig (config: Config): FastifyContextConfig {
+  const max = config.rateLimit.apiPerMinute
+  return max === 0 ? {} : { rateLimit: { max, timeWindow: 60_000 } } as FastifyContextConfig
+}
 
 type Callback = (error: Error | null, result?: { current: number, ttl: number }) => void
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
 import { DiscoverySchema, JwksSchema } from '../../schemas/oidc.js'
 import { ADMIN_SCOPES } from '../../src/scopes.js'
-import { CLIENT_AUTH_METHODS } from '../infra/client-auth.js'
+import { CLIENT_AUTH_METHODS } from '../clients/authentication.js'
 import { GRANTS } from '../tokens/index.js'
 
 type Discovery = Static<typeof DiscoverySchema>

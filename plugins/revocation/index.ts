@@ -51,3 +51,5 @@ const revocation: FastifyPluginAsyncTypebox = async (app) => {
 }
 
 export default revocation
+
+export { default as revocationState } from './state.js'

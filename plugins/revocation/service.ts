@@ -3,12 +3,12 @@ import { errors } from 'jose'
 import { InvalidRequest } from '../../src/errors.js'
 import { AdminScope, parseScope } from '../../src/scopes.js'
 import type { Introspection } from '../../schemas/revocation.js'
-import { refusalOf } from '../agents/authorization.js'
-import { findAgent } from '../agents/repository.js'
-import { actorOf } from '../infra/audit.js'
-import { refused, type AccessTokenClaims } from '../infra/auth.js'
-import type { AuthenticatedClient } from '../infra/client-auth.js'
-import { tokenRefOf } from '../infra/revocations.js'
+import { refusalOf } from '../clients/authorization.js'
+import { findAgent } from '../clients/agents/repository.js'
+import { actorOf } from '../audit/trail.js'
+import { refused, type AccessTokenClaims } from '../tokens/bearer.js'
+import type { AuthenticatedClient } from '../clients/authentication.js'
+import { tokenRefOf } from './state.js'
 
 type VerifiedToken = { valid: true, claims: AccessTokenClaims } | { valid: false, expired: boolean }
 
@@ -26,7 +26,7 @@ export function revocationService (app: FastifyInstance) {
   return {
     /**
      * Revokes a token issued to the client, or, for a client whose agent may hold agents:write, a token of an agent
-     * whose management scopes are a subset of its own (the privilege rules of plugins/agents/authorization.ts).
+     * whose management scopes are a subset of its own (the privilege rules of plugins/clients/authorization.ts).
      * Anything else is 400 invalid_request, as RFC 7009 §2.1 refuses a token not issued to the client, and authz.denied.
      * Unknown, malformed, expired or already revoked tokens are a success that changes nothing (RFC 7009 §2.2).
      */

@@ -5,7 +5,7 @@ import { InvalidRequest, UnsupportedGrantType } from '../../src/errors.js'
 import { newId } from '../../src/ids.js'
 import { oauthErrorResponses } from '../../schemas/common.js'
 import { TokenRequestBodySchema, TokenResponseSchema } from '../../schemas/tokens.js'
-import type { AuthenticatedClient } from '../infra/client-auth.js'
+import type { AuthenticatedClient } from '../clients/authentication.js'
 import { clientCredentials, type Grant } from './grants/client-credentials.js'
 
 /** Grants by the grant_type on the wire: adding one (token exchange, jwt-bearer) is adding a file and a line. */
@@ -93,3 +93,5 @@ declare module 'fastify' {
 }
 
 export default tokens
+
+export { default as bearerAuthentication } from './bearer.js'

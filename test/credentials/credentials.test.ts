@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { credentialChangedKey } from '../../src/revocation-keys.js'
+import { credentialChangedKey } from '../../plugins/revocation/keys.js'
 import { AdminScope } from '../../src/scopes.js'
 import { credentialIdOfSecret, verifySecret } from '../../src/secrets.js'
 import { LogCapture, setupTestContext } from '../helper.js'

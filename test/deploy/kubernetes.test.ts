@@ -132,11 +132,11 @@ describe('deploy/kubernetes', () => {
     expect(server.startupProbe?.httpGet).toEqual({ path: '/health/live', port: 'http' })
     expect(server.livenessProbe?.httpGet).toEqual({ path: '/health/live', port: 'http' })
     expect(server.readinessProbe?.httpGet).toEqual({ path: '/health/ready', port: 'http' })
-    const health = read('plugins/health/index.ts')
+    const health = read('plugins/operations/health.ts')
     for (const path of ['/health/live', '/health/ready']) expect(health).toContain(`app.get('${path}'`)
     // Metrics on the same port, for annotation-based scraping and for a ServiceMonitor on the Service's port "http".
     expect(one('Deployment').spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port), 'prometheus.io/path': '/metrics' })
-    expect(read('plugins/metrics/index.ts')).toContain("app.get('/metrics'")
+    expect(read('plugins/operations/metrics.ts')).toContain("app.get('/metrics'")
     expect(one('Service').spec.ports).toEqual([expect.objectContaining({ name: 'http', targetPort: 'http' })])
   })
 

@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadSigningKeys } from '../../plugins/infra/keys.js'
-import { COMPLETE_MARKER_KEY } from '../../plugins/infra/revocations.js'
+import { COMPLETE_MARKER_KEY } from '../../plugins/revocation/state.js'
 import { loadConfig } from '../../src/config.js'
 import { projectRoot } from '../../src/paths.js'
-import { agentChangedKey, credentialChangedKey, revokedTokenKey } from '../../src/revocation-keys.js'
+import { agentChangedKey, credentialChangedKey, revokedTokenKey } from '../../plugins/revocation/keys.js'
 import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../../src/runtime.js'
-import { monthlyUsageKey } from '../../src/usage-keys.js'
+import { monthlyUsageKey } from '../../plugins/tokens/usage-keys.js'
 import { createEmptyDatabase, setupTestContext, withSql } from '../helper.js'
 import { configVariables } from '../support/config-variables.js'
 import { ServerProcess } from '../support/server-process.js'
@@ -444,7 +444,7 @@ describe('docs agree with the code', () => {
       monthlyUsageKey('{agent_id}', '{YYYY-MM}')
     ].sort())
     expect(read('plugins/infra/rate-limit.ts')).toContain('`rate:${params.routeInfo?.url')
-    expect(read('plugins/infra/client-auth.ts')).toContain('`rate:authfail:${clientId}:${ip}`')
+    expect(read('plugins/clients/authentication.ts')).toContain('`rate:authfail:${clientId}:${ip}`')
     const patterns = (tablesByHeading(read('docs/devops/operations.md')).get('Redis key patterns') ?? []).map((cells) => unquote(cells[0] as string))
     expect(patterns).toEqual(['rate:*', 'revoked:*', 'monthly:*'])
 

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId, timeOfId } from '../../src/ids.js'
-import { COMPLETE_MARKER_KEY, type TokenRef } from '../../plugins/infra/revocations.js'
+import { COMPLETE_MARKER_KEY, type TokenRef } from '../../plugins/revocation/state.js'
 import { setupTestContext } from '../helper.js'
 import { hasRedisServer, OwnRedisServer } from '../support/redis-server.js'
 

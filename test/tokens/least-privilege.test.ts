@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { AGENT_MAX_RESOURCES, AGENT_SCOPES_MAX_LENGTH, RESOURCE_MAX_LENGTH } from '../../schemas/agents.js'
-import { MAX_TOKEN_LENGTH } from '../../plugins/infra/auth.js'
+import { MAX_TOKEN_LENGTH } from '../../plugins/tokens/bearer.js'
 import { signingInput } from '../../plugins/tokens/issuer.js'
 import { setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InvalidScope, InvalidTarget } from '../../../src/errors.js'
 import { parseScope, SCOPE_TOKEN } from '../../../src/scopes.js'
-import type { AuthenticatedClient } from '../../infra/client-auth.js'
+import type { AuthenticatedClient } from '../../clients/authentication.js'
 import { issueAccessToken, type TokenResponse } from '../issuer.js'
 import type { TokenRequestBody } from '../../../schemas/tokens.js'
 

@@ -4,8 +4,8 @@ import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Sql } from '../../src/database.js'
 import { newId } from '../../src/ids.js'
-import { keyEvents } from '../audit/repository.js'
-import type { SigningKeys } from './keys.js'
+import { keyEvents } from './repository.js'
+import type { SigningKeys } from '../infra/keys.js'
 
 /** Every kind of event the trail records, as a list the query API validates against. */
 export const AUDIT_EVENT_TYPES = [
@@ -282,6 +282,11 @@ export class GroupCommitTrail implements AuditTrail {
 /** The actor, IP and request id of a request, for its audit events. */
 export function actorOf (request: FastifyRequest, actor = 'anonymous'): AuditActor {
   return { actor, ip: request.ip, requestId: request.id }
+}
+
+/** The audit actor of a request that passed requireScopes: the caller's client_id. */
+export function principalActor (request: FastifyRequest): AuditActor {
+  return actorOf(request, request.principal?.clientId)
 }
 
 /**

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { Sql } from '../../src/database.js'
 import { timeOfId } from '../../src/ids.js'
-import { agentChangedKey, credentialChangedKey, revokedTokenKey } from '../../src/revocation-keys.js'
+import { agentChangedKey, credentialChangedKey, revokedTokenKey } from './keys.js'
 
 /** What the revocation checks need to know of an access token. */
 export interface TokenRef {

@@ -1,10 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { AdminScope } from '../../src/scopes.js'
-import { AgentParamsSchema } from '../../schemas/agents.js'
-import { problemResponses } from '../../schemas/common.js'
-import { CreateCredentialBodySchema, CredentialListSchema, CredentialParamsSchema, IssuedCredentialSchema } from '../../schemas/credentials.js'
-import { managementRouteConfig, principalActor, principalCaller } from '../agents/http.js'
+import { AdminScope } from '../../../src/scopes.js'
+import { AgentParamsSchema } from '../../../schemas/agents.js'
+import { problemResponses } from '../../../schemas/common.js'
+import { CreateCredentialBodySchema, CredentialListSchema, CredentialParamsSchema, IssuedCredentialSchema } from '../../../schemas/credentials.js'
+import { principalActor } from '../../audit/trail.js'
+import { managementRouteConfig } from '../../infra/rate-limit.js'
+import { principalCaller } from '../authorization.js'
 import { credentialService } from './service.js'
 
 const security = [{ bearerAuth: [] }]

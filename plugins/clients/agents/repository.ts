@@ -1,5 +1,5 @@
-import type { Queryable } from '../../src/database.js'
-import type { AgentMetadata, AgentStatus } from '../../schemas/agents.js'
+import type { Queryable } from '../../../src/database.js'
+import type { AgentMetadata, AgentStatus } from '../../../schemas/agents.js'
 
 /** An agents row. */
 export interface AgentRow {

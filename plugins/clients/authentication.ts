@@ -4,10 +4,10 @@ import fp from 'fastify-plugin'
 import { InvalidClient, InvalidRequest, OAuthError, SlowDown, TemporarilyUnavailable } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
 import { credentialIdOfSecret, HashQueueFull, unmatchableHash, verifySecret } from '../../src/secrets.js'
-import { findAgentByClientId } from '../agents/repository.js'
-import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from '../credentials/repository.js'
-import { actorOf } from './audit.js'
-import { authorizationHeaderCount } from './auth.js'
+import { findAgentByClientId } from './agents/repository.js'
+import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from './credentials/repository.js'
+import { actorOf } from '../audit/trail.js'
+import { authorizationHeaderCount } from '../tokens/bearer.js'
 
 /** A client that proved it holds a live credential of an active agent. */
 export interface AuthenticatedClient {

@@ -1,8 +1,9 @@
+import type { FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
 import { conflict, forbidden, type ProblemError } from '../../src/errors.js'
 import { ADMIN_SCOPES, AdminScope, managementScopesOf } from '../../src/scopes.js'
-import { refused, type Denial } from '../infra/auth.js'
-import type { AgentChanges, AgentRow } from './repository.js'
+import { refused, type Denial } from '../tokens/bearer.js'
+import type { AgentChanges, AgentRow } from './agents/repository.js'
 
 /**
  * The agent that acts, and the scopes it acts with: on the management API those of its access token (never more
@@ -108,4 +109,12 @@ function refusalProblem (refusal: Refusal): ProblemError {
 export function authorize (config: Pick<Config, 'bootstrapClientId'>, caller: Caller, action: AgentAction): void {
   const refusal = refusalOf(config, caller, action)
   if (refusal !== undefined) throw refusalProblem(refusal)
+}
+
+/** The caller of a request that passed requireScopes, as the privilege rules see it: its token's agent and scopes. */
+export function principalCaller (request: FastifyRequest): Caller {
+  const principal = request.principal
+  // requireScopes runs as preValidation on every management route: a handler without a principal is a wiring bug.
+  if (principal === undefined) throw new Error(`${request.method} ${request.routeOptions.url ?? ''} has no authenticated principal`)
+  return { agentId: principal.agentId, clientId: principal.clientId, scopes: principal.scopes }
 }

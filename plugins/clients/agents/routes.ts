@@ -1,13 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { AdminScope } from '../../src/scopes.js'
+import { AdminScope } from '../../../src/scopes.js'
 import {
   AgentPageSchema, AgentParamsSchema, AgentSchema, CreateAgentBodySchema, ListAgentsQuerySchema, UpdateAgentBodySchema,
   UsageQuerySchema, UsageSchema
-} from '../../schemas/agents.js'
-import { problemResponses } from '../../schemas/common.js'
-import { bootstrapAdmin } from './bootstrap.js'
-import { managementRouteConfig, principalActor, principalCaller } from './http.js'
+} from '../../../schemas/agents.js'
+import { problemResponses } from '../../../schemas/common.js'
+import { bootstrapAdmin } from '../bootstrap.js'
+import { principalActor } from '../../audit/trail.js'
+import { managementRouteConfig } from '../../infra/rate-limit.js'
+import { principalCaller } from '../authorization.js'
 import { agentService } from './service.js'
 
 const security = [{ bearerAuth: [] }]

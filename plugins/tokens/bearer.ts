@@ -4,8 +4,8 @@ import fp from 'fastify-plugin'
 import { errors, jwtVerify, type JWTPayload } from 'jose'
 import { ProblemError } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
-import { actorOf } from './audit.js'
-import { tokenRefOf } from './revocations.js'
+import { actorOf } from '../audit/trail.js'
+import { tokenRefOf } from '../revocation/state.js'
 
 /** The verified caller of a management API request. */
 export interface Principal {

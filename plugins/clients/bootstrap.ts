@@ -1,11 +1,12 @@
-import type { AuditActor, AuditEvent } from '../infra/audit.js'
+import type { AuditActor, AuditEvent } from '../audit/trail.js'
 import { newId } from '../../src/ids.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
 import { generateClientId, generateClientSecret, hashSecret, verifySecret } from '../../src/secrets.js'
-import { insertCredential, liveCredentialsWithHash, markBootstrapCredential, revokeCredential } from '../credentials/repository.js'
-import { publishChanges, type Deps } from './changes.js'
-import { anyLiveAgentHolds, findAgentByClientId, insertAgent, updateAgent, type AgentChanges, type AgentRow } from './repository.js'
-import { updateEvents } from './service.js'
+import { insertCredential, liveCredentialsWithHash, markBootstrapCredential, revokeCredential } from './credentials/repository.js'
+import { publishChanges } from '../revocation/watermarks.js'
+import type { Deps } from './deps.js'
+import { anyLiveAgentHolds, findAgentByClientId, insertAgent, updateAgent, type AgentChanges, type AgentRow } from './agents/repository.js'
+import { updateEvents } from './agents/service.js'
 
 // Serializes bootstrap across replicas that start together; any constant shared by every replica works.
 const BOOTSTRAP_LOCK_KEY = 2_718_281_828

@@ -1,4 +1,4 @@
-import type { Queryable } from '../../src/database.js'
+import type { Queryable } from '../../../src/database.js'
 
 /** A credentials row without its hash: what every read except verification needs. */
 export interface CredentialRow {

@@ -1,17 +1,18 @@
-import type { AuditActor, AuditEvent } from '../infra/audit.js'
-import { badRequest, conflict, notFound, serviceUnavailable } from '../../src/errors.js'
-import type { Queryable } from '../../src/database.js'
-import { newId } from '../../src/ids.js'
-import { generateClientId } from '../../src/secrets.js'
-import { monthlyUsageKey, utcMonth } from '../../src/usage-keys.js'
+import type { AuditActor, AuditEvent } from '../../audit/trail.js'
+import { badRequest, conflict, notFound, serviceUnavailable } from '../../../src/errors.js'
+import type { Queryable } from '../../../src/database.js'
+import { newId } from '../../../src/ids.js'
+import { generateClientId } from '../../../src/secrets.js'
+import { monthlyUsageKey, utcMonth } from '../../tokens/usage-keys.js'
 import {
   AGENT_SCOPES_MAX_LENGTH, METADATA_MAX_BYTES,
   type Agent, type AgentMetadata, type AgentPage, type CreateAgentBody, type ListAgentsQuery, type UpdateAgentBody, type Usage
-} from '../../schemas/agents.js'
-import { UUID_PATTERN } from '../../schemas/common.js'
+} from '../../../schemas/agents.js'
+import { UUID_PATTERN } from '../../../schemas/common.js'
 import { revokeAllCredentials } from '../credentials/repository.js'
-import { authorize, type Caller } from './authorization.js'
-import { publishChanges, type Deps } from './changes.js'
+import { authorize, type Caller } from '../authorization.js'
+import { publishChanges } from '../../revocation/watermarks.js'
+import type { Deps } from '../deps.js'
 import { findAgent, insertAgent, listAgents, updateAgent, type AgentChanges, type AgentLock, type AgentRow } from './repository.js'
 
 /** The API form of an agents row. */

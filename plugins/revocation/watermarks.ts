@@ -1,15 +1,13 @@
 import type { FastifyInstance } from 'fastify'
 
-/** What the agents and credentials services use of the app. */
-export type Deps = Pick<FastifyInstance, 'sql' | 'store' | 'audit' | 'config' | 'log' | 'revocations'>
 
 /**
  * Tells every replica that agents or credentials changed state (suspended, reactivated, decommissioned, revoked)
  * at `at`: the watermarks already committed to PostgreSQL in the caller's transaction are copied to Redis, which
  * the token endpoint, bearer auth and introspection read on each request. A Redis failure does not fail the
- * request: PostgreSQL holds the change and readers fall back to it (see plugins/infra/revocations.ts).
+ * request: PostgreSQL holds the change and readers fall back to it (see state.ts).
  */
-export async function publishChanges (deps: Deps, changed: { agentIds?: string[], credentialIds?: string[] }, at: Date): Promise<void> {
+export async function publishChanges (deps: Pick<FastifyInstance, 'revocations'>, changed: { agentIds?: string[], credentialIds?: string[] }, at: Date): Promise<void> {
   if ((changed.agentIds ?? []).length + (changed.credentialIds ?? []).length === 0) return
   await deps.revocations.publishWatermarks({ agents: changed.agentIds, credentials: changed.credentialIds, atMs: at.getTime() })
 }

@@ -1,0 +1,16 @@
+import type { FastifyPluginAsync } from 'fastify'
+import agents from './agents/routes.js'
+import credentials from './credentials/routes.js'
+
+/**
+ * Clients: agents, their credentials, and how a client proves it holds one. The routes are encapsulated here;
+ * client authentication is published on the root (`app.authenticateClient`) for the OAuth endpoints.
+ */
+const clients: FastifyPluginAsync = async (app) => {
+  await app.register(agents)
+  await app.register(credentials)
+}
+
+export default clients
+export { default as clientAuthentication } from './authentication.js'
+export type { AuthenticatedClient } from './authentication.js'
