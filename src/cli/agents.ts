@@ -7,6 +7,7 @@ interface Agent {
   name: string
   owner: string | null
   scopes: string[]
+  resources: string[]
   status: string
   [member: string]: unknown
 }
@@ -75,7 +76,7 @@ export const agents: CommandGroup = {
           printJson({ agent, credential })
           return
         }
-        printRecord({ id: agent.id, client_id: agent.client_id, client_secret: credential.client_secret, scopes: agent.scopes })
+        printRecord({ id: agent.id, client_id: agent.client_id, client_secret: credential.client_secret, scopes: agent.scopes, ...(agent.resources.length === 0 ? {} : { resources: agent.resources }) })
         console.log('\nThe client_secret is shown this once and cannot be recovered: store it now.')
       }
     },

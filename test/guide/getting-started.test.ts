@@ -61,8 +61,8 @@ describe('docs/guide/getting-started.md, followed to the letter', () => {
     // 2. Register an agent: the CLI command as written ...
     const admin = { AGENTIDP_URL: issuer, ...ADMIN }
     const create = /^npx agentidp (agents create .+)$/m.exec(guide)?.[1] as string
-    expect(create).toBe('agents create --name weather-bot --scope weather:read')
-    const created = await agentidp(create.split(' '), admin)
+    expect(create).toBe('agents create --name weather-bot --scope weather:read --resource http://localhost:4000')
+    const created = await agentidp(local(create).split(' '), admin)
     const CLIENT_ID = /^client_id\s+(\S+)$/m.exec(created)?.[1] as string
     const CLIENT_SECRET = /^client_secret\s+(\S+)$/m.exec(created)?.[1] as string
     expect(CLIENT_SECRET).toBeDefined()

@@ -57,6 +57,7 @@ async function refusedProductionStart (redisUrl: string, env: Record<string, str
   const pair = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
   const server = ServerProcess.start({
     NODE_ENV: 'production',
+    ISSUER: 'https://idp.example.com',
     PORT: '0',
     LOG_LEVEL: 'silent',
     DATABASE_URL: context.database.url,
