@@ -57,7 +57,8 @@ export default fp(async (app) => {
   app.decorate('issuerFor', async (_request: FastifyRequest) => defaultIssuer)
   app.decorateRequest('issuerContext', null as unknown as IssuerContext)
   app.addHook('onRequest', async (request) => {
-    // Through the decorator, read at call time: the seam stays one function.
+    // app.issuerFor is looked up on each request, not captured here: replacing that one function (organizations,
+    // a test) changes which issuer every request speaks to.
     request.issuerContext = await app.issuerFor(request)
   })
 }, { name: 'issuer-context', dependencies: ['config', 'keys'] })
