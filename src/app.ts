@@ -15,7 +15,7 @@ import redis from '../plugins/infra/redis.js'
 import oidc from '../plugins/oidc/index.js'
 import operations from '../plugins/operations/index.js'
 import revocation, { revocationState } from '../plugins/revocation/index.js'
-import tokens, { bearerAuthentication } from '../plugins/tokens/index.js'
+import tokens, { bearerAuthentication, issuerContext } from '../plugins/tokens/index.js'
 import type { Config } from './config.js'
 import { handleError, handleNotFound } from './errors.js'
 import { loggerOptions } from './logger.js'
@@ -36,7 +36,10 @@ const UNCACHEABLE = /^\/(?:api|oauth2)\//
 // HSTS for a year, for the issuer's host only: the issuer may be a path on a domain whose other hosts are not ours.
 const HSTS = 'max-age=31536000'
 
-/** Sets the headers every response carries: nosniff, HSTS behind an https issuer, no-store on credentials. */
+/**
+ * Sets the headers every response carries: nosniff, HSTS behind an https issuer, no-store on credentials. ISSUER's
+ * scheme is the deployment's, shared by every issuer it serves; framework errors come before any issuer context.
+ */
 function setSecurityHeaders (config: Config, request: FastifyRequest, reply: FastifyReply): void {
   reply.header('x-content-type-options', 'nosniff')
   if (config.issuer.startsWith('https:')) reply.header('strict-transport-security', HSTS)
@@ -114,8 +117,10 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(postgres)
   await app.register(redis)
   await app.register(rateLimit)
-  // What capabilities publish to each other, decorated on the root in dependency order: the revocation state,
-  // the audit trail, Bearer authentication of the management API, client authentication of the OAuth endpoints.
+  // What capabilities publish to each other, decorated on the root in dependency order: the issuer context, the
+  // revocation state, the audit trail, Bearer authentication of the management API, client authentication of the
+  // OAuth endpoints.
+  await app.register(issuerContext)
   await app.register(revocationState)
   await app.register(auditTrail)
   await app.register(bearerAuthentication)

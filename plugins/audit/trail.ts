@@ -319,6 +319,7 @@ export default fp(async (app) => {
   // Registered after postgres, so this runs before the connection pool ends.
   app.addHook('onClose', async () => { await trail.flush() })
   // The keys loaded first (a bad key stops the start before any connection opens); the trail records them now.
+  // Start-up only, so app.keys, not a request's issuer context.
   await recordKeyMaterial(trail, app.keys)
 }, { name: 'audit', dependencies: ['postgres', 'metrics', 'keys'] })
 

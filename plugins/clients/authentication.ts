@@ -124,6 +124,7 @@ export default fp(async (app) => {
   const failureLimit = config.rateLimit.authFailuresPerMinute
   // A presented client_id that names no agent may be a secret sent in its place: the trail keeps only an HMAC of it,
   // under a key derived from the signing key, so replicas sharing the key agree on fingerprints and none reverses.
+  // Derived once at start from the configured key (app.keys), installation-wide: it signs nothing for an issuer.
   const fingerprintKey = Buffer.from(hkdfSync('sha256', keys.current.privateKey.export({ type: 'pkcs8', format: 'der' }), '', 'agentidp audit client_id fingerprint', 32))
   const fingerprint = (value: string): string => createHmac('sha256', fingerprintKey).update(value).digest('hex').slice(0, FINGERPRINT_HEX_DIGITS)
   // Computed now, not on the first unknown client_id, so that one costs what a wrong secret costs too.

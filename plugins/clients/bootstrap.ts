@@ -139,7 +139,7 @@ async function createFirstAdmin (deps: Deps): Promise<void> {
   })
   if (created === undefined) return
   await deps.audit.record(...createdEvents(created.agent, created.credentialId))
-  process.stdout.write(firstAdminNotice(deps.config.issuer, created.agent.client_id, created.secret))
+  process.stdout.write(firstAdminNotice(deps.defaultIssuer.issuer, created.agent.client_id, created.secret))
   deps.log.info({ agentId: created.agent.id, clientId: created.agent.client_id }, 'created the first admin agent; its credential was printed to the console once')
 }
 

@@ -1,4 +1,4 @@
 import type { FastifyInstance } from 'fastify'
 
 /** What the agents and credentials services use of the app. */
-export type Deps = Pick<FastifyInstance, 'sql' | 'store' | 'audit' | 'config' | 'log' | 'revocations'>
+export type Deps = Pick<FastifyInstance, 'sql' | 'store' | 'audit' | 'config' | 'log' | 'revocations' | 'defaultIssuer'>

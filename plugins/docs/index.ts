@@ -21,7 +21,7 @@ export default fp(async (app) => {
       },
       // Relative: "Try it out" calls the host the page was opened at (127.0.0.1 or localhost, whatever ISSUER says),
       // which is the only origin the page's CSP lets it connect to.
-      servers: [{ url: '/', description: `this server (ISSUER ${app.config.issuer})` }],
+      servers: [{ url: '/', description: `this server (ISSUER ${app.defaultIssuer.issuer})` }],
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token from /oauth2/token with the scopes the operation names' },
@@ -52,4 +52,4 @@ export default fp(async (app) => {
     },
     staticCSP: true
   })
-}, { name: 'docs', dependencies: ['config'] })
+}, { name: 'docs', dependencies: ['issuer-context'] })

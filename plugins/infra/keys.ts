@@ -105,6 +105,7 @@ export default fp(async (app) => {
       : 'JWT keys not set: using the development key pair kept in DATA_DIR')
   }
   const keys = await loadSigningKeys({ privateKey, publicKey, previous: config.jwtPreviousPublicKeys })
+  // The keys as loaded; request-time code reads its issuer's keys from the issuer context (plugins/tokens/issuer-context.ts).
   app.decorate('keys', keys)
   app.log.info({ kid: keys.current.kid, alg: keys.current.alg, published: [...keys.byKid.keys()] }, 'signing key loaded')
 }, { name: 'keys', dependencies: ['config'] })

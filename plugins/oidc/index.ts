@@ -3,7 +3,7 @@ import type { Static } from 'typebox'
 import { DiscoverySchema, JwksSchema } from '../../schemas/oidc.js'
 import { ADMIN_SCOPES } from '../../src/scopes.js'
 import { CLIENT_AUTH_METHODS } from '../clients/authentication.js'
-import { GRANTS } from '../tokens/index.js'
+import { GRANTS, type IssuerContext } from '../tokens/index.js'
 
 type Discovery = Static<typeof DiscoverySchema>
 
@@ -13,19 +13,25 @@ const CACHE_CONTROL = 'public, max-age=300'
 
 /** OIDC Discovery / RFC 8414 metadata and the RFC 7517 JWK Set. */
 const oidc: FastifyPluginAsyncTypebox = async (app) => {
-  const { config, keys } = app
-  let metadata: Discovery | undefined
+  // Per issuer context: a context is built once and shared by its requests, and one with other keys is another
+  // context, so its metadata is built afresh.
+  const built = new WeakMap<IssuerContext, Discovery>()
 
-  /** Built from the routes that exist, once they all do: it can never advertise an endpoint that is not there. */
-  function discovery (): Discovery {
-    if (metadata !== undefined) return metadata
-    const endpoint = (path: string): string | undefined => (app.hasRoute({ method: 'POST', url: path }) ? `${config.issuer}${path}` : undefined)
+  /**
+   * Built from the routes that exist, once they all do: it can never advertise an endpoint that is not there.
+   * Every issuer serves the same endpoints, so the routes are looked up without its base path.
+   */
+  function discovery (context: IssuerContext): Discovery {
+    const known = built.get(context)
+    if (known !== undefined) return known
+    const { keys, url } = context
+    const endpoint = (path: string): string | undefined => (app.hasRoute({ method: 'POST', url: path }) ? url(path) : undefined)
     const revocation = endpoint('/oauth2/revoke')
     const introspection = endpoint('/oauth2/introspect')
-    metadata = {
-      issuer: config.issuer,
-      token_endpoint: `${config.issuer}/oauth2/token`,
-      jwks_uri: `${config.issuer}/.well-known/jwks.json`,
+    const metadata: Discovery = {
+      issuer: context.issuer,
+      token_endpoint: url('/oauth2/token'),
+      jwks_uri: url('/.well-known/jwks.json'),
       ...(revocation === undefined ? {} : { revocation_endpoint: revocation, revocation_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS] }),
       ...(introspection === undefined ? {} : { introspection_endpoint: introspection, introspection_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS] }),
       grant_types_supported: Object.keys(GRANTS),
@@ -37,20 +43,21 @@ const oidc: FastifyPluginAsyncTypebox = async (app) => {
       subject_types_supported: ['public'],
       // The algorithms of the published keys: what a token of this server may be signed with right now.
       id_token_signing_alg_values_supported: keys.algorithms,
-      service_documentation: `${config.issuer}/docs`
+      service_documentation: url('/docs')
     }
+    built.set(context, metadata)
     return metadata
   }
 
   for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
     app.get(path, {
       schema: { tags: ['discovery'], summary: path.endsWith('openid-configuration') ? 'OpenID Connect Discovery 1.0' : 'RFC 8414 authorization server metadata', response: { 200: DiscoverySchema } }
-    }, async (_request, reply) => reply.header('cache-control', CACHE_CONTROL).send(discovery()))
+    }, async (request, reply) => reply.header('cache-control', CACHE_CONTROL).send(discovery(request.issuerContext)))
   }
 
   app.get('/.well-known/jwks.json', {
     schema: { tags: ['discovery'], summary: 'RFC 7517 JWK Set: the current signing key and previous keys still in use', response: { 200: JwksSchema } }
-  }, async (_request, reply) => reply.header('cache-control', CACHE_CONTROL).send(keys.jwks))
+  }, async (request, reply) => reply.header('cache-control', CACHE_CONTROL).send(request.issuerContext.keys.jwks))
 }
 
 export default oidc

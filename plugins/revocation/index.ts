@@ -45,7 +45,7 @@ const revocation: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: IntrospectionSchema, ...oauthErrorResponses(400, 401, 429, 503) }
     }
   }, async (request, reply) => {
-    const introspection = await service.introspect(app.authenticateClient(request, 'introspect'), request.body.token)
+    const introspection = await service.introspect(request.issuerContext, app.authenticateClient(request, 'introspect'), request.body.token)
     return reply.send(introspection)
   })
 }

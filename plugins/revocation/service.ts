@@ -8,14 +8,15 @@ import { findAgent } from '../clients/agents/repository.js'
 import { actorOf } from '../audit/trail.js'
 import { refused, type AccessTokenClaims } from '../tokens/bearer.js'
 import type { AuthenticatedClient } from '../clients/authentication.js'
+import type { IssuerContext } from '../tokens/issuer-context.js'
 import { tokenRefOf } from './state.js'
 
 type VerifiedToken = { valid: true, claims: AccessTokenClaims } | { valid: false, expired: boolean }
 
-/** Verifies a presented token as this server issued it (signature by a published key under its own algorithm, typ, iss, exp). */
-async function verify (app: FastifyInstance, token: string): Promise<VerifiedToken> {
+/** Verifies a presented token as the issuer issued it (signature by a published key under its own algorithm, typ, iss, exp). */
+async function verify (app: FastifyInstance, issuer: IssuerContext, token: string): Promise<VerifiedToken> {
   try {
-    return { valid: true, claims: await app.verifyAccessToken(token) }
+    return { valid: true, claims: await app.verifyAccessToken(token, issuer) }
   } catch (error) {
     return { valid: false, expired: error instanceof errors.JWTExpired }
   }
@@ -31,7 +32,7 @@ export function revocationService (app: FastifyInstance) {
      * Unknown, malformed, expired or already revoked tokens are a success that changes nothing (RFC 7009 §2.2).
      */
     async revoke (request: FastifyRequest, client: AuthenticatedClient, token: string): Promise<void> {
-      const verified = await verify(app, token)
+      const verified = await verify(app, request.issuerContext, token)
       if (!verified.valid) return
       const { claims } = verified
       if (claims.client_id !== client.clientId) {
@@ -56,10 +57,11 @@ export function revocationService (app: FastifyInstance) {
     /**
      * Whether the token is active now, and its claims if so, for the client allowed to see them: its own
      * tokens, or any token for a client whose agent holds tokens:introspect. Anything else: `{ active: false }`.
+     * Only tokens of the issuer the request speaks to are active.
      */
-    async introspect (client: Promise<AuthenticatedClient>, token: string): Promise<Introspection> {
+    async introspect (issuer: IssuerContext, client: Promise<AuthenticatedClient>, token: string): Promise<Introspection> {
       // Client authentication and the token check run at once: their Redis reads share one round trip.
-      const [authenticated, verified] = await Promise.all([client, verify(app, token)])
+      const [authenticated, verified] = await Promise.all([client, verify(app, issuer, token)])
       if (!verified.valid) return { active: false }
       const { claims } = verified
       if (claims.client_id !== authenticated.clientId && !authenticated.scopes.includes(AdminScope.TokensIntrospect)) return { active: false }

@@ -6,6 +6,7 @@ import { ProblemError } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
 import { actorOf } from '../audit/trail.js'
 import { tokenRefOf } from '../revocation/state.js'
+import type { IssuerContext } from './issuer-context.js'
 
 /** The verified caller of a management API request. */
 export interface Principal {
@@ -33,8 +34,11 @@ export interface AccessTokenClaims extends JWTPayload {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Verifies an access token issued by this server: signature by a published key under its own algorithm, typ, iss, exp, nbf. */
-    verifyAccessToken(token: string, options?: { audience?: string }): Promise<AccessTokenClaims>
+    /**
+     * Verifies an access token issued by the issuer given (the request's `issuerContext`): signature by one of its
+     * published keys under that key's own algorithm, typ, iss, exp, nbf.
+     */
+    verifyAccessToken(token: string, issuer: IssuerContext, options?: { audience?: string }): Promise<AccessTokenClaims>
     /**
      * A hook that requires a Bearer access token holding every one of the scopes. Use it as `preValidation`:
      * after the rate limit (onRequest), before schema validation, so an unauthenticated bad request is a 401.
@@ -137,16 +141,15 @@ export function refused<E extends Error> (error: E, denial: Denial): E {
  * published keys, with scopes per route. Failures are recorded as auth.failed.
  */
 export default fp(async (app) => {
-  const { config, keys } = app
-
   // A token that verified is remembered until it expires, under its SHA-256 (the cache never holds a token):
   // resource servers introspect the same token for every call they serve, and a check through jose costs far
   // more CPU than the hash. Expiry is checked on every hit; revocation is never cached (the callers ask each time).
   const verified = new ExpiringCache<AccessTokenClaims>(VERIFIED_TOKENS_MAX_ENTRIES)
 
-  app.decorate('verifyAccessToken', async (token: string, options: { audience?: string } = {}) => {
+  app.decorate('verifyAccessToken', async (token: string, { issuer, keys }: IssuerContext, options: { audience?: string } = {}) => {
     if (token.length > MAX_TOKEN_LENGTH) throw new errors.JWTInvalid('token too long')
-    const cacheKey = createHash('sha256').update(options.audience ?? '').update('\0').update(token).digest('base64url')
+    // The issuer is part of the key: a token verified for one issuer is never taken for another's from the cache.
+    const cacheKey = createHash('sha256').update(issuer).update('\0').update(options.audience ?? '').update('\0').update(token).digest('base64url')
     const known = verified.get(cacheKey)
     if (known !== undefined) return known
     const { payload } = await jwtVerify(token, (header) => {
@@ -157,7 +160,7 @@ export default fp(async (app) => {
       return key.key
     }, {
       algorithms: keys.algorithms,
-      issuer: config.issuer,
+      issuer,
       typ: 'at+jwt',
       audience: options.audience,
       requiredClaims: ['sub', 'exp', 'iat', 'jti', 'client_id', 'scope'],
@@ -180,17 +183,18 @@ export default fp(async (app) => {
     const match = BEARER.exec(header)
     if (match === null) throw bearerError(400, 'invalid_request', 'the Authorization header must be "Bearer <access token>"')
     let claims: AccessTokenClaims
+    const { issuerContext } = request
     try {
       // Management API tokens must be meant for this server: aud includes the issuer.
-      claims = await app.verifyAccessToken(match[1] as string, { audience: config.issuer })
+      claims = await app.verifyAccessToken(match[1] as string, issuerContext, { audience: issuerContext.issuer })
     } catch (error) {
       if (error instanceof errors.JWTExpired) throw bearerError(401, 'invalid_token', 'the access token has expired')
       const issuer = foreignIssuerOf(error)
       if (issuer === undefined) throw bearerError(401, 'invalid_token', 'the access token is invalid')
       // Signed by our key, yet issued under another name: ISSUER changed, or differs between replicas, or the
       // client took its token from http://127.0.0.1 while ISSUER says localhost. Worth a line for the operator.
-      request.log.warn({ expected: config.issuer, iss: issuer }, 'access token from another issuer refused')
-      throw bearerError(401, 'invalid_token', `the access token was issued by ${issuer}, not by this server (ISSUER is ${config.issuer})`)
+      request.log.warn({ expected: issuerContext.issuer, iss: issuer }, 'access token from another issuer refused')
+      throw bearerError(401, 'invalid_token', `the access token was issued by ${issuer}, not by this server (ISSUER is ${issuerContext.issuer})`)
     }
     const token = tokenRefOf(claims)
     // Revoked by jti, or issued before its agent was suspended/decommissioned or its credential revoked.
@@ -248,4 +252,4 @@ export default fp(async (app) => {
       request.log.warn({ err: { message: (failure as Error).message } }, 'could not record a refused request in the audit trail')
     }
   })
-}, { name: 'auth', dependencies: ['config', 'keys', 'audit', 'revocations'] })
+}, { name: 'auth', dependencies: ['issuer-context', 'audit', 'revocations'] })

@@ -95,3 +95,4 @@ declare module 'fastify' {
 export default tokens
 
 export { default as bearerAuthentication } from './bearer.js'
+export { default as issuerContext, type IssuerContext } from './issuer-context.js'

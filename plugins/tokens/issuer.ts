@@ -70,11 +70,12 @@ export async function issueAccessToken (
   request: FastifyRequest,
   grant: { grantType: string, client: AuthenticatedClient, jti: string, scope: string[], audience: string | string[] }
 ): Promise<TokenResponse> {
-  const { config, keys } = app
+  const { config } = app
+  const { issuer, keys } = request.issuerContext
   const issuedAtMs = timeOfId(grant.jti)
   const iat = Math.floor(issuedAtMs / 1000)
   const claims: IssuedClaims = {
-    iss: config.issuer,
+    iss: issuer,
     sub: grant.client.agentId,
     aud: grant.audience,
     // No token outlives the credential it was issued against.

@@ -50,7 +50,7 @@ describe('the API docs page, in a real browser', () => {
     const body = await operation.locator('.live-responses-table tr.response .response-col_description pre.microlight').first().innerText()
     expect({ status: (await status.innerText()).trim(), body }).toMatchObject({ status: '200', body: expect.stringContaining('"access_token"') })
     const token = JSON.parse(body) as { access_token: string, scope: string }
-    expect((await app.verifyAccessToken(token.access_token)).client_id).toBe(ADMIN.id)
+    expect((await app.verifyAccessToken(token.access_token, app.defaultIssuer)).client_id).toBe(ADMIN.id)
     // To the host the page was opened at, whatever ISSUER says, and within the page's CSP.
     expect(sent.map((request) => new URL(request.url).origin)).toEqual([`http://127.0.0.1:${port}`])
     // The fields left empty were left out.

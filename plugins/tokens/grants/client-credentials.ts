@@ -61,7 +61,7 @@ export const clientCredentials: Grant = {
       client,
       jti,
       scope: grantedScopes(body.scope, client.scopes),
-      audience: audienceOf(body.resource, client.resources, app.config.tokenAudience)
+      audience: audienceOf(body.resource, client.resources, request.issuerContext.tokenAudience)
     })
   }
 }
