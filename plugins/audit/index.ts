@@ -49,4 +49,7 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
 
 export default audit
 
-export { default as auditTrail } from './trail.js'
+export { default as auditTrail, GroupCommitTrail, recordKeyMaterial, type AuditTrail } from './trail.js'
+export { AUDIT_EVENT_TYPES, actorOf, principalActor, type AuditActor, type AuditEvent, type AuditEventType, type StoredAuditEvent } from './events.js'
+export { GENESIS_HASH, canonicalJson, hashEvent, verifyChain, type ChainVerification } from './chain.js'
+export { readChain } from './repository.js'
