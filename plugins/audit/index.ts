@@ -49,7 +49,7 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
 
 export default audit
 
-export { default as auditTrail, GroupCommitTrail, recordKeyMaterial, type AuditTrail } from './trail.js'
-export { AUDIT_EVENT_TYPES, actorOf, principalActor, type AuditActor, type AuditEvent, type AuditEventType, type StoredAuditEvent } from './events.js'
-export { GENESIS_HASH, canonicalJson, hashEvent, verifyChain, type ChainVerification } from './chain.js'
-export { readChain } from './repository.js'
+// What other capabilities, the CLI, tests and benchmarks use of the trail.
+export { default as auditTrail, type AuditTrail } from './trail.js'
+export { actorOf, principalActor, type AuditActor, type AuditEvent, type StoredAuditEvent } from './events.js'
+export { GENESIS_HASH, hashEvent, verifyChain } from './chain.js'
