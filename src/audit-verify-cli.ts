@@ -3,7 +3,7 @@
  * `N events verified` (exit 0), or names the first event that breaks the chain (exit 1).
  */
 import { join } from 'node:path'
-import { verifyChain } from '../plugins/audit/trail.js'
+import { verifyChain } from '../plugins/audit/index.js'
 import { ConfigError, loadConfig } from './config.js'
 import { createSql } from './database.js'
 import { sayOnStderr, startEmbeddedPostgresSaying } from './embedded.js'

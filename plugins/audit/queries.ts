@@ -2,7 +2,7 @@ import { Readable } from 'node:stream'
 import type { AuditEventItem, AuditEventQuery, AuditExportQuery } from '../../schemas/audit.js'
 import type { Sql } from '../../src/database.js'
 import { badRequest } from '../../src/errors.js'
-import { AUDIT_EVENT_TYPES, type StoredAuditEvent } from './trail.js'
+import { AUDIT_EVENT_TYPES, type StoredAuditEvent } from './events.js'
 import { listEvents, streamEvents, type AuditFilter } from './repository.js'
 
 // Rows an export holds in memory at a time, whatever its range.

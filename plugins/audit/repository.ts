@@ -1,5 +1,5 @@
 import type { Sql } from '../../src/database.js'
-import type { StoredAuditEvent } from './trail.js'
+import type { StoredAuditEvent } from './events.js'
 
 /** Which events a page or an export covers. since is inclusive, until exclusive. */
 export interface AuditFilter {
@@ -58,4 +58,16 @@ export async function keyEvents (sql: Sql): Promise<Array<{ type: 'key.current' 
     select type, data->>'kid' as kid from audit_events
     where type in ('key.current', 'key.previous_published')
     order by seq`
+}
+
+/**
+ * Committed events after `afterSeq` (exclusive; '0' for the first), in chain order, at most `limit`: how a
+ * subscriber reads the trail. seq has no gaps, so a subscriber that keeps the last seq it read misses none.
+ */
+export async function readChain (sql: Sql, { afterSeq, limit }: { afterSeq: string, limit: number }): Promise<StoredAuditEvent[]> {
+  return await sql<StoredAuditEvent[]>`
+    select ${sql(COLUMNS)} from audit_events
+    where seq > ${afterSeq}
+    order by seq
+    limit ${limit}`
 }

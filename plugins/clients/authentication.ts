@@ -6,7 +6,7 @@ import { ExpiringCache } from '../../src/expiring-cache.js'
 import { credentialIdOfSecret, HashQueueFull, unmatchableHash, verifySecret } from '../../src/secrets.js'
 import { findAgentByClientId } from './agents/repository.js'
 import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from './credentials/repository.js'
-import { actorOf } from '../audit/trail.js'
+import { actorOf } from '../audit/index.js'
 import { authorizationHeaderCount } from '../tokens/bearer.js'
 
 /** A client that proved it holds a live credential of an active agent. */
@@ -203,6 +203,7 @@ export default fp(async (app) => {
     metrics.authFailures.inc({ endpoint, reason: failure.reason })
     const named = failure.agentId !== null ? failure.clientId : undefined
     const unnamed = failure.agentId === null && failure.clientId !== undefined ? failure.clientId : undefined
+    // A refusal changes nothing in the database: its event is group-committed in a transaction of its own.
     await app.audit.record({
       type: 'auth.failed',
       agentId: failure.agentId,

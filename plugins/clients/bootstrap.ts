@@ -1,4 +1,5 @@
-import type { AuditActor, AuditEvent } from '../audit/trail.js'
+import type { AuditActor, AuditEvent } from '../audit/index.js'
+import type { Queryable } from '../../src/database.js'
 import { newId } from '../../src/ids.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
 import { generateClientId, generateClientSecret, hashSecret, verifySecret } from '../../src/secrets.js'
@@ -36,63 +37,71 @@ async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: strin
   const at = new Date()
   const outcome = await deps.sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK_KEY})`
-    const existing = await findAgentByClientId(tx, clientId, 'update')
-    if (existing?.status === 'decommissioned') return { decommissioned: true as const, agentId: existing.id }
-
-    let agent: AgentRow
-    const events: AuditEvent[] = []
-    let statusChanged = false
-    if (existing === undefined) {
-      agent = await insertAgent(tx, newAdminAgent(clientId, 'Created at start-up from BOOTSTRAP_CLIENT_ID'))
-    } else {
-      agent = existing
-      const changes: AgentChanges = {}
-      const missing = ADMIN_SCOPES.filter((scope) => !existing.scopes.includes(scope))
-      if (missing.length > 0) changes.scopes = [...existing.scopes, ...missing]
-      if (existing.status !== 'active') changes.status = 'active'
-      if (Object.keys(changes).length > 0) {
-        agent = await updateAgent(tx, existing.id, changes, at)
-        events.push(...updateEvents(existing, changes, BOOTSTRAP_ACTOR))
-        statusChanged = changes.status !== undefined
-      }
-    }
-
-    const live = await liveCredentialsWithHash(tx, agent.id)
-    const kept = { decommissioned: false as const, agentId: agent.id, events, statusChanged, revoked: [] as string[], replaced: false }
-    const current = live.find((credential) => credential.bootstrap)
-    if (current !== undefined) {
-      if (await verifySecret(current.secret_hash, secret)) return { ...kept, others: othersThan(live, current.id) }
-    } else {
-      // Made before credentials were marked (sql/0008): the live credential the secret verifies against.
-      for (const credential of live) {
-        if (!await verifySecret(credential.secret_hash, secret)) continue
-        await markBootstrapCredential(tx, credential.id)
-        return { ...kept, others: othersThan(live, credential.id) }
-      }
-    }
-    const revoked = current !== undefined && await revokeCredential(tx, agent.id, current.id, at) ? [current.id] : []
-    const credential = await insertCredential(tx, { id: newId(), agent_id: agent.id, secret_hash: await hashSecret(secret), expires_at: null, bootstrap: true })
-    if (existing === undefined) {
-      events.push(...createdEvents(agent, credential.id))
-    } else {
-      events.push(
-        ...revoked.map((id): AuditEvent => ({ type: 'credential.revoked', agentId: agent.id, ...BOOTSTRAP_ACTOR, data: { credential_id: id, reason: 'bootstrap_secret_replaced' } })),
-        { type: 'credential.created', agentId: agent.id, ...BOOTSTRAP_ACTOR, data: { credential_id: credential.id, expires_at: null } }
-      )
-    }
-    return { ...kept, revoked, replaced: true, others: othersThan(live, current?.id) }
+    const outcome = await reconcileBootstrapAdmin(tx, clientId, secret, at)
+    if (!outcome.decommissioned) await deps.audit.recordIn(tx, ...outcome.events)
+    return outcome
   })
-
   if (outcome.decommissioned) {
     deps.log.warn({ agentId: outcome.agentId }, 'the BOOTSTRAP_CLIENT_ID agent is decommissioned and stays so: BOOTSTRAP_* are ignored (remove them, or choose a new client_id)')
     return
   }
   await publishChanges(deps, { agentIds: outcome.statusChanged ? [outcome.agentId] : [], credentialIds: outcome.revoked }, at)
-  if (outcome.events.length > 0) await deps.audit.record(...outcome.events)
   if (outcome.replaced) deps.log.info({ agentId: outcome.agentId, revokedCredentials: outcome.revoked.length }, 'bootstrap admin credential set from BOOTSTRAP_CLIENT_SECRET')
   if (outcome.others.length > 0) {
     deps.log.warn({ agentId: outcome.agentId, credentialIds: outcome.others }, 'the bootstrap admin holds live credentials besides BOOTSTRAP_CLIENT_SECRET: revoke them with DELETE /api/v1/agents/{id}/credentials/{credential_id}')
   }
+}
+
+/**
+ * What ensureBootstrapAdmin changes, inside its transaction (under the bootstrap lock): the agent made or set right,
+ * the bootstrap credential kept or replaced, and the audit events of those changes.
+ */
+async function reconcileBootstrapAdmin (tx: Queryable, clientId: string, secret: string, at: Date) {
+  const existing = await findAgentByClientId(tx, clientId, 'update')
+  if (existing?.status === 'decommissioned') return { decommissioned: true as const, agentId: existing.id }
+
+  let agent: AgentRow
+  const events: AuditEvent[] = []
+  let statusChanged = false
+  if (existing === undefined) {
+    agent = await insertAgent(tx, newAdminAgent(clientId, 'Created at start-up from BOOTSTRAP_CLIENT_ID'))
+  } else {
+    agent = existing
+    const changes: AgentChanges = {}
+    const missing = ADMIN_SCOPES.filter((scope) => !existing.scopes.includes(scope))
+    if (missing.length > 0) changes.scopes = [...existing.scopes, ...missing]
+    if (existing.status !== 'active') changes.status = 'active'
+    if (Object.keys(changes).length > 0) {
+      agent = await updateAgent(tx, existing.id, changes, at)
+      events.push(...updateEvents(existing, changes, BOOTSTRAP_ACTOR))
+      statusChanged = changes.status !== undefined
+    }
+  }
+
+  const live = await liveCredentialsWithHash(tx, agent.id)
+  const kept = { decommissioned: false as const, agentId: agent.id, events, statusChanged, revoked: [] as string[], replaced: false }
+  const current = live.find((credential) => credential.bootstrap)
+  if (current !== undefined) {
+    if (await verifySecret(current.secret_hash, secret)) return { ...kept, others: othersThan(live, current.id) }
+  } else {
+    // Made before credentials were marked (sql/0008): the live credential the secret verifies against.
+    for (const credential of live) {
+      if (!await verifySecret(credential.secret_hash, secret)) continue
+      await markBootstrapCredential(tx, credential.id)
+      return { ...kept, others: othersThan(live, credential.id) }
+    }
+  }
+  const revoked = current !== undefined && await revokeCredential(tx, agent.id, current.id, at) ? [current.id] : []
+  const credential = await insertCredential(tx, { id: newId(), agent_id: agent.id, secret_hash: await hashSecret(secret), expires_at: null, bootstrap: true })
+  if (existing === undefined) {
+    events.push(...createdEvents(agent, credential.id))
+  } else {
+    events.push(
+      ...revoked.map((id): AuditEvent => ({ type: 'credential.revoked', agentId: agent.id, ...BOOTSTRAP_ACTOR, data: { credential_id: id, reason: 'bootstrap_secret_replaced' } })),
+      { type: 'credential.created', agentId: agent.id, ...BOOTSTRAP_ACTOR, data: { credential_id: credential.id, expires_at: null } }
+    )
+  }
+  return { ...kept, revoked, replaced: true, others: othersThan(live, current?.id) }
 }
 
 /** The ids of the live credentials other than the bootstrap one. */
@@ -135,10 +144,10 @@ async function createFirstAdmin (deps: Deps): Promise<void> {
     const credentialId = newId()
     const secret = generateClientSecret(credentialId)
     await insertCredential(tx, { id: credentialId, agent_id: agent.id, secret_hash: await hashSecret(secret), expires_at: null })
-    return { agent, credentialId, secret }
+    await deps.audit.recordIn(tx, ...createdEvents(agent, credentialId))
+    return { agent, secret }
   })
   if (created === undefined) return
-  await deps.audit.record(...createdEvents(created.agent, created.credentialId))
   process.stdout.write(firstAdminNotice(deps.defaultIssuer.issuer, created.agent.client_id, created.secret))
   deps.log.info({ agentId: created.agent.id, clientId: created.agent.client_id }, 'created the first admin agent; its credential was printed to the console once')
 }

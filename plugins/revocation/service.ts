@@ -5,7 +5,7 @@ import { AdminScope, parseScope } from '../../src/scopes.js'
 import type { Introspection } from '../../schemas/revocation.js'
 import { refusalOf } from '../clients/authorization.js'
 import { findAgent } from '../clients/agents/repository.js'
-import { actorOf } from '../audit/trail.js'
+import { actorOf } from '../audit/index.js'
 import { refused, type AccessTokenClaims } from '../tokens/bearer.js'
 import type { AuthenticatedClient } from '../clients/authentication.js'
 import type { IssuerContext } from '../tokens/issuer-context.js'
@@ -44,14 +44,15 @@ export function revocationService (app: FastifyInstance) {
       }
       const ref = tokenRefOf(claims)
       if (await app.revocations.isRevoked(ref)) return
-      await app.revocations.revokeToken(ref, claims.client_id === client.clientId ? 'revoked by its client' : `revoked by ${client.clientId}`)
-      app.metrics.revocations.inc({ kind: 'token' })
-      await app.audit.record({
-        type: 'token.revoked',
-        agentId: claims.sub,
-        ...actorOf(request, client.clientId),
-        data: { jti: claims.jti, client_id: claims.client_id, revoked_by: client.clientId, exp: claims.exp }
+      await app.revocations.revokeToken(ref, claims.client_id === client.clientId ? 'revoked by its client' : `revoked by ${client.clientId}`, async (tx) => {
+        await app.audit.recordIn(tx, {
+          type: 'token.revoked',
+          agentId: claims.sub,
+          ...actorOf(request, client.clientId),
+          data: { jti: claims.jti, client_id: claims.client_id, revoked_by: client.clientId, exp: claims.exp }
+        })
       })
+      app.metrics.revocations.inc({ kind: 'token' })
     },
 
     /**

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { Sql } from '../../src/database.js'
+import type { Queryable, Sql } from '../../src/database.js'
 import { timeOfId } from '../../src/ids.js'
 import { agentChangedKey, credentialChangedKey, revokedTokenKey } from './keys.js'
 
@@ -44,8 +44,11 @@ export interface RevocationState {
   isRevoked(token: TokenRef): Promise<boolean>
   /** Whether a watermark of the agent or the credential is newer than `sinceMs` (cached verifications must re-check). */
   changedSince(agentId: string, credentialId: string, sinceMs: number): Promise<boolean>
-  /** Revokes one token in both stores. Idempotent. */
-  revokeToken(token: TokenRef, reason: string): Promise<void>
+  /**
+   * Revokes one token in both stores. Idempotent. `recordIn` runs inside the PostgreSQL transaction of a first
+   * revocation (its audit event commits with it); Redis is written after the commit.
+   */
+  revokeToken(token: TokenRef, reason: string, recordIn?: (tx: Queryable) => Promise<void>): Promise<void>
   /**
    * Publishes watermarks to Redis after the caller's transaction committed them to PostgreSQL
    * (agents.tokens_invalid_before, credentials.revoked_at). A Redis failure is logged, not thrown: PostgreSQL
@@ -218,13 +221,17 @@ export default fp(async (app) => {
       return true
     },
 
-    async revokeToken (token, reason) {
+    async revokeToken (token, reason, recordIn) {
       const ttlMs = token.expiresAtMs - Date.now()
       if (ttlMs <= 0) return
-      await sql`
-        insert into token_revocations (jti, agent_id, expires_at, reason)
-        values (${token.jti}, ${token.agentId}, ${new Date(token.expiresAtMs)}, ${reason})
-        on conflict (jti) do nothing`
+      await sql.begin(async (tx) => {
+        const inserted = await tx`
+          insert into token_revocations (jti, agent_id, expires_at, reason)
+          values (${token.jti}, ${token.agentId}, ${new Date(token.expiresAtMs)}, ${reason})
+          on conflict (jti) do nothing`
+        // A concurrent revocation of the same token got there first: it records the event.
+        if (inserted.count === 1) await recordIn?.(tx)
+      })
       try {
         await store.set(revokedTokenKey(token.jti), '1', ttlMs)
       } catch (error) {

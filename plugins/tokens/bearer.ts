@@ -4,7 +4,7 @@ import fp from 'fastify-plugin'
 import { errors, jwtVerify, type JWTPayload } from 'jose'
 import { ProblemError } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
-import { actorOf } from '../audit/trail.js'
+import { actorOf } from '../audit/index.js'
 import { tokenRefOf } from '../revocation/state.js'
 import type { IssuerContext } from './issuer-context.js'
 
@@ -216,6 +216,7 @@ export default fp(async (app) => {
         principal = await authenticate(request)
       } catch (error) {
         if (!(error instanceof ProblemError)) throw error
+        // A refusal changes nothing in the database: its event is group-committed in a transaction of its own.
         await app.audit.record({ type: 'auth.failed', ...actorOf(request), data: { endpoint: request.routeOptions.url, method: request.method, reason: error.detail } })
         throw error
       }
@@ -229,8 +230,9 @@ export default fp(async (app) => {
     }
   })
 
-  // Every refusal is in the trail. Recorded here, after the refused work's transaction has rolled back; a trail
-  // that cannot be written does not turn the refusal into a success or a 5xx: the refusal stands, with a warning.
+  // Every refusal is in the trail, group-committed (it records no change). Recorded here, after the refused work's
+  // transaction has rolled back (on the embedded default, it held the one connection the group commit needs); a
+  // trail that cannot be written does not turn the refusal into a success or a 5xx: the refusal stands, with a warning.
   app.addHook('onError', async (request, _reply, error) => {
     const denial = denials.get(error)
     if (denial === undefined) return

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InvalidRequest } from '../../src/errors.js'
 import { timeOfId } from '../../src/ids.js'
 import { monthlyUsageKey, utcMonth } from './usage-keys.js'
-import { actorOf } from '../audit/trail.js'
+import { actorOf } from '../audit/index.js'
 import { MAX_TOKEN_LENGTH, type AccessTokenClaims } from './bearer.js'
 import type { AuthenticatedClient } from '../clients/authentication.js'
 import type { SigningAlgorithm } from '../infra/keys.js'
@@ -89,6 +89,7 @@ export async function issueAccessToken (
   const input = signingInput({ alg: keys.current.alg, typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey)
   const [token] = await Promise.all([
     signJwt(input, keys.current),
+    // Issuing writes nothing else to PostgreSQL: the event is group-committed, and committed before the token is returned.
     app.audit.record({
       type: 'token.issued',
       agentId: grant.client.agentId,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { verifyChain, type AuditEvent } from '../../plugins/audit/trail.js'
+import { verifyChain, type AuditEvent } from '../../plugins/audit/index.js'
 import { newId } from '../../src/ids.js'
 import { setupTestContext, testServerDatabaseUrl } from '../helper.js'
 

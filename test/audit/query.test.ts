@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest'
-import { hashEvent, type AuditEvent } from '../../plugins/audit/trail.js'
+import { hashEvent, type AuditEvent } from '../../plugins/audit/index.js'
 import type { AuditEventItem } from '../../schemas/audit.js'
 import type { App } from '../../src/app.js'
 import { newId } from '../../src/ids.js'

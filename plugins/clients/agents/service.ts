@@ -1,4 +1,4 @@
-import type { AuditActor, AuditEvent } from '../../audit/trail.js'
+import type { AuditActor, AuditEvent } from '../../audit/index.js'
 import { badRequest, conflict, notFound, serviceUnavailable } from '../../../src/errors.js'
 import type { Queryable } from '../../../src/database.js'
 import { newId } from '../../../src/ids.js'
@@ -118,21 +118,24 @@ export function agentService (deps: Deps) {
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
       authorize(deps.config, caller, { kind: 'agent.create', scopes: body.scopes ?? [] })
-      const row = await insertAgent(deps.sql, {
-        id: newId(),
-        client_id: generateClientId(),
-        name: body.name,
-        description: body.description ?? null,
-        owner: body.owner ?? null,
-        scopes: body.scopes ?? [],
-        resources: body.resources ?? [],
-        metadata: body.metadata ?? {}
-      })
-      await deps.audit.record({
-        type: 'agent.created',
-        agentId: row.id,
-        ...actor,
-        data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes, resources: row.resources }
+      const row = await deps.sql.begin(async (tx) => {
+        const row = await insertAgent(tx, {
+          id: newId(),
+          client_id: generateClientId(),
+          name: body.name,
+          description: body.description ?? null,
+          owner: body.owner ?? null,
+          scopes: body.scopes ?? [],
+          resources: body.resources ?? [],
+          metadata: body.metadata ?? {}
+        })
+        await deps.audit.recordIn(tx, {
+          type: 'agent.created',
+          agentId: row.id,
+          ...actor,
+          data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes, resources: row.resources }
+        })
+        return row
       })
       return toAgent(row)
     },
@@ -161,7 +164,7 @@ export function agentService (deps: Deps) {
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
       const at = new Date()
-      const { before, after, changes, narrowed } = await deps.sql.begin(async (tx) => {
+      const { after, changes, narrowed } = await deps.sql.begin(async (tx) => {
         const current = await existingAgent(tx, id, 'update')
         if (current.status === 'decommissioned') throw conflict(`agent ${id} is decommissioned: its record is read-only and it can never be reactivated`)
         const changes = changesOf(current, body)
@@ -171,11 +174,10 @@ export function agentService (deps: Deps) {
         const narrowed = (changes.scopes !== undefined && current.scopes.some((scope) => !changes.scopes?.includes(scope))) ||
           (changes.resources !== undefined && current.resources.some((resource) => !changes.resources?.includes(resource)))
         const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes, at, narrowed)
-        return { before: current, after, changes, narrowed }
+        await deps.audit.recordIn(tx, ...updateEvents(current, changes, actor))
+        return { after, changes, narrowed }
       })
       if (changes.status !== undefined || narrowed) await publishChanges(deps, { agentIds: [id] }, at)
-      const events = updateEvents(before, changes, actor)
-      if (events.length > 0) await deps.audit.record(...events)
       return toAgent(after)
     },
 
@@ -191,14 +193,14 @@ export function agentService (deps: Deps) {
         if (current.status === 'decommissioned') return undefined
         const revoked = await revokeAllCredentials(tx, id, at)
         await updateAgent(tx, id, { status: 'decommissioned' }, at)
-        return { from: current.status, revoked }
+        await deps.audit.recordIn(tx,
+          { type: 'agent.decommissioned', agentId: id, ...actor, data: { from: current.status, revoked_credentials: revoked } },
+          ...revoked.map((credentialId): AuditEvent => ({ type: 'credential.revoked', agentId: id, ...actor, data: { credential_id: credentialId, reason: 'agent_decommissioned' } }))
+        )
+        return { revoked }
       })
       if (outcome === undefined) return
       await publishChanges(deps, { agentIds: [id], credentialIds: outcome.revoked }, at)
-      await deps.audit.record(
-        { type: 'agent.decommissioned', agentId: id, ...actor, data: { from: outcome.from, revoked_credentials: outcome.revoked } },
-        ...outcome.revoked.map((credentialId): AuditEvent => ({ type: 'credential.revoked', agentId: id, ...actor, data: { credential_id: credentialId, reason: 'agent_decommissioned' } }))
-      )
     },
 
     /**

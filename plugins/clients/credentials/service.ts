@@ -1,4 +1,4 @@
-import type { AuditActor } from '../../audit/trail.js'
+import type { AuditActor } from '../../audit/index.js'
 import { badRequest, conflict, notFound } from '../../../src/errors.js'
 import { newId } from '../../../src/ids.js'
 import { generateClientSecret, hashSecret } from '../../../src/secrets.js'
@@ -60,13 +60,13 @@ export function credentialService (deps: Deps) {
         refuseDecommissioned(agent)
         authorize(deps.config, caller, { kind: 'credential.create', target: agent })
         const row = await insertCredential(tx, { id, agent_id: agentId, secret_hash: secretHash, expires_at: expiresAt })
+        await deps.audit.recordIn(tx, {
+          type: 'credential.created',
+          agentId,
+          ...actor,
+          data: { credential_id: row.id, expires_at: iso(row.expires_at) }
+        })
         return { agent, row }
-      })
-      await deps.audit.record({
-        type: 'credential.created',
-        agentId,
-        ...actor,
-        data: { credential_id: row.id, expires_at: iso(row.expires_at) }
       })
       return {
         id: row.id,
@@ -96,11 +96,11 @@ export function credentialService (deps: Deps) {
         const credential = await findCredential(tx, agentId, credentialId)
         if (credential === undefined) throw notFound(`agent ${agentId} has no credential ${credentialId}`)
         authorize(deps.config, caller, { kind: 'credential.revoke', target: agent, bootstrapCredential: credential.bootstrap })
-        return await revokeCredential(tx, agentId, credentialId, at)
+        const revoked = await revokeCredential(tx, agentId, credentialId, at)
+        if (revoked) await deps.audit.recordIn(tx, { type: 'credential.revoked', agentId, ...actor, data: { credential_id: credentialId, reason: 'revoked' } })
+        return revoked
       })
-      if (!revoked) return
-      await publishChanges(deps, { credentialIds: [credentialId] }, at)
-      await deps.audit.record({ type: 'credential.revoked', agentId, ...actor, data: { credential_id: credentialId, reason: 'revoked' } })
+      if (revoked) await publishChanges(deps, { credentialIds: [credentialId] }, at)
     }
   }
 }

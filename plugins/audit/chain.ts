@@ -1,0 +1,201 @@
+import { createHash } from 'node:crypto'
+import type { Queryable, Sql } from '../../src/database.js'
+import { newId } from '../../src/ids.js'
+import type { AuditEvent, StoredAuditEvent } from './events.js'
+
+/** The hash of the chain before its first event. */
+export const GENESIS_HASH = '0'.repeat(64)
+
+/** JSON with object keys sorted at every depth, so the same content always hashes the same. */
+export function canonicalJson (value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null'
+  if (value instanceof Date) return JSON.stringify(value.toISOString())
+  // Built by concatenation: this runs for every audit event, on the path of every token.
+  if (Array.isArray(value)) {
+    let out = '['
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i])
+    return `${out}]`
+  }
+  let out = '{'
+  // Default sort order is by UTF-16 code units, as `<` compares strings.
+  for (const key of Object.keys(value).sort()) {
+    const item = (value as Record<string, unknown>)[key]
+    if (item === undefined) continue
+    out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${canonicalJson(item)}`
+  }
+  return `${out}}`
+}
+
+/**
+ * The hash of one event: SHA-256 over the previous event's hash, a newline, and the canonical JSON of its content
+ * (seq as a decimal string, occurred_at as ISO 8601 with milliseconds). An exported NDJSON line verifies with it.
+ */
+export function hashEvent (event: Omit<StoredAuditEvent, 'hash' | 'seq' | 'data'> & { seq: string | number | bigint, data: unknown }): string {
+  const content = canonicalJson({
+    seq: String(event.seq),
+    id: event.id,
+    occurred_at: event.occurred_at.toISOString(),
+    type: event.type,
+    agent_id: event.agent_id,
+    actor: event.actor,
+    ip: event.ip,
+    request_id: event.request_id,
+    data: event.data
+  })
+  return createHash('sha256').update(event.prev_hash).update('\n').update(content).digest('hex')
+}
+
+// Serializes writers across replicas, so the chain has one order.
+const AUDIT_CHAIN_LOCK_KEY = 7_331_001
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** PostgreSQL text and jsonb refuse NUL and store lone surrogates as U+FFFD: clean both, so what is hashed is what reads back. */
+function storableText (text: string): string {
+  return (text as string & { toWellFormed(): string }).toWellFormed().replace(/\0/g, '\uFFFD')
+}
+
+function storableJson (value: unknown): unknown {
+  if (typeof value === 'string') return storableText(value)
+  if (Array.isArray(value)) return value.map(storableJson)
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [storableText(key), storableJson(item)]))
+  }
+  return value
+}
+
+/** An event as it will be stored, minus what the chain assigns. Throws on an event that could never be stored. */
+export function storable (event: AuditEvent): Omit<StoredAuditEvent, 'seq' | 'id' | 'occurred_at' | 'prev_hash' | 'hash'> {
+  if (typeof event.actor !== 'string' || event.actor === '') throw new TypeError(`audit event ${event.type}: actor is required`)
+  const agentId = event.agentId ?? null
+  if (agentId !== null && !UUID.test(agentId)) throw new TypeError(`audit event ${event.type}: agentId must be a UUID`)
+  // The JSON round trip applies toJSON, drops undefined and turns non-finite numbers into null, as jsonb would see it.
+  const data = storableJson(JSON.parse(JSON.stringify(event.data ?? {}))) as Record<string, unknown>
+  return {
+    type: event.type,
+    agent_id: agentId?.toLowerCase() ?? null,
+    actor: storableText(event.actor),
+    ip: event.ip == null ? null : storableText(event.ip),
+    request_id: event.requestId == null ? null : storableText(event.requestId),
+    data
+  }
+}
+
+/** An event as the chain will store it, before the chain assigns its seq, id, time and hashes. */
+export type Storable = ReturnType<typeof storable>
+
+type Head = Array<{ seq: string | null, hash: string | null, occurred_at: Date | null, now: Date }>
+
+function lockChain (tx: Queryable) {
+  return tx`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK_KEY})`
+}
+
+/**
+ * The head of the chain, read by a statement of its own after the lock is held, so its snapshot (READ COMMITTED:
+ * one a statement) sees the last event committed by any replica.
+ */
+function readHead (tx: Queryable) {
+  return tx<Head>`
+    select last.seq, last.hash, last.occurred_at, date_trunc('milliseconds', clock_timestamp()) as now
+    from (select 1) as one
+    left join (select seq, hash, occurred_at from audit_events order by seq desc limit 1) as last on true`
+}
+
+/**
+ * Inserts events after the head: one multi-row insert. occurred_at is the database's clock when the head was read
+ * (the chain lock is held from then to commit), to the millisecond, and never earlier than the previous event's, so
+ * it rises with seq whichever replica writes (the query API relies on that to turn a time range into a seq range).
+ * Returns the seq of the last event.
+ */
+async function insertAfter (tx: Queryable, headRows: Head, events: Storable[]): Promise<string> {
+  const [head] = headRows
+  const { seq: lastSeq, hash: lastHash, occurred_at: lastAt, now } = head as NonNullable<typeof head>
+  const occurredAt = lastAt !== null && lastAt > now ? lastAt : now
+  let seq = BigInt(lastSeq ?? 0)
+  let prevHash = lastHash ?? GENESIS_HASH
+  const rows = events.map((event) => {
+    seq += 1n
+    const row = { ...event, seq: seq.toString(), id: newId(), prev_hash: prevHash }
+    prevHash = hashEvent({ ...row, occurred_at: occurredAt })
+    return { ...row, hash: prevHash }
+  })
+  const column = <K extends keyof typeof rows[number]>(name: K): Array<typeof rows[number][K]> => rows.map((row) => row[name])
+  // One array a column: the same statement (prepared once a connection) whatever the batch size, where a
+  // multi-row VALUES list would be a new statement, parsed and planned anew, for every size. The driver learns
+  // the parameter is jsonb[] and serializes each element as JSON itself.
+  await tx`
+    insert into audit_events (seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash)
+    select seq, id, ${occurredAt}, type, agent_id, actor, ip, request_id, data, prev_hash, hash
+    from unnest(${column('seq')}::bigint[], ${column('id')}::uuid[], ${column('type')}::text[], ${column('agent_id')}::uuid[],
+                ${column('actor')}::text[], ${column('ip')}::text[], ${column('request_id')}::text[], ${column('data') as never}::jsonb[],
+                ${column('prev_hash')}::text[], ${column('hash')}::text[])
+      as batch (seq, id, type, agent_id, actor, ip, request_id, data, prev_hash, hash)`
+  return seq.toString()
+}
+
+/**
+ * Appends events to the chain inside the caller's transaction `tx` (READ COMMITTED, the default), taking the chain
+ * lock: they commit or roll back with it. The lock is held until that commit, so it is taken last in the
+ * transaction, after its row locks; every other holder of the chain lock takes no other lock after it, so waits
+ * cannot form a cycle. Returns the seq of the last event, or undefined when there was none.
+ */
+export async function appendInTransaction (tx: Queryable, events: Storable[]): Promise<string | undefined> {
+  if (events.length === 0) return undefined
+  // The events are known up front: the lock and the head read go out pipelined, the read still after the lock.
+  const [, head] = await Promise.all([lockChain(tx), readHead(tx)])
+  return await insertAfter(tx, head, events)
+}
+
+/**
+ * Runs `decide` inside a transaction holding the chain lock and appends the events it returns in the same
+ * transaction. Returns the seq of the last event, or undefined when there was none.
+ */
+export async function appendUnderLock (sql: Sql, decide: (tx: Sql) => Promise<Storable[]>): Promise<string | undefined> {
+  return await sql.begin(async (tx) => {
+    await lockChain(tx)
+    const events = await decide(tx as unknown as Sql)
+    if (events.length === 0) return undefined
+    return await insertAfter(tx, await readHead(tx), events)
+  })
+}
+
+/**
+ * Resolves once every transaction that held the chain lock when it was called has ended (committed or rolled
+ * back): a shared lock waits for the exclusive one. It holds no lock afterwards and takes no other.
+ */
+export async function chainWritersDone (sql: Sql): Promise<void> {
+  await sql`select pg_advisory_xact_lock_shared(${AUDIT_CHAIN_LOCK_KEY})`
+}
+
+/** What a walk of the chain found: every event verified, or the first one that breaks it and why. */
+export type ChainVerification =
+  | { ok: true, verified: number }
+  | { ok: false, verified: number, seq: string, id: string, reason: string }
+
+/**
+ * Walks the whole chain in seq order through a cursor (constant memory, whatever its length) and checks each event:
+ * seq follows the previous one (a deleted row leaves a gap), prev_hash is the previous event's hash, hash is the
+ * hash of the event's content, and occurred_at never goes back. Stops at the first event that breaks it.
+ */
+export async function verifyChain (sql: Sql, chunkSize = 1000): Promise<ChainVerification> {
+  let verified = 0
+  let expectedSeq = 1n
+  let prevHash = GENESIS_HASH
+  let prevAt = new Date(0)
+  const rows = sql<StoredAuditEvent[]>`
+    select seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash
+    from audit_events order by seq`.cursor(chunkSize)
+  for await (const chunk of rows) {
+    for (const row of chunk) {
+      const broken = (reason: string): ChainVerification => ({ ok: false, verified, seq: row.seq, id: row.id, reason })
+      if (BigInt(row.seq) !== expectedSeq) return broken(`expected seq ${expectedSeq}: the events in between are missing`)
+      if (row.prev_hash !== prevHash) return broken(`prev_hash is not the hash of event seq ${expectedSeq - 1n}: an earlier event was altered or replaced`)
+      if (hashEvent(row) !== row.hash) return broken('hash does not match the content: the event was altered')
+      if (row.occurred_at < prevAt) return broken('occurred_at is earlier than the previous event\'s')
+      verified += 1
+      expectedSeq += 1n
+      prevHash = row.hash
+      prevAt = row.occurred_at
+    }
+  }
+  return { ok: true, verified }
+}
