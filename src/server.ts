@@ -19,6 +19,23 @@ function fail (message: string): never {
  * orchestrator restarts it clean while the other replicas serve. Node's default would exit at once, dropping the
  * requests in flight, with a stack trace outside the JSON log. docs/devops/operations.md says the same.
  */
+// How long an exit may wait for the log to reach stdout before it goes anyway.
+const LOG_FLUSH_TIMEOUT_MS = 2000
+
+/**
+ * Exits once the log lines written so far have reached stdout. pino writes asynchronously, and at process.exit()
+ * its last-chance synchronous flush gives up on a pipe that is full (EAGAIN): a busy log collector then never saw
+ * "shutdown complete" or the fatal line that explains an exit 1.
+ */
+function exitAfterLogFlush (app: App, code: number): void {
+  const exit = (): never => process.exit(code)
+  setTimeout(exit, LOG_FLUSH_TIMEOUT_MS).unref()
+  // Fastify's logger type names no flush; the pino logger behind it has one.
+  const { flush } = app.log as { flush?: (done: () => void) => void }
+  if (typeof flush === 'function') flush.call(app.log, exit)
+  else exit()
+}
+
 function drainOnSignalsAndRejections (app: App, config: Config): void {
   let closing = false
   let exitCode = 0
@@ -27,21 +44,22 @@ function drainOnSignalsAndRejections (app: App, config: Config): void {
     app.log.info({ ...context, timeoutMs: config.shutdownTimeoutMs }, 'shutting down: draining in-flight requests')
     const force = setTimeout(() => {
       app.log.error({ timeoutMs: config.shutdownTimeoutMs }, 'drain took too long: exiting now')
-      process.exit(1)
+      exitAfterLogFlush(app, 1)
     }, config.shutdownTimeoutMs)
     force.unref()
     app.close().then(() => {
       app.log.info('shutdown complete')
-      process.exit(exitCode)
+      exitAfterLogFlush(app, exitCode)
     }, (error: unknown) => {
       app.log.error({ err: error }, 'error while shutting down')
-      process.exit(1)
+      exitAfterLogFlush(app, 1)
     })
   }
   const onSignal = (signal: NodeJS.Signals): void => {
     if (closing) {
       app.log.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
+      exitAfterLogFlush(app, 1)
+      return
     }
     drain({ signal })
   }
