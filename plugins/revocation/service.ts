@@ -7,10 +7,10 @@ import { refusalOf } from '../clients/authorization.js'
 import { findAgent } from '../clients/agents/repository.js'
 import { actorOf } from '../audit/trail.js'
 import { refused, type AccessTokenClaims } from '../tokens/bearer.js'
-import type { AuthenticatedClient } from '../clients/authentication.js'
+import type { AuthenticatedClient } from '../clients/authentication/index.js'
 import { tokenRefOf } from './state.js'
 
-type VerifiedToken = { valid: true, claims: AccessTokenClaims } | { valid: false, expired: boolean }
+export type VerifiedToken = { valid: true, claims: AccessTokenClaims } | { valid: false, expired: boolean }
 
 /** Verifies a presented token as this server issued it (signature by a published key under its own algorithm, typ, iss, exp). */
 async function verify (app: FastifyInstance, token: string): Promise<VerifiedToken> {
@@ -24,6 +24,11 @@ async function verify (app: FastifyInstance, token: string): Promise<VerifiedTok
 /** Revocation (RFC 7009) and introspection (RFC 7662) over the dual store. */
 export function revocationService (app: FastifyInstance) {
   return {
+    /** Verifies a presented token as this server issued it; never rejects for a token that fails to verify. */
+    async verify (token: string): Promise<VerifiedToken> {
+      return await verify(app, token)
+    },
+
     /**
      * Revokes a token issued to the client, or, for a client whose agent may hold agents:write, a token of an agent
      * whose management scopes are a subset of its own (the privilege rules of plugins/clients/authorization.ts).
@@ -56,13 +61,12 @@ export function revocationService (app: FastifyInstance) {
     /**
      * Whether the token is active now, and its claims if so, for the client allowed to see them: its own
      * tokens, or any token for a client whose agent holds tokens:introspect. Anything else: `{ active: false }`.
+     * The token was verified (`verify`) while the client authenticated.
      */
-    async introspect (client: Promise<AuthenticatedClient>, token: string): Promise<Introspection> {
-      // Client authentication and the token check run at once: their Redis reads share one round trip.
-      const [authenticated, verified] = await Promise.all([client, verify(app, token)])
+    async introspect (client: AuthenticatedClient, verified: VerifiedToken): Promise<Introspection> {
       if (!verified.valid) return { active: false }
       const { claims } = verified
-      if (claims.client_id !== authenticated.clientId && !authenticated.scopes.includes(AdminScope.TokensIntrospect)) return { active: false }
+      if (claims.client_id !== client.clientId && !client.scopes.includes(AdminScope.TokensIntrospect)) return { active: false }
       if (await app.revocations.isRevoked(tokenRefOf(claims))) return { active: false }
       return {
         active: true,
