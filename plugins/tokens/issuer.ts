@@ -81,7 +81,8 @@ export async function issueAccessToken (
     jti,
     client_id: client.clientId,
     scope: issuance.scope.join(' '),
-    ...(issuance.credentialId === undefined ? {} : { credential_id: issuance.credentialId })
+    // Set even when undefined (JSON leaves it out), so a grant's claims cannot name a credential.
+    credential_id: issuance.credentialId
   }
   const input = signingInput({ alg: keys.current.alg, typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey)
   const [token] = await Promise.all([
