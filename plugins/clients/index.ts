@@ -12,5 +12,5 @@ const clients: FastifyPluginAsync = async (app) => {
 }
 
 export default clients
-export { default as clientAuthentication } from './authentication.js'
-export type { AuthenticatedClient } from './authentication.js'
+export { default as clientAuthentication } from './authentication/index.js'
+export type { AuthenticatedClient } from './authentication/index.js'

@@ -1,5 +1,5 @@
-import rateLimit from '@fastify/rate-limit'
-import type { FastifyContextConfig } from 'fastify'
+import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit'
+import type { FastifyContextConfig, FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../../src/config.js'
 
@@ -9,11 +9,20 @@ export function managementRouteConfig (config: Config): FastifyContextConfig {
   return max === 0 ? {} : { rateLimit: { max, timeWindow: 60_000 } } as FastifyContextConfig
 }
 
+/**
+ * A limiter of `max` requests a minute per key, as a hook the route places itself in its preHandler array, where
+ * its order among the route's other steps is visible. Counters live under `rate:{route}:{key}`, as a route's own do.
+ */
+export function rateLimitStep (app: FastifyInstance, route: string, max: number, keyGenerator: (request: FastifyRequest) => string): preHandlerAsyncHookHandler {
+  return app.rateLimit({ max, timeWindow: 60_000, keyGenerator, route } as RateLimitOptions) as preHandlerAsyncHookHandler
+}
+
 type Callback = (error: Error | null, result?: { current: number, ttl: number }) => void
 
 /**
  * @fastify/rate-limit on the shared KeyValueStore (Redis, or the in-process stand-in), so there is one Redis
- * client, not two. Routes opt in with `config: { rateLimit: { max, timeWindow, keyGenerator } }`; counters live
+ * client, not two. Routes opt in with `config: { rateLimit: { max, timeWindow, keyGenerator } }` or place a
+ * rateLimitStep among their hooks; counters live
  * under `rate:{route}:{key}`. When Redis fails, requests pass (skipOnError): a rate limiter must not take the
  * service down with it.
  */
@@ -30,8 +39,9 @@ export default fp(async (app) => {
       )
     }
 
-    child (params: { routeInfo?: { url?: string } }): KeyValueRateLimitStore {
-      return new KeyValueRateLimitStore(`rate:${params.routeInfo?.url ?? 'global'}:`)
+    // `route` is rateLimitStep's: app.rateLimit() hooks are given no route of their own.
+    child (params: { route?: string, routeInfo?: { url?: string } }): KeyValueRateLimitStore {
+      return new KeyValueRateLimitStore(`rate:${params.route ?? params.routeInfo?.url ?? 'global'}:`)
     }
   }
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
 import { DiscoverySchema, JwksSchema } from '../../schemas/oidc.js'
 import { ADMIN_SCOPES } from '../../src/scopes.js'
-import { CLIENT_AUTH_METHODS } from '../clients/authentication.js'
+import { CLIENT_AUTH_METHODS } from '../clients/authentication/methods/index.js'
 import { GRANTS, type IssuerContext } from '../tokens/index.js'
 
 type Discovery = Static<typeof DiscoverySchema>
@@ -32,10 +32,10 @@ const oidc: FastifyPluginAsyncTypebox = async (app) => {
       issuer: context.issuer,
       token_endpoint: url('/oauth2/token'),
       jwks_uri: url('/.well-known/jwks.json'),
-      ...(revocation === undefined ? {} : { revocation_endpoint: revocation, revocation_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS] }),
-      ...(introspection === undefined ? {} : { introspection_endpoint: introspection, introspection_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS] }),
+      ...(revocation === undefined ? {} : { revocation_endpoint: revocation, revocation_endpoint_auth_methods_supported: Object.keys(CLIENT_AUTH_METHODS) }),
+      ...(introspection === undefined ? {} : { introspection_endpoint: introspection, introspection_endpoint_auth_methods_supported: Object.keys(CLIENT_AUTH_METHODS) }),
       grant_types_supported: Object.keys(GRANTS),
-      token_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS],
+      token_endpoint_auth_methods_supported: Object.keys(CLIENT_AUTH_METHODS),
       scopes_supported: ADMIN_SCOPES,
       // No authorization endpoint and no ID tokens: agents use client_credentials. OIDC Discovery requires these
       // members; an empty list says honestly that no response type is served.

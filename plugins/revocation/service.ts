@@ -7,11 +7,11 @@ import { refusalOf } from '../clients/authorization.js'
 import { findAgent } from '../clients/agents/repository.js'
 import { actorOf } from '../audit/index.js'
 import { refused, type AccessTokenClaims } from '../tokens/bearer.js'
-import type { AuthenticatedClient } from '../clients/authentication.js'
+import type { AuthenticatedClient } from '../clients/authentication/index.js'
 import type { IssuerContext } from '../tokens/issuer-context.js'
 import { tokenRefOf } from './state.js'
 
-type VerifiedToken = { valid: true, claims: AccessTokenClaims } | { valid: false, expired: boolean }
+export type VerifiedToken = { valid: true, claims: AccessTokenClaims } | { valid: false, expired: boolean }
 
 /** Verifies a presented token as the issuer issued it (signature by a published key under its own algorithm, typ, iss, exp). */
 async function verify (app: FastifyInstance, issuer: IssuerContext, token: string): Promise<VerifiedToken> {
@@ -25,6 +25,11 @@ async function verify (app: FastifyInstance, issuer: IssuerContext, token: strin
 /** Revocation (RFC 7009) and introspection (RFC 7662) over the dual store. */
 export function revocationService (app: FastifyInstance) {
   return {
+    /** Verifies a presented token as the issuer issued it; never rejects for a token that fails to verify. */
+    async verify (issuer: IssuerContext, token: string): Promise<VerifiedToken> {
+      return await verify(app, issuer, token)
+    },
+
     /**
      * Revokes a token issued to the client, or, for a client whose agent may hold agents:write, a token of an agent
      * whose management scopes are a subset of its own (the privilege rules of plugins/clients/authorization.ts).
@@ -58,14 +63,13 @@ export function revocationService (app: FastifyInstance) {
     /**
      * Whether the token is active now, and its claims if so, for the client allowed to see them: its own
      * tokens, or any token for a client whose agent holds tokens:introspect. Anything else: `{ active: false }`.
-     * Only tokens of the issuer the request speaks to are active.
+     * Only tokens of the issuer the request speaks to are active: the token was verified (`verify`) against it
+     * while the client authenticated.
      */
-    async introspect (issuer: IssuerContext, client: Promise<AuthenticatedClient>, token: string): Promise<Introspection> {
-      // Client authentication and the token check run at once: their Redis reads share one round trip.
-      const [authenticated, verified] = await Promise.all([client, verify(app, issuer, token)])
+    async introspect (client: AuthenticatedClient, verified: VerifiedToken): Promise<Introspection> {
       if (!verified.valid) return { active: false }
       const { claims } = verified
-      if (claims.client_id !== authenticated.clientId && !authenticated.scopes.includes(AdminScope.TokensIntrospect)) return { active: false }
+      if (claims.client_id !== client.clientId && !client.scopes.includes(AdminScope.TokensIntrospect)) return { active: false }
       if (await app.revocations.isRevoked(tokenRefOf(claims))) return { active: false }
       return {
         active: true,

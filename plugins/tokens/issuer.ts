@@ -5,14 +5,9 @@ import { timeOfId } from '../../src/ids.js'
 import { monthlyUsageKey, utcMonth } from './usage-keys.js'
 import { actorOf } from '../audit/index.js'
 import { MAX_TOKEN_LENGTH, type AccessTokenClaims } from './bearer.js'
-import type { AuthenticatedClient } from '../clients/authentication.js'
+import type { AuthenticatedClient } from '../clients/authentication/index.js'
+import type { Issuance } from './grants/index.js'
 import type { SigningAlgorithm } from '../infra/keys.js'
-
-/** The claims AgentIdP puts in every access token (RFC 9068), plus the credential it was issued against. */
-export interface IssuedClaims extends AccessTokenClaims {
-  /** The credential the client authenticated with: revoking it kills this token. */
-  credential_id: string
-}
 
 /** A successful token response (RFC 6749 §5.1). */
 export interface TokenResponse {
@@ -61,30 +56,34 @@ export async function signJwt (input: string, key: { alg: SigningAlgorithm, priv
 }
 
 /**
- * Issues an RFC 9068 access token to an authenticated client and records it: the token.issued event is committed
- * (group commit) before the token is returned, and the agent's monthly counter counts it once.
- * `jti` is a UUIDv7 made when the request started; its time is the token's issue time (at ms precision).
+ * Issues the RFC 9068 access token a grant decided on to an authenticated client and records it: the token.issued
+ * event is committed (group commit) before the token is returned, and the client's agent's monthly counter counts
+ * it once. `jti` is a UUIDv7 made when the request started; its time is the token's issue time (at ms precision).
+ * A grant's own claims never replace one set here.
  */
 export async function issueAccessToken (
   app: FastifyInstance,
   request: FastifyRequest,
-  grant: { grantType: string, client: AuthenticatedClient, jti: string, scope: string[], audience: string | string[] }
+  grant: { grantType: string, client: AuthenticatedClient, jti: string, issuance: Issuance }
 ): Promise<TokenResponse> {
   const { config } = app
   const { issuer, keys } = request.issuerContext
-  const issuedAtMs = timeOfId(grant.jti)
+  const { client, jti, issuance } = grant
+  const issuedAtMs = timeOfId(jti)
   const iat = Math.floor(issuedAtMs / 1000)
-  const claims: IssuedClaims = {
+  const claims: AccessTokenClaims = {
+    ...issuance.claims,
     iss: issuer,
-    sub: grant.client.agentId,
-    aud: grant.audience,
-    // No token outlives the credential it was issued against.
-    exp: Math.min(iat + config.tokenTtlSeconds, Math.floor(grant.client.credentialExpiresAt / 1000)),
+    sub: issuance.subject,
+    aud: issuance.audience,
+    // No token outlives the credential the client authenticated with.
+    exp: Math.min(iat + config.tokenTtlSeconds, Math.floor(client.credentialExpiresAt / 1000)),
     iat,
-    jti: grant.jti,
-    client_id: grant.client.clientId,
-    scope: grant.scope.join(' '),
-    credential_id: grant.client.credentialId
+    jti,
+    client_id: client.clientId,
+    scope: issuance.scope.join(' '),
+    // Set even when undefined (JSON leaves it out), so a grant's claims cannot name a credential.
+    credential_id: issuance.credentialId
   }
   const input = signingInput({ alg: keys.current.alg, typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey)
   const [token] = await Promise.all([
@@ -92,12 +91,12 @@ export async function issueAccessToken (
     // Issuing writes nothing else to PostgreSQL: the event is group-committed, and committed before the token is returned.
     app.audit.record({
       type: 'token.issued',
-      agentId: grant.client.agentId,
-      ...actorOf(request, grant.client.clientId),
-      data: { jti: grant.jti, scope: claims.scope, aud: claims.aud, client_id: claims.client_id, grant_type: grant.grantType, credential_id: claims.credential_id, exp: claims.exp }
+      agentId: claims.sub,
+      ...actorOf(request, client.clientId),
+      data: { jti, scope: claims.scope, aud: claims.aud, client_id: claims.client_id, grant_type: grant.grantType, credential_id: claims.credential_id ?? null, exp: claims.exp }
     }),
     // The counter lives in Redis only; a Redis failure must not refuse the token.
-    app.store.incr(monthlyUsageKey(grant.client.agentId, utcMonth(new Date(issuedAtMs))), 400 * 24 * 3600_000)
+    app.store.incr(monthlyUsageKey(client.agentId, utcMonth(new Date(issuedAtMs))), 400 * 24 * 3600_000)
       .catch((error: Error) => { request.log.warn({ err: { message: error.message } }, 'monthly usage not counted: store unavailable') })
   ])
   app.metrics.tokensIssued.inc({ grant_type: grant.grantType })

@@ -17,8 +17,8 @@ describe('POST /api/v1/agents/{id}/credentials', () => {
     expect(response.statusCode).toBe(201)
     expect(response.headers['cache-control']).toBe('no-store')
     const credential = response.json()
-    expect(Object.keys(credential).sort()).toEqual(['client_id', 'client_secret', 'created_at', 'expires_at', 'id'])
-    expect(credential).toMatchObject({ client_id: agent.client_id, expires_at: null })
+    expect(Object.keys(credential).sort()).toEqual(['client_id', 'client_secret', 'created_at', 'expires_at', 'id', 'type'])
+    expect(credential).toMatchObject({ type: 'client_secret', client_id: agent.client_id, expires_at: null })
     expect(response.headers.location).toBe(`/api/v1/agents/${agent.id}/credentials/${credential.id}`)
 
     // The secret names its credential and carries 256 random bits in a form-urlencoding-safe alphabet.
@@ -42,6 +42,19 @@ describe('POST /api/v1/agents/{id}/credentials', () => {
     const response = await app.inject({ method: 'POST', url: `/api/v1/agents/${agent.id}/credentials`, headers: await authHeaders(app) })
     expect(response.statusCode).toBe(201)
     expect(response.json().expires_at).toBeNull()
+  })
+
+  it('takes type client_secret, and refuses any other type with a 400 naming body/type', async () => {
+    const app = await context.build()
+    const agent = await createAgent(app)
+    expect(await createCredential(app, agent.id, { type: 'client_secret' })).toMatchObject({ type: 'client_secret' })
+    const headers = await authHeaders(app)
+    for (const type of ['private_key_jwt', '', 'CLIENT_SECRET']) {
+      const response = await app.inject({ method: 'POST', url: `/api/v1/agents/${agent.id}/credentials`, headers, payload: { type } })
+      expect(response.statusCode, type).toBe(400)
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(response.json().errors[0].location).toMatch(/^body\/type/)
+    }
   })
 
   it('keeps an expiry in the future and refuses one in the past or malformed with a 400', async () => {
@@ -93,8 +106,8 @@ describe('GET /api/v1/agents/{id}/credentials', () => {
     const response = await app.inject({ method: 'GET', url: `/api/v1/agents/${agent.id}/credentials`, headers })
     expect(response.statusCode).toBe(200)
     const { items } = response.json()
-    expect(Object.keys(items[0]).sort()).toEqual(['client_id', 'created_at', 'expires_at', 'id', 'last_used_at', 'revoked_at'])
-    expect(items[0]).toMatchObject({ id: old.id, client_id: agent.client_id, revoked_at: expect.any(String) })
+    expect(Object.keys(items[0]).sort()).toEqual(['client_id', 'created_at', 'expires_at', 'id', 'last_used_at', 'revoked_at', 'type'])
+    expect(items[0]).toMatchObject({ id: old.id, type: 'client_secret', client_id: agent.client_id, revoked_at: expect.any(String) })
     expect(items[1]).toMatchObject({ id: rotated.id, revoked_at: null })
     expect(response.body).not.toContain('argon2')
     expect(response.body).not.toContain(rotated.client_secret)

@@ -443,8 +443,8 @@ describe('docs agree with the code', () => {
       COMPLETE_MARKER_KEY,
       monthlyUsageKey('{agent_id}', '{YYYY-MM}')
     ].sort())
-    expect(read('plugins/infra/rate-limit.ts')).toContain('`rate:${params.routeInfo?.url')
-    expect(read('plugins/clients/authentication.ts')).toContain('`rate:authfail:${clientId}:${ip}`')
+    expect(read('plugins/infra/rate-limit.ts')).toContain('`rate:${params.route ?? params.routeInfo?.url')
+    expect(read('plugins/clients/authentication/index.ts')).toContain('`rate:authfail:${clientId}:${ip}`')
     const patterns = (tablesByHeading(read('docs/devops/operations.md')).get('Redis key patterns') ?? []).map((cells) => unquote(cells[0] as string))
     expect(patterns).toEqual(['rate:*', 'revoked:*', 'monthly:*'])
 

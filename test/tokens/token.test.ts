@@ -5,6 +5,7 @@ import type { App } from '../../src/app.js'
 import { LogCapture, setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 import { basicAuth, claimsOf, headerOf, postForm, requestToken } from '../support/oauth.js'
+import { GRANTS } from '../../plugins/tokens/grants/index.js'
 
 const context = setupTestContext()
 const DEAD_REDIS = 'redis://127.0.0.1:1'
@@ -126,7 +127,11 @@ describe('POST /oauth2/token — errors (RFC 6749 §5.2)', () => {
   it('unsupported or missing grant_type, a JSON body, a repeated parameter: the right error, never a 5xx', async () => {
     const app = await context.build()
     const { clientId, secret } = await agentWithCredential(app)
-    expectOAuthError(await postForm(app, '/oauth2/token', { grant_type: 'password' }, { authorization: basicAuth(clientId, secret) }), 400, 'unsupported_grant_type')
+    const unsupported = await postForm(app, '/oauth2/token', { grant_type: 'password' }, { authorization: basicAuth(clientId, secret) })
+    expectOAuthError(unsupported, 400, 'unsupported_grant_type')
+    // The grants this server has, from the registry (as discovery lists them).
+    expect(unsupported.json().error_description).toBe(`grant_type password is not supported; supported: ${Object.keys(GRANTS).join(', ')}`)
+    expectOAuthError(await postForm(app, '/oauth2/token', { grant_type: 'toString' }, { authorization: basicAuth(clientId, secret) }), 400, 'unsupported_grant_type')
     expectOAuthError(await postForm(app, '/oauth2/token', {}, { authorization: basicAuth(clientId, secret) }), 400, 'invalid_request')
     expectOAuthError(await app.inject({ method: 'POST', url: '/oauth2/token', headers: { 'content-type': 'application/json', authorization: basicAuth(clientId, secret) }, payload: { grant_type: 'client_credentials' } }), 400, 'invalid_request')
     expectOAuthError(await app.inject({ method: 'POST', url: '/oauth2/token', headers: { 'content-type': 'text/plain' }, payload: 'grant_type=client_credentials' }), 400, 'invalid_request')
@@ -237,6 +242,17 @@ describe('rate limits', () => {
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0)
     expect(limited.json().error).toBe('slow_down')
     expect((await requestToken(app, other.clientId, other.secret)).statusCode).toBe(200)
+  })
+
+  it('only an authenticated client spends its per-client quota, counted under rate:/oauth2/token:{client_id}', async () => {
+    const app = await context.build({ RATE_LIMIT_TOKEN_PER_MIN: '1' })
+    const { clientId, secret } = await agentWithCredential(app)
+    // Client authentication runs before the per-client limiter: failures have their own limiter, by address.
+    for (let i = 0; i < 2; i++) expectOAuthError(await requestToken(app, clientId, 'wrong'), 401, 'invalid_client')
+    expect(await app.store.get(`rate:/oauth2/token:${clientId}`)).toBeNull()
+    expect((await requestToken(app, clientId, secret)).statusCode).toBe(200)
+    expect(await app.store.get(`rate:/oauth2/token:${clientId}`)).toBe('1')
+    expectOAuthError(await requestToken(app, clientId, secret), 429, 'slow_down')
   })
 
   it('failed authentications per client_id and address are refused before any hash, without locking out other addresses', async () => {

@@ -1,4 +1,5 @@
 import type { Queryable } from '../../../src/database.js'
+import type { CredentialType } from '../../../schemas/credentials.js'
 
 /** A credentials row without its hash: what every read except verification needs. */
 export interface CredentialRow {
@@ -10,6 +11,8 @@ export interface CredentialRow {
   last_used_at: Date | null
   /** The credential of BOOTSTRAP_CLIENT_SECRET (sql/0008): set at start-up only. */
   bootstrap: boolean
+  /** What it holds (sql/0009). */
+  type: CredentialType
 }
 
 /** A credential with its argon2id hash, for the few callers that verify a secret. */
@@ -18,18 +21,18 @@ export interface CredentialWithHash extends CredentialRow {
 }
 
 /** Inserts a credential; only the hash of its secret is ever given to the database. */
-export async function insertCredential (sql: Queryable, credential: { id: string, agent_id: string, secret_hash: string, expires_at: Date | null, bootstrap?: boolean }): Promise<CredentialRow> {
+export async function insertCredential (sql: Queryable, credential: { id: string, agent_id: string, secret_hash: string, expires_at: Date | null, bootstrap?: boolean, type?: CredentialType }): Promise<CredentialRow> {
   const [row] = await sql<CredentialRow[]>`
-    insert into credentials (id, agent_id, secret_hash, expires_at, bootstrap)
-    values (${credential.id}, ${credential.agent_id}, ${credential.secret_hash}, ${credential.expires_at}, ${credential.bootstrap ?? false})
-    returning id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap`
+    insert into credentials (id, agent_id, secret_hash, expires_at, bootstrap, type)
+    values (${credential.id}, ${credential.agent_id}, ${credential.secret_hash}, ${credential.expires_at}, ${credential.bootstrap ?? false}, ${credential.type ?? 'client_secret'})
+    returning id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap, type`
   return row as CredentialRow
 }
 
 /** Every credential of the agent, live or not, oldest first. */
 export async function listCredentials (sql: Queryable, agentId: string): Promise<CredentialRow[]> {
   return await sql<CredentialRow[]>`
-    select id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap
+    select id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap, type
     from credentials where agent_id = ${agentId}
     order by id`
 }
@@ -37,7 +40,7 @@ export async function listCredentials (sql: Queryable, agentId: string): Promise
 /** The credential if it belongs to the agent, else undefined. */
 export async function findCredential (sql: Queryable, agentId: string, credentialId: string): Promise<CredentialRow | undefined> {
   const [row] = await sql<CredentialRow[]>`
-    select id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap
+    select id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap, type
     from credentials where id = ${credentialId} and agent_id = ${agentId}`
   return row
 }
@@ -45,7 +48,7 @@ export async function findCredential (sql: Queryable, agentId: string, credentia
 /** The agent's credentials that are neither revoked nor expired, with their hashes. */
 export async function liveCredentialsWithHash (sql: Queryable, agentId: string): Promise<CredentialWithHash[]> {
   return await sql<CredentialWithHash[]>`
-    select id, agent_id, secret_hash, created_at, expires_at, revoked_at, last_used_at, bootstrap
+    select id, agent_id, secret_hash, created_at, expires_at, revoked_at, last_used_at, bootstrap, type
     from credentials
     where agent_id = ${agentId} and revoked_at is null and (expires_at is null or expires_at > now())
     order by id`
@@ -88,9 +91,9 @@ export interface ClientCredentialRow {
 }
 
 /**
- * The live (not revoked, not expired) credentials of the agent with this client_id, with their hashes: only the
- * one with `credentialId` when given. At most two rows, which is all client authentication needs to decide: the
- * bootstrap credential first, as a secret that names no credential is the bootstrap admin's.
+ * The live (not revoked, not expired) client_secret credentials of the agent with this client_id, with their
+ * hashes: only the one with `credentialId` when given. At most two rows, which is all client authentication needs
+ * to decide: the bootstrap credential first, as a secret that names no credential is the bootstrap admin's.
  */
 export async function liveCredentialsOfClient (sql: Queryable, clientId: string, credentialId?: string): Promise<ClientCredentialRow[]> {
   return await sql<ClientCredentialRow[]>`
@@ -98,7 +101,7 @@ export async function liveCredentialsOfClient (sql: Queryable, clientId: string,
            c.id as credential_id, c.secret_hash, c.expires_at, c.bootstrap
     from agents a join credentials c on c.agent_id = a.id
     where a.client_id = ${clientId}
-      and c.revoked_at is null and (c.expires_at is null or c.expires_at > now())
+      and c.type = 'client_secret' and c.revoked_at is null and (c.expires_at is null or c.expires_at > now())
       ${credentialId === undefined ? sql`` : sql`and c.id = ${credentialId}`}
     order by c.bootstrap desc, c.id
     limit 2`

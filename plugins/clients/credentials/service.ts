@@ -15,6 +15,7 @@ const iso = (date: Date | null): string | null => date === null ? null : date.to
 function toCredential (row: CredentialRow, clientId: string): Credential {
   return {
     id: row.id,
+    type: row.type,
     client_id: clientId,
     created_at: row.created_at.toISOString(),
     expires_at: iso(row.expires_at),
@@ -59,7 +60,7 @@ export function credentialService (deps: Deps) {
         const agent = await existingAgent(tx, agentId, 'share')
         refuseDecommissioned(agent)
         authorize(deps.config, caller, { kind: 'credential.create', target: agent })
-        const row = await insertCredential(tx, { id, agent_id: agentId, secret_hash: secretHash, expires_at: expiresAt })
+        const row = await insertCredential(tx, { id, agent_id: agentId, secret_hash: secretHash, expires_at: expiresAt, type: body?.type })
         await deps.audit.recordIn(tx, {
           type: 'credential.created',
           agentId,
@@ -70,6 +71,7 @@ export function credentialService (deps: Deps) {
       })
       return {
         id: row.id,
+        type: row.type,
         client_id: agent.client_id,
         client_secret: secret,
         created_at: row.created_at.toISOString(),

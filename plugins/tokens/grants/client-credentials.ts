@@ -1,24 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InvalidScope, InvalidTarget } from '../../../src/errors.js'
 import { parseScope, SCOPE_TOKEN } from '../../../src/scopes.js'
-import type { AuthenticatedClient } from '../../clients/authentication.js'
-import { issueAccessToken, type TokenResponse } from '../issuer.js'
-import type { TokenRequestBody } from '../../../schemas/tokens.js'
-
-/** What every grant handler receives: the authenticated client and the request's jti (its issue time). */
-export interface GrantContext {
-  app: FastifyInstance
-  request: FastifyRequest
-  body: TokenRequestBody
-  client: AuthenticatedClient
-  jti: string
-}
-
-/** A grant type: its handler and the request parameters it reads (RFC 6749 §3.2: others are ignored). */
-export interface Grant {
-  parameters: readonly string[]
-  handle(context: GrantContext): Promise<TokenResponse>
-}
+import type { Grant } from './index.js'
 
 /**
  * RFC 8707 §2: each resource is an absolute URI without a fragment, and one the client may name: the default
@@ -52,16 +34,19 @@ function grantedScopes (requested: string | undefined, allowed: string[]): strin
   return scopes
 }
 
-/** RFC 6749 §4.4: the client acts on its own behalf; the token's subject is the agent. */
+/**
+ * RFC 6749 §4.4: the client acts on its own behalf; the token's subject is its agent, and the token dies with the
+ * credential the client authenticated with.
+ */
 export const clientCredentials: Grant = {
   parameters: ['scope', 'resource'],
-  async handle ({ app, request, body, client, jti }) {
-    return await issueAccessToken(app, request, {
-      grantType: 'client_credentials',
-      client,
-      jti,
+  clientAuthentication: 'required',
+  async handle ({ request, body, client }) {
+    return {
+      subject: client.agentId,
       scope: grantedScopes(body.scope, client.scopes),
-      audience: audienceOf(body.resource, client.resources, request.issuerContext.tokenAudience)
-    })
+      audience: audienceOf(body.resource, client.resources, request.issuerContext.tokenAudience),
+      credentialId: client.credentialId
+    }
   }
 }

@@ -1,13 +1,13 @@
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { InvalidClient, InvalidRequest, OAuthError, SlowDown, TemporarilyUnavailable } from '../../src/errors.js'
-import { ExpiringCache } from '../../src/expiring-cache.js'
-import { credentialIdOfSecret, HashQueueFull, unmatchableHash, verifySecret } from '../../src/secrets.js'
-import { findAgentByClientId } from './agents/repository.js'
-import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from './credentials/repository.js'
-import { actorOf } from '../audit/index.js'
-import { authorizationHeaderCount } from '../tokens/bearer.js'
+import { InvalidClient, OAuthError, SlowDown, TemporarilyUnavailable } from '../../../src/errors.js'
+import { ExpiringCache } from '../../../src/expiring-cache.js'
+import { credentialIdOfSecret, HashQueueFull, unmatchableHash, verifySecret } from '../../../src/secrets.js'
+import { findAgentByClientId } from '../agents/repository.js'
+import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from '../credentials/repository.js'
+import { actorOf } from '../../audit/index.js'
+import { presentedCredentials, UnreadableCredentials, type PresentedCredentials } from './methods/index.js'
 
 /** A client that proved it holds a live credential of an active agent. */
 export interface AuthenticatedClient {
@@ -20,24 +20,27 @@ export interface AuthenticatedClient {
   resources: string[]
   /** When the credential expires (epoch ms; Infinity for never): no token outlives it. */
   credentialExpiresAt: number
-  method: 'client_secret_basic' | 'client_secret_post'
+  /** The RFC 7591 name of the method it authenticated with (methods/). */
+  method: string
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     /**
-     * RFC 6749 §2.3.1 client authentication for the OAuth endpoints (client_secret_basic or client_secret_post,
-     * exactly one). Throws InvalidClient (401), InvalidRequest, a 429 when the client_id has failed too often
-     * from this address, or a 503 when its share of the hashing queue is full. `endpoint` names the caller in audit events and metrics. The agent's standing is observed
+     * RFC 6749 §2.3.1 client authentication for the OAuth endpoints, by exactly one method of the methods/
+     * registry. Throws InvalidClient (401), InvalidRequest, a 429 when the client_id has failed too often from this
+     * address, or a 503 when its share of the hashing queue is full. `endpoint` names the caller in audit events and
+     * metrics. The agent's standing is observed
      * after the call starts: a token whose issue time is taken before the call dies with any watermark set after
      * that observation.
      */
     authenticateClient(request: FastifyRequest, endpoint: string): Promise<AuthenticatedClient>
   }
+  interface FastifyRequest {
+    /** The client an OAuth endpoint authenticated (plugins/tokens/oauth-route.ts); null before that step. */
+    client: AuthenticatedClient | null
+  }
 }
-
-/** The client authentication methods this server supports, as discovery names them. */
-export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post'] as const
 
 // A verified secret is trusted from memory for this long (status changes are still seen on the very next request).
 const CACHE_TTL_MS = 60_000
@@ -50,60 +53,6 @@ const REFUSAL_MEMORY_MS = 1000
 const FAILURE_WINDOW_MS = 60_000
 // Hex digits of a client_id fingerprint in the audit trail: enough to tell repeated values apart, not to recover one.
 const FINGERPRINT_HEX_DIGITS = 12
-
-interface PresentedCredentials {
-  clientId: string
-  secret: string
-  method: AuthenticatedClient['method']
-}
-
-/** RFC 6749 §2.3.1 / Appendix B: client_id and client_secret are form-urlencoded inside the Basic credentials. */
-function formDecode (value: string): string {
-  return decodeURIComponent(value.replace(/\+/g, ' '))
-}
-
-/** Client authentication that failed before any client could be named: nothing to look up, still a failure to record. */
-class UnreadableCredentials extends Error {
-  constructor (readonly reason: 'no_credentials' | 'malformed_credentials', readonly description: string, readonly method?: AuthenticatedClient['method']) {
-    super(description)
-  }
-}
-
-/** The credentials a request presents, by exactly one method. */
-function presentedCredentials (request: FastifyRequest): PresentedCredentials {
-  const body = (request.body ?? {}) as Record<string, unknown>
-  const header = request.headers.authorization
-  const inBody = body.client_secret !== undefined
-  // Node keeps the first of repeated Authorization headers, a proxy in front may have judged another: two are two
-  // credentials, which RFC 6749 §2.3 forbids in one request, as the management API refuses two Bearer tokens.
-  if (authorizationHeaderCount(request) > 1) throw new InvalidRequest('the request carries more than one Authorization header')
-  if (header !== undefined && /^basic /i.test(header)) {
-    if (inBody) throw new InvalidRequest('use one client authentication method, not both client_secret_basic and client_secret_post')
-    const encoded = header.slice(6).trim()
-    const bytes = Buffer.from(encoded, 'base64')
-    // Node's decoder stops at the first '=' and skips what it cannot read: without this check, "Basic <valid>==x",
-    // "Basic <valid>x" or two headers folded into one ("Basic <valid>, Basic <other>") authenticated as the first
-    // credentials. Only the base64 of exactly those bytes (RFC 4648 §3.5), padded or not, is read.
-    const canonical = bytes.toString('base64')
-    if (encoded !== canonical && encoded !== canonical.replace(/=+$/, '')) throw new UnreadableCredentials('malformed_credentials', 'malformed Basic credentials', 'client_secret_basic')
-    const decoded = bytes.toString('utf8')
-    const colon = decoded.indexOf(':')
-    if (colon < 1) throw new UnreadableCredentials('malformed_credentials', 'malformed Basic credentials', 'client_secret_basic')
-    try {
-      const clientId = formDecode(decoded.slice(0, colon))
-      if (typeof body.client_id === 'string' && body.client_id !== clientId) throw new InvalidRequest('client_id in the body differs from the authenticated client')
-      return { clientId, secret: formDecode(decoded.slice(colon + 1)), method: 'client_secret_basic' }
-    } catch (error) {
-      if (error instanceof OAuthError) throw error
-      throw new UnreadableCredentials('malformed_credentials', 'malformed Basic credentials', 'client_secret_basic')
-    }
-  }
-  if (inBody) {
-    if (typeof body.client_id !== 'string' || typeof body.client_secret !== 'string') throw new InvalidRequest('client_id and client_secret must each be given once')
-    return { clientId: body.client_id, secret: body.client_secret, method: 'client_secret_post' }
-  }
-  throw new UnreadableCredentials('no_credentials', 'client authentication is required (client_secret_basic or client_secret_post)')
-}
 
 interface CachedVerification {
   agentId: string
@@ -129,6 +78,7 @@ export default fp(async (app) => {
   const fingerprint = (value: string): string => createHmac('sha256', fingerprintKey).update(value).digest('hex').slice(0, FINGERPRINT_HEX_DIGITS)
   // Computed now, not on the first unknown client_id, so that one costs what a wrong secret costs too.
   const dummyHash = await unmatchableHash()
+  app.decorateRequest('client', null)
 
   function keyOf (presented: PresentedCredentials): string {
     return createHmac('sha256', cacheKey).update(presented.clientId).update('\0').update(presented.secret).digest('base64url')

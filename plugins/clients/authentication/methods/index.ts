@@ -1,0 +1,31 @@
+import type { FastifyRequest } from 'fastify'
+import { InvalidRequest } from '../../../../src/errors.js'
+import { authorizationHeaderCount } from '../../../tokens/bearer.js'
+import { clientSecretBasic } from './client-secret-basic.js'
+import { clientSecretPost } from './client-secret-post.js'
+import { UnreadableCredentials, type ClientAuthMethod, type PresentedCredentials } from './method.js'
+
+export { UnreadableCredentials, type ClientAuthMethod, type PresentedCredentials } from './method.js'
+
+/**
+ * The client authentication methods this server supports, by their RFC 7591 names, as discovery lists them.
+ * Adding one (private_key_jwt) is adding a file and a line.
+ */
+export const CLIENT_AUTH_METHODS: Readonly<Record<string, ClientAuthMethod>> = {
+  [clientSecretBasic.name]: clientSecretBasic,
+  [clientSecretPost.name]: clientSecretPost
+}
+
+const METHODS = Object.values(CLIENT_AUTH_METHODS)
+
+/** The credentials a request presents, by exactly one method (RFC 6749 §2.3: a client uses one per request). */
+export function presentedCredentials (request: FastifyRequest): PresentedCredentials {
+  // Node keeps the first of repeated Authorization headers, a proxy in front may have judged another: two are two
+  // credentials, which RFC 6749 §2.3 forbids in one request, as the management API refuses two Bearer tokens.
+  if (authorizationHeaderCount(request) > 1) throw new InvalidRequest('the request carries more than one Authorization header')
+  const presented = METHODS.filter((method) => method.isPresented(request))
+  if (presented.length > 1) throw new InvalidRequest(`use one client authentication method, not both ${presented.map((method) => method.name).join(' and ')}`)
+  const [method] = presented
+  if (method === undefined) throw new UnreadableCredentials('no_credentials', `client authentication is required (${METHODS.map((each) => each.name).join(' or ')})`)
+  return method.read(request)
+}
