@@ -1,7 +1,7 @@
 /**
  * The import rules of the architecture (docs/devops/architecture.md), checked by `npm run lint:imports` in CI:
  * infra talks to the outside world and knows no capability; a capability reaches another only through the module
- * that one publishes on purpose, its index.ts (or the decorators it registers), types included. Only cycles of
+ * that one publishes on purpose, its public.ts (or the decorators it registers), types included. Only cycles of
  * type-only imports are allowed: the compiler erases them.
  */
 module.exports = {
@@ -14,11 +14,11 @@ module.exports = {
       to: { path: '^plugins/', pathNot: '^plugins/infra/' }
     },
     {
-      name: 'capabilities-meet-through-their-index',
-      comment: 'Import another capability through its index.ts, which publishes what others may use.',
+      name: 'capabilities-meet-through-what-they-publish',
+      comment: 'Import another capability through its public.ts, which publishes what others may use (index.ts is what app.ts registers).',
       severity: 'error',
       from: { path: '^plugins/([^/]+)/' },
-      to: { path: '^plugins/[^/]+/', pathNot: ['^plugins/$1/', '^plugins/infra/', '^plugins/[^/]+/index\\.ts$'] }
+      to: { path: '^plugins/[^/]+/', pathNot: ['^plugins/$1/', '^plugins/infra/', '^plugins/[^/]+/public\\.ts$'] }
     },
     {
       name: 'core-imports-no-plugin',

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
 import { conflict, forbidden, type ProblemError } from '../../src/errors.js'
 import { ADMIN_SCOPES, AdminScope, managementScopesOf } from '../../src/scopes.js'
-import { refused, type Denial } from '../tokens/bearer.js'
+import { refused, type Denial } from '../tokens/public.js'
 import type { AgentChanges, AgentRow } from './agents/repository.js'
 
 /**

@@ -13,4 +13,4 @@ const clients: FastifyPluginAsync = async (app) => {
 
 export default clients
 export { default as clientAuthentication } from './authentication/index.js'
-export type { AuthenticatedClient } from './authentication/index.js'
+export * from './public.js'

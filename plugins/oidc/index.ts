@@ -2,8 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
 import { DiscoverySchema, JwksSchema } from '../../schemas/oidc.js'
 import { ADMIN_SCOPES } from '../../src/scopes.js'
-import { CLIENT_AUTH_METHODS } from '../clients/authentication/methods/index.js'
-import { GRANTS, type IssuerContext } from '../tokens/index.js'
+import { CLIENT_AUTH_METHODS } from '../clients/public.js'
+import { GRANTS, type IssuerContext } from '../tokens/public.js'
 
 type Discovery = Static<typeof DiscoverySchema>
 

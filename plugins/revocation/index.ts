@@ -2,7 +2,7 @@ import formbody from '@fastify/formbody'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { oauthErrorResponses } from '../../schemas/common.js'
 import { IntrospectionSchema, TokenParameterBodySchema } from '../../schemas/revocation.js'
-import { oauthRoute } from '../tokens/oauth-route.js'
+import { oauthRoute } from '../tokens/public.js'
 import { revocationService } from './service.js'
 
 /** POST /oauth2/revoke (RFC 7009) and POST /oauth2/introspect (RFC 7662), client-authenticated like the token endpoint. */
@@ -51,3 +51,4 @@ const revocation: FastifyPluginAsyncTypebox = async (app) => {
 export default revocation
 
 export { default as revocationState } from './state.js'
+export * from './public.js'

@@ -4,8 +4,8 @@ import fp from 'fastify-plugin'
 import { errors, jwtVerify, type JWTPayload } from 'jose'
 import { ProblemError } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
-import { actorOf } from '../audit/index.js'
-import { tokenRefOf } from '../revocation/state.js'
+import { actorOf } from '../audit/public.js'
+import { tokenRefOf } from '../revocation/public.js'
 import type { IssuerContext } from './issuer-context.js'
 
 /** The verified caller of a management API request. */

@@ -63,5 +63,5 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
 export default tokens
 
 export { default as bearerAuthentication } from './bearer.js'
-export { default as issuerContext, type IssuerContext } from './issuer-context.js'
-export { GRANTS } from './grants/index.js'
+export { default as issuerContext } from './issuer-context.js'
+export * from './public.js'

@@ -1,7 +1,7 @@
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, preHandlerAsyncHookHandler } from 'fastify'
 import type { Static, TSchema } from 'typebox'
 import { InvalidRequest } from '../../src/errors.js'
-import type { AuthenticatedClient } from '../clients/authentication/index.js'
+import type { AuthenticatedClient } from '../clients/public.js'
 import { rateLimitStep } from '../infra/rate-limit.js'
 
 /** A client-authenticated OAuth endpoint: POST, form-encoded, answered with RFC 6749 §5.2 errors. */

@@ -7,7 +7,7 @@ import {
 } from '../../../schemas/agents.js'
 import { problemResponses } from '../../../schemas/common.js'
 import { bootstrapAdmin } from '../bootstrap.js'
-import { principalActor } from '../../audit/index.js'
+import { principalActor } from '../../audit/public.js'
 import { managementRouteConfig } from '../../infra/rate-limit.js'
 import { principalCaller } from '../authorization.js'
 import { agentService } from './service.js'

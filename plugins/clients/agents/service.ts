@@ -1,9 +1,9 @@
-import type { AuditActor, AuditEvent } from '../../audit/index.js'
+import type { AuditActor, AuditEvent } from '../../audit/public.js'
 import { badRequest, conflict, notFound, serviceUnavailable } from '../../../src/errors.js'
 import type { Queryable } from '../../../src/database.js'
 import { newId } from '../../../src/ids.js'
 import { generateClientId } from '../../../src/secrets.js'
-import { monthlyUsageKey, utcMonth } from '../../tokens/usage-keys.js'
+import { monthlyUsageKey, utcMonth } from '../../tokens/public.js'
 import {
   AGENT_SCOPES_MAX_LENGTH, METADATA_MAX_BYTES,
   type Agent, type AgentMetadata, type AgentPage, type CreateAgentBody, type ListAgentsQuery, type UpdateAgentBody, type Usage
@@ -11,7 +11,7 @@ import {
 import { UUID_PATTERN } from '../../../schemas/common.js'
 import { revokeAllCredentials } from '../credentials/repository.js'
 import { authorize, type Caller } from '../authorization.js'
-import { publishChanges } from '../../revocation/watermarks.js'
+import { publishChanges } from '../../revocation/public.js'
 import type { Deps } from '../deps.js'
 import { findAgent, insertAgent, listAgents, updateAgent, type AgentChanges, type AgentLock, type AgentRow } from './repository.js'
 

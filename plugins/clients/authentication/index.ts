@@ -6,7 +6,7 @@ import { ExpiringCache } from '../../../src/expiring-cache.js'
 import { credentialIdOfSecret, HashQueueFull, unmatchableHash, verifySecret } from '../../../src/secrets.js'
 import { findAgentByClientId } from '../agents/repository.js'
 import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from '../credentials/repository.js'
-import { actorOf } from '../../audit/index.js'
+import { actorOf } from '../../audit/public.js'
 import { presentedCredentials, UnreadableCredentials, type PresentedCredentials } from './methods/index.js'
 
 /** A client that proved it holds a live credential of an active agent. */

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { TokenRequestBody } from '../../../schemas/tokens.js'
-import type { AuthenticatedClient } from '../../clients/authentication/index.js'
+import type { AuthenticatedClient } from '../../clients/public.js'
 import { clientCredentials } from './client-credentials.js'
 
 /** What every grant handler receives: the authenticated client, the request's jti (its issue time), its parameters. */

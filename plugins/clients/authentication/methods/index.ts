@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { InvalidRequest } from '../../../../src/errors.js'
-import { authorizationHeaderCount } from '../../../tokens/bearer.js'
+import { authorizationHeaderCount } from '../../../tokens/public.js'
 import { clientSecretBasic } from './client-secret-basic.js'
 import { clientSecretPost } from './client-secret-post.js'
 import { UnreadableCredentials, type ClientAuthMethod, type PresentedCredentials } from './method.js'
