@@ -75,7 +75,9 @@ export const AgentSchema = Type.Object({
   scopes: Type.Array(Type.String()),
   resources: Type.Array(Type.String()),
   status: AgentStatusSchema,
-  metadata: Type.Record(Type.String(), Type.Unknown()),
+  // Not Type.Record: its key pattern ^.*$ does not match a key holding a line break, and the serializer would drop
+  // that member from the answer while it is stored.
+  metadata: Type.Object({}, { additionalProperties: true }),
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' })
 }, { title: 'Agent' })

@@ -52,7 +52,9 @@ describe('what the column types found, pinned (each was a 500, or stored altered
 
   it('text that is well formed is stored as sent: astral characters, U+FFFF, 8 levels of metadata', async () => {
     const app = await context.build()
-    const metadata = { a: [[[[[[['😀']]]]]]], '\uFFFF': '\uFEFF𝔘' }
+    // A member name with a line break: the answer's schema once matched names with ^.*$ and dropped it (found by
+    // column-types.long.test.ts), while the database kept it.
+    const metadata = { a: [[[[[[['😀']]]]]]], '\uFFFF': '\uFEFF𝔘', '\u{107715}\u000b\nv': [false, -3.899801125908937e-262, null] }
     const agent = await createAgent(app, { name: '😀 bot \uFFFF', metadata })
     expect(agent).toMatchObject({ name: '😀 bot \uFFFF', metadata })
   })
