@@ -165,6 +165,16 @@ describe('authenticating with private_key_jwt', () => {
     for (const event of failures) expect(event.data).toMatchObject({ endpoint: 'token', client_id: clientId, method: 'private_key_jwt' })
   })
 
+  it('keeps a jti single use while Redis is down', async () => {
+    const app = await context.build({ REDIS_URL: 'redis://127.0.0.1:1' })
+    const { clientId, privateKey } = await keyedAgent(app)
+    const signed = await assertion(app, privateKey, clientId)
+    expect((await withAssertion(app, signed)).statusCode).toBe(200)
+    const replay = await withAssertion(app, signed)
+    expect(replay.statusCode).toBe(401)
+    expect(replay.json().error).toBe('invalid_client')
+  })
+
   it('refuses two authentication methods at once with 400 invalid_request (RFC 6749 §5.2)', async () => {
     const app = await context.build()
     const { agent, clientId, privateKey } = await keyedAgent(app)
