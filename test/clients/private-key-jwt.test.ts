@@ -150,6 +150,7 @@ describe('authenticating with private_key_jwt', () => {
       ['expired', await assertion(app, privateKey, clientId, { iat: now - 200, exp: now - 100 })],
       ['nbf in the future', await assertion(app, privateKey, clientId, { nbf: now + 120, exp: now + 200 })],
       ['typ at+jwt', await assertion(app, privateKey, clientId, { typ: 'at+jwt' })],
+      ['jti holding NUL', await assertion(app, privateKey, clientId, { jti: 'a\u0000b' })],
       ['replayed jti', replayed]
     ]
     for (const [name, signed] of cases) {
@@ -160,9 +161,12 @@ describe('authenticating with private_key_jwt', () => {
     const failures = (await auditEvents(app, 'auth.failed')).filter((event) => event.agent_id === agent.id)
     expect(failures).toHaveLength(cases.length)
     expect(new Set(failures.map((event) => event.data.reason))).toEqual(new Set([
-      'assertion_alg', 'assertion_signature', 'assertion_aud', 'assertion_iss', 'assertion_exp', 'assertion_lifetime', 'assertion_expired', 'assertion_nbf', 'assertion_typ', 'assertion_replayed'
+      'assertion_alg', 'assertion_signature', 'assertion_aud', 'assertion_iss', 'assertion_exp', 'assertion_lifetime', 'assertion_expired', 'assertion_nbf', 'assertion_typ', 'assertion_jti', 'assertion_replayed'
     ]))
     for (const event of failures) expect(event.data).toMatchObject({ endpoint: 'token', client_id: clientId, method: 'private_key_jwt' })
+    // A kid holding NUL names no key and reaches no query.
+    const nulKid = await withAssertion(app, await assertion(app, privateKey, clientId, { kid: 'a\u0000b' }))
+    expect(nulKid.statusCode).toBe(401)
   })
 
   it('keeps a jti single use while Redis is down', async () => {

@@ -268,7 +268,7 @@ export default fp(async (app) => {
     const nowS = Math.floor(Date.now() / 1000)
     const exp = payload.exp as number
     if (exp - (payload.iat ?? nowS) > MAX_ASSERTION_LIFETIME_S + (payload.iat === undefined ? CLOCK_TOLERANCE_S : 0)) return { reason: 'assertion_lifetime', description: `client_assertion exp must be at most ${MAX_ASSERTION_LIFETIME_S} seconds after iat` }
-    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > MAX_JTI_LENGTH) return { reason: 'assertion_jti', description: 'client_assertion jti must be a string of at most 256 characters' }
+    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > MAX_JTI_LENGTH || payload.jti.includes('\0')) return { reason: 'assertion_jti', description: 'client_assertion jti must be a string of at most 256 characters' }
     return verified
   }
 
@@ -285,7 +285,11 @@ export default fp(async (app) => {
     } catch {
       return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId, method, description: 'client_assertion is not a JWT' })
     }
-    const kid = typeof header.kid === 'string' && header.kid.length <= MAX_CREDENTIAL_LENGTH ? header.kid : undefined
+    // A kid or jti holding NUL cannot reach a query (PostgreSQL text has none): it names no key, it is no usable jti.
+    if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length > MAX_CREDENTIAL_LENGTH || header.kid.includes('\0'))) {
+      return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId, method, description: 'client_assertion kid is malformed' })
+    }
+    const { kid } = header
     const cacheKeyOfKid = assertionKeyOf(clientId, kid)
     refuseRemembered(failureKey(clientId, request.ip))
 
