@@ -6,8 +6,10 @@ const Parameter = (description: string) => Type.String({ maxLength: 16_384, desc
 export const TokenParameterBodySchema = Type.Object({
   token: Parameter('The access token'),
   token_type_hint: Type.Optional(Parameter('access_token (refresh tokens are not issued; any hint is accepted and ignored)')),
-  client_id: Type.Optional(Parameter('client_secret_post only')),
-  client_secret: Type.Optional(Parameter('client_secret_post only'))
+  client_id: Type.Optional(Parameter('client_secret_post, or optionally private_key_jwt')),
+  client_secret: Type.Optional(Parameter('client_secret_post only')),
+  client_assertion_type: Type.Optional(Parameter('private_key_jwt only: urn:ietf:params:oauth:client-assertion-type:jwt-bearer')),
+  client_assertion: Type.Optional(Parameter('private_key_jwt only: a JWT signed with a registered key (RFC 7523 §2.2)'))
 }, { additionalProperties: Type.Unknown() })
 export type TokenParameterBody = Static<typeof TokenParameterBodySchema>
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
 import { DiscoverySchema, JwksSchema } from '../../schemas/oidc.js'
 import { ADMIN_SCOPES } from '../../src/scopes.js'
-import { CLIENT_AUTH_METHODS } from '../clients/public.js'
+import { ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS } from '../clients/public.js'
 import { GRANTS, type IssuerContext } from '../tokens/public.js'
 
 type Discovery = Static<typeof DiscoverySchema>
@@ -36,6 +36,8 @@ const oidc: FastifyPluginAsyncTypebox = async (app) => {
       ...(introspection === undefined ? {} : { introspection_endpoint: introspection, introspection_endpoint_auth_methods_supported: Object.keys(CLIENT_AUTH_METHODS) }),
       grant_types_supported: Object.keys(GRANTS),
       token_endpoint_auth_methods_supported: Object.keys(CLIENT_AUTH_METHODS),
+      // What a private_key_jwt client assertion may be signed with: asymmetric only.
+      token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
       scopes_supported: ADMIN_SCOPES,
       // No authorization endpoint and no ID tokens: agents use client_credentials. OIDC Discovery requires these
       // members; an empty list says honestly that no response type is served.

@@ -35,7 +35,7 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['oauth2'],
       summary: `Token endpoint: ${Object.keys(GRANTS).join(', ')}`,
-      description: 'Authenticate with client_secret_basic (form-urlencoded id and secret, RFC 6749 §2.3.1) or client_secret_post, exactly one. Returns an RFC 9068 JWT access token. Errors are RFC 6749 §5.2 JSON.',
+      description: 'Authenticate with client_secret_basic (form-urlencoded id and secret, RFC 6749 §2.3.1), client_secret_post or private_key_jwt (RFC 7523 §2.2), exactly one. Returns an RFC 9068 JWT access token. Errors are RFC 6749 §5.2 JSON.',
       consumes: ['application/x-www-form-urlencoded'],
       security: [{ clientSecretBasic: [] }, {}],
       body: TokenRequestBodySchema,

@@ -49,7 +49,7 @@ describe('POST /api/v1/agents/{id}/credentials', () => {
     const agent = await createAgent(app)
     expect(await createCredential(app, agent.id, { type: 'client_secret' })).toMatchObject({ type: 'client_secret' })
     const headers = await authHeaders(app)
-    for (const type of ['private_key_jwt', '', 'CLIENT_SECRET']) {
+    for (const type of ['client_assertion', '', 'CLIENT_SECRET']) {
       const response = await app.inject({ method: 'POST', url: `/api/v1/agents/${agent.id}/credentials`, headers, payload: { type } })
       expect(response.statusCode, type).toBe(400)
       expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)

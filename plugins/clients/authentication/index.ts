@@ -1,11 +1,13 @@
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto'
+import { createHmac, hkdfSync, randomBytes, type KeyObject } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type ProtectedHeaderParameters } from 'jose'
 import { InvalidClient, OAuthError, SlowDown, TemporarilyUnavailable } from '../../../src/errors.js'
 import { ExpiringCache } from '../../../src/expiring-cache.js'
 import { credentialIdOfSecret, HashQueueFull, unmatchableHash, verifySecret } from '../../../src/secrets.js'
 import { findAgentByClientId } from '../agents/repository.js'
-import { clientStanding, liveCredentialsOfClient, touchLastUsed, type ClientCredentialRow } from '../credentials/repository.js'
+import { ASSERTION_ALGORITHMS, algorithmsOf, keyOfJwk } from '../credentials/jwk.js'
+import { clientStanding, forgetExpiredAssertions, liveCredentialsOfClient, liveKeysOfClient, markAssertionUsed, touchLastUsed, type ClientCredentialRow } from '../credentials/repository.js'
 import { actorOf } from '../../audit/public.js'
 import { presentedCredentials, UnreadableCredentials, type PresentedCredentials } from './methods/index.js'
 
@@ -62,6 +64,21 @@ interface CachedVerification {
   credentialExpiresAt: number
   verifiedAtMs: number
 }
+
+/** A key credential a client assertion may be verified with, as read from PostgreSQL or cached. */
+interface AssertionKey extends CachedVerification {
+  key: KeyObject
+  algorithms: string[]
+}
+
+// private_key_jwt (RFC 7523): an assertion's bounds, and how often jtis of expired assertions are deleted.
+const MAX_ASSERTION_LENGTH = 8192
+const MAX_JTI_LENGTH = 256
+const MAX_ASSERTION_LIFETIME_S = 300
+const CLOCK_TOLERANCE_S = 5
+const JTI_CLEANUP_INTERVAL_MS = 60_000
+// RFC 7515 §4.1.9: typ is a media type, compared case-insensitively, "application/" optional.
+const ASSERTION_TYPS = new Set(['jwt', 'client-authentication+jwt'])
 
 export default fp(async (app) => {
   const { sql, store, config, revocations, metrics, log, keys } = app
@@ -192,6 +209,122 @@ export default fp(async (app) => {
     }
   }
 
+  const keyCache = new ExpiringCache<AssertionKey>(CACHE_MAX_ENTRIES)
+  let jtisCleanedAt = 0
+  const assertionKeyOf = (clientId: string, kid: string | undefined): string => createHmac('sha256', cacheKey).update('jwt\0').update(clientId).update('\0').update(kid ?? '').digest('base64url')
+
+  /** The client's live key credentials an assertion may name, its agent (null: none) and the agent's status. */
+  interface KeysFound { keys: AssertionKey[], agentId: string | null, status?: string }
+
+  async function assertionKeysOf (clientId: string, kid: string | undefined): Promise<KeysFound> {
+    const readAtMs = Date.now()
+    const rows = await liveKeysOfClient(sql, clientId, kid)
+    const agentId = rows[0]?.agent_id ?? (await findAgentByClientId(sql, clientId))?.id ?? null
+    const status = rows[0]?.agent_status
+    const keys = rows.map((row) => ({
+      agentId: row.agent_id,
+      credentialId: row.credential_id,
+      scopes: row.scopes,
+      resources: row.resources,
+      credentialExpiresAt: row.expires_at?.getTime() ?? Infinity,
+      verifiedAtMs: readAtMs,
+      key: keyOfJwk(row.public_jwk),
+      algorithms: algorithmsOf(row.public_jwk)
+    }))
+    return { keys, agentId, status }
+  }
+
+  type Checked = { key: AssertionKey, payload: JWTPayload } | { reason: string, description: string, badSignature?: true }
+
+  /**
+   * RFC 7523 §3 and OpenID Connect Core §9: the typ, the algorithm (asymmetric only), the signature by one of
+   * `keys`, iss = sub = client_id, aud this issuer (or its token endpoint), exp at most 5 minutes after iat, nbf, jti.
+   */
+  async function checkAssertion (request: FastifyRequest, assertion: string, header: ProtectedHeaderParameters, clientId: string, keys: AssertionKey[]): Promise<Checked> {
+    const typ = header.typ?.toLowerCase().replace(/^application\//, '')
+    if (typ !== undefined && !ASSERTION_TYPS.has(typ)) return { reason: 'assertion_typ', description: 'client_assertion typ must be absent, JWT or client-authentication+jwt' }
+    const alg = header.alg ?? ''
+    if (!(ASSERTION_ALGORITHMS as readonly string[]).includes(alg)) return { reason: 'assertion_alg', description: `client_assertion must be signed with one of ${ASSERTION_ALGORITHMS.join(', ')}` }
+    let verified: { key: AssertionKey, payload: JWTPayload } | undefined
+    for (const key of keys.filter((each) => each.algorithms.includes(alg))) {
+      try {
+        const { payload } = await jwtVerify(assertion, key.key, { algorithms: [alg], issuer: clientId, subject: clientId, requiredClaims: ['exp', 'jti'], clockTolerance: CLOCK_TOLERANCE_S })
+        verified = { key, payload }
+        break
+      } catch (error) {
+        if (error instanceof joseErrors.JWSSignatureVerificationFailed) continue
+        // Claims are checked only once the signature verified.
+        if (error instanceof joseErrors.JWTExpired) return { reason: 'assertion_expired', description: 'client_assertion has expired' }
+        if (error instanceof joseErrors.JWTClaimValidationFailed) return { reason: `assertion_${error.claim}`, description: `client_assertion claim ${error.claim} is missing or wrong` }
+        return { reason: 'assertion_invalid', description: 'client_assertion is invalid' }
+      }
+    }
+    if (verified === undefined) return { reason: keys.length === 0 ? 'unknown_client_or_key' : 'assertion_signature', description: 'client_assertion is not signed by a live key of the client', badSignature: true }
+    const { payload } = verified
+    const context = request.issuerContext
+    const audiences = typeof payload.aud === 'string' ? [payload.aud] : payload.aud ?? []
+    // One audience only, this issuer, or (RFC 7523 as first published) its token endpoint.
+    if (audiences.length !== 1 || (audiences[0] !== context.issuer && audiences[0] !== context.url('/oauth2/token'))) return { reason: 'assertion_aud', description: `client_assertion aud must be ${context.issuer}` }
+    const nowS = Math.floor(Date.now() / 1000)
+    const exp = payload.exp as number
+    if (exp - (payload.iat ?? nowS) > MAX_ASSERTION_LIFETIME_S + (payload.iat === undefined ? CLOCK_TOLERANCE_S : 0)) return { reason: 'assertion_lifetime', description: `client_assertion exp must be at most ${MAX_ASSERTION_LIFETIME_S} seconds after iat` }
+    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > MAX_JTI_LENGTH || payload.jti.includes('\0')) return { reason: 'assertion_jti', description: 'client_assertion jti must be a string of at most 256 characters' }
+    return verified
+  }
+
+  /** private_key_jwt: verifies the assertion against the client's live keys, then marks its jti used. */
+  async function authenticateByAssertion (request: FastifyRequest, endpoint: string, presented: PresentedCredentials): Promise<AuthenticatedClient> {
+    const assertion = presented.assertion as string
+    const { clientId, method } = presented
+    if (assertion.length > MAX_ASSERTION_LENGTH || clientId.length === 0 || clientId.length > MAX_CREDENTIAL_LENGTH || clientId.includes('\0')) {
+      return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId, method })
+    }
+    let header: ProtectedHeaderParameters
+    try {
+      header = decodeProtectedHeader(assertion)
+    } catch {
+      return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId, method, description: 'client_assertion is not a JWT' })
+    }
+    // A kid or jti holding NUL cannot reach a query (PostgreSQL text has none): it names no key, it is no usable jti.
+    if (header.kid !== undefined && (typeof header.kid !== 'string' || header.kid.length > MAX_CREDENTIAL_LENGTH || header.kid.includes('\0'))) {
+      return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId, method, description: 'client_assertion kid is malformed' })
+    }
+    const { kid } = header
+    const cacheKeyOfKid = assertionKeyOf(clientId, kid)
+    refuseRemembered(failureKey(clientId, request.ip))
+
+    const cached = keyCache.get(cacheKeyOfKid)
+    const confirmed = cached === undefined ? undefined : await confirmCached(cached)
+    if (cached !== undefined && confirmed === undefined) keyCache.delete(cacheKeyOfKid)
+    let found: KeysFound | undefined = cached === undefined || confirmed === undefined ? undefined : { keys: [{ ...cached, ...confirmed }], agentId: confirmed.agentId, status: 'active' }
+    let checked = found === undefined ? undefined : await checkAssertion(request, assertion, header, clientId, found.keys)
+    // A cached key that does not verify it may be a key rotated without a kid: the keys are read afresh.
+    if (found === undefined || checked === undefined || 'badSignature' in checked) {
+      const read = await assertionKeysOf(clientId, kid)
+      found = read
+      checked = read.status === undefined || read.status === 'active' ? await checkAssertion(request, assertion, header, clientId, read.keys) : undefined
+    }
+    const limitedAs = found.agentId === null ? '' : clientId
+    const reserved = await reserveAttempt(limitedAs, request.ip)
+    const named = { clientId, method, agentId: found.agentId }
+    if (checked === undefined) return await fail(request, endpoint, { ...named, reason: `agent_${found.status ?? 'unknown'}` })
+    if ('reason' in checked) return await fail(request, endpoint, { ...named, reason: checked.reason, description: checked.description })
+    // After the signature verified, so an unsigned guess cannot burn a jti; atomic, so two concurrent uses of one
+    // assertion cannot both pass.
+    if (!await markAssertionUsed(sql, clientId, checked.payload.jti as string, new Date((checked.payload.exp as number + CLOCK_TOLERANCE_S) * 1000))) {
+      return await fail(request, endpoint, { ...named, reason: 'assertion_replayed', description: 'client_assertion jti was already used' })
+    }
+    if (reserved !== undefined) store.refund(reserved).catch(() => {})
+    const { key } = checked
+    keyCache.set(cacheKeyOfKid, key, key.verifiedAtMs + CACHE_TTL_MS)
+    noteUse(key.credentialId)
+    if (Date.now() - jtisCleanedAt > JTI_CLEANUP_INTERVAL_MS) {
+      jtisCleanedAt = Date.now()
+      forgetExpiredAssertions(sql).catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not delete expired client assertion jtis') })
+    }
+    return { agentId: key.agentId, clientId, credentialId: key.credentialId, scopes: key.scopes, resources: key.resources, credentialExpiresAt: key.credentialExpiresAt, method }
+  }
+
   async function readCredentials (request: FastifyRequest, endpoint: string): Promise<PresentedCredentials> {
     try {
       return presentedCredentials(request)
@@ -215,6 +348,7 @@ export default fp(async (app) => {
 
   app.decorate('authenticateClient', async (request: FastifyRequest, endpoint: string): Promise<AuthenticatedClient> => {
     const presented = await readCredentials(request, endpoint)
+    if (presented.assertion !== undefined) return await authenticateByAssertion(request, endpoint, presented)
     // PostgreSQL text cannot hold NUL: such a client_id (Basic credentials in UTF-16, say) names no client, and
     // must not reach a query, where it was a 500. No client_id this malformed belongs to an agent: none is looked up.
     if (presented.clientId.length === 0 || presented.clientId.length > MAX_CREDENTIAL_LENGTH || presented.secret.length > MAX_CREDENTIAL_LENGTH || presented.clientId.includes('\0')) {

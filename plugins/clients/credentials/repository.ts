@@ -1,5 +1,5 @@
 import type { Queryable } from '../../../src/database.js'
-import type { CredentialType } from '../../../schemas/credentials.js'
+import type { CredentialType, PublicJwk } from '../../../schemas/credentials.js'
 
 /** A credentials row without its hash: what every read except verification needs. */
 export interface CredentialRow {
@@ -13,6 +13,9 @@ export interface CredentialRow {
   bootstrap: boolean
   /** What it holds (sql/0009). */
   type: CredentialType
+  /** private_key_jwt only (sql/0010): the public key and its RFC 7638 thumbprint; null for a secret. */
+  public_jwk: PublicJwk | null
+  jwk_thumbprint: string | null
 }
 
 /** A credential with its argon2id hash, for the few callers that verify a secret. */
@@ -20,19 +23,29 @@ export interface CredentialWithHash extends CredentialRow {
   secret_hash: string
 }
 
-/** Inserts a credential; only the hash of its secret is ever given to the database. */
-export async function insertCredential (sql: Queryable, credential: { id: string, agent_id: string, secret_hash: string, expires_at: Date | null, bootstrap?: boolean, type?: CredentialType }): Promise<CredentialRow> {
+// Every column of a CredentialRow: never the hash.
+const COLUMNS = 'id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap, type, public_jwk, jwk_thumbprint'
+
+/**
+ * Inserts a credential: a secret's hash (only the hash is ever given to the database), or a public key with its
+ * thumbprint (type private_key_jwt).
+ */
+export async function insertCredential (sql: Queryable, credential: { id: string, agent_id: string, expires_at: Date | null, bootstrap?: boolean } & ({ secret_hash: string } | { public_jwk: PublicJwk, jwk_thumbprint: string })): Promise<CredentialRow> {
+  const secretHash = 'secret_hash' in credential ? credential.secret_hash : null
+  const publicJwk = 'public_jwk' in credential ? credential.public_jwk : null
+  const thumbprint = 'jwk_thumbprint' in credential ? credential.jwk_thumbprint : null
   const [row] = await sql<CredentialRow[]>`
-    insert into credentials (id, agent_id, secret_hash, expires_at, bootstrap, type)
-    values (${credential.id}, ${credential.agent_id}, ${credential.secret_hash}, ${credential.expires_at}, ${credential.bootstrap ?? false}, ${credential.type ?? 'client_secret'})
-    returning id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap, type`
+    insert into credentials (id, agent_id, secret_hash, expires_at, bootstrap, type, public_jwk, jwk_thumbprint)
+    values (${credential.id}, ${credential.agent_id}, ${secretHash}, ${credential.expires_at}, ${credential.bootstrap ?? false},
+            ${publicJwk === null ? 'client_secret' : 'private_key_jwt'}, ${publicJwk === null ? null : sql.json(publicJwk)}, ${thumbprint})
+    returning ${sql.unsafe(COLUMNS)}`
   return row as CredentialRow
 }
 
 /** Every credential of the agent, live or not, oldest first. */
 export async function listCredentials (sql: Queryable, agentId: string): Promise<CredentialRow[]> {
   return await sql<CredentialRow[]>`
-    select id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap, type
+    select ${sql.unsafe(COLUMNS)}
     from credentials where agent_id = ${agentId}
     order by id`
 }
@@ -40,17 +53,17 @@ export async function listCredentials (sql: Queryable, agentId: string): Promise
 /** The credential if it belongs to the agent, else undefined. */
 export async function findCredential (sql: Queryable, agentId: string, credentialId: string): Promise<CredentialRow | undefined> {
   const [row] = await sql<CredentialRow[]>`
-    select id, agent_id, created_at, expires_at, revoked_at, last_used_at, bootstrap, type
+    select ${sql.unsafe(COLUMNS)}
     from credentials where id = ${credentialId} and agent_id = ${agentId}`
   return row
 }
 
-/** The agent's credentials that are neither revoked nor expired, with their hashes. */
+/** The agent's client_secret credentials that are neither revoked nor expired, with their hashes. */
 export async function liveCredentialsWithHash (sql: Queryable, agentId: string): Promise<CredentialWithHash[]> {
   return await sql<CredentialWithHash[]>`
-    select id, agent_id, secret_hash, created_at, expires_at, revoked_at, last_used_at, bootstrap, type
+    select secret_hash, ${sql.unsafe(COLUMNS)}
     from credentials
-    where agent_id = ${agentId} and revoked_at is null and (expires_at is null or expires_at > now())
+    where agent_id = ${agentId} and type = 'client_secret' and revoked_at is null and (expires_at is null or expires_at > now())
     order by id`
 }
 
@@ -105,6 +118,49 @@ export async function liveCredentialsOfClient (sql: Queryable, clientId: string,
       ${credentialId === undefined ? sql`` : sql`and c.id = ${credentialId}`}
     order by c.bootstrap desc, c.id
     limit 2`
+}
+
+/** What client authentication needs of one key credential (private_key_jwt) and its agent. */
+export interface ClientKeyRow extends Omit<ClientCredentialRow, 'secret_hash' | 'bootstrap'> {
+  public_jwk: PublicJwk
+  jwk_thumbprint: string
+}
+
+// A client registers a few keys at most (rotation); more are not tried for one assertion.
+const MAX_KEYS_TRIED = 10
+
+/**
+ * The live private_key_jwt credentials of the agent with this client_id: those whose kid or thumbprint is `kid`
+ * when given, else all of them, oldest first.
+ */
+export async function liveKeysOfClient (sql: Queryable, clientId: string, kid?: string): Promise<ClientKeyRow[]> {
+  return await sql<ClientKeyRow[]>`
+    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes, a.resources,
+           c.id as credential_id, c.public_jwk, c.jwk_thumbprint, c.expires_at
+    from agents a join credentials c on c.agent_id = a.id
+    where a.client_id = ${clientId}
+      and c.type = 'private_key_jwt' and c.revoked_at is null and (c.expires_at is null or c.expires_at > now())
+      ${kid === undefined ? sql`` : sql`and (c.jwk_thumbprint = ${kid} or c.public_jwk->>'kid' = ${kid})`}
+    order by c.id
+    limit ${MAX_KEYS_TRIED}`
+}
+
+/**
+ * Marks the jti of a client assertion used, atomically: true when this call marked it, false when it was already
+ * used by an assertion that may still be valid. A mark whose assertion has expired is taken over.
+ */
+export async function markAssertionUsed (sql: Queryable, clientId: string, jti: string, expiresAt: Date): Promise<boolean> {
+  const rows = await sql`
+    insert into client_assertion_jtis (client_id, jti, expires_at) values (${clientId}, ${jti}, ${expiresAt})
+    on conflict (client_id, jti) do update set expires_at = excluded.expires_at
+      where client_assertion_jtis.expires_at <= now()
+    returning 1`
+  return rows.length === 1
+}
+
+/** Forgets the jtis of assertions that can no longer be valid. */
+export async function forgetExpiredAssertions (sql: Queryable): Promise<void> {
+  await sql`delete from client_assertion_jtis where expires_at <= now()`
 }
 
 /** The current standing of a credential and its agent, for re-checking a cached verification. */

@@ -2,12 +2,13 @@ import type { AuditActor } from '../../audit/public.js'
 import { badRequest, conflict, notFound } from '../../../src/errors.js'
 import { newId } from '../../../src/ids.js'
 import { generateClientSecret, hashSecret } from '../../../src/secrets.js'
-import type { CreateCredentialBody, Credential, CredentialList, IssuedCredential } from '../../../schemas/credentials.js'
+import type { CreateCredentialBody, Credential, CredentialList, IssuedCredential, PublicJwk } from '../../../schemas/credentials.js'
 import { authorize, type Caller } from '../authorization.js'
 import { publishChanges } from '../../revocation/public.js'
 import type { Deps } from '../deps.js'
 import type { AgentRow } from '../agents/repository.js'
 import { existingAgent } from '../agents/service.js'
+import { publicJwkOf } from './jwk.js'
 import { findCredential, insertCredential, listCredentials, revokeCredential, type CredentialRow } from './repository.js'
 
 const iso = (date: Date | null): string | null => date === null ? null : date.toISOString()
@@ -20,8 +21,26 @@ function toCredential (row: CredentialRow, clientId: string): Credential {
     created_at: row.created_at.toISOString(),
     expires_at: iso(row.expires_at),
     revoked_at: iso(row.revoked_at),
-    last_used_at: iso(row.last_used_at)
+    last_used_at: iso(row.last_used_at),
+    ...keyMaterialOf(row)
   }
+}
+
+/** A key credential's public JWK and thumbprint; nothing for a secret. */
+function keyMaterialOf (row: CredentialRow): Pick<Credential, 'jwk' | 'jwk_thumbprint'> {
+  return row.public_jwk === null || row.jwk_thumbprint === null ? {} : { jwk: row.public_jwk, jwk_thumbprint: row.jwk_thumbprint }
+}
+
+/** The material of a new credential: a generated secret and its hash, or the public key the body registers. */
+async function materialOf (id: string, body: CreateCredentialBody | undefined): Promise<{ secret: string, secret_hash: string } | { public_jwk: PublicJwk, jwk_thumbprint: string }> {
+  if ((body?.type ?? 'client_secret') === 'client_secret') {
+    if (body?.jwk !== undefined) throw badRequest('jwk is for type private_key_jwt only', [{ location: 'body/jwk', message: 'only with type private_key_jwt' }])
+    const secret = generateClientSecret(id)
+    return { secret, secret_hash: await hashSecret(secret) }
+  }
+  if (body?.jwk === undefined) throw badRequest('type private_key_jwt requires jwk, the public key', [{ location: 'body/jwk', message: 'required with type private_key_jwt' }])
+  const { jwk, thumbprint } = await publicJwkOf(body.jwk as Record<string, unknown>)
+  return { public_jwk: jwk, jwk_thumbprint: thumbprint }
 }
 
 function expiryOf (body: CreateCredentialBody | undefined): Date | null {
@@ -37,7 +56,10 @@ function refuseDecommissioned (agent: AgentRow): void {
   if (agent.status === 'decommissioned') throw conflict(`agent ${agent.id} is decommissioned: it can hold no new credential`)
 }
 
-/** Credentials of an agent: server-generated secrets, shown once, stored as argon2id hashes; listed and revoked. */
+/**
+ * Credentials of an agent: server-generated secrets, shown once, stored as argon2id hashes, or public keys the
+ * agent signs client assertions with (private_key_jwt); listed and revoked.
+ */
 export function credentialService (deps: Deps) {
   return {
     /**
@@ -52,20 +74,19 @@ export function credentialService (deps: Deps) {
       refuseDecommissioned(found)
       authorize(deps.config, caller, { kind: 'credential.create', target: found })
       const id = newId()
-      const secret = generateClientSecret(id)
-      const secretHash = await hashSecret(secret)
+      const material = await materialOf(id, body)
       const { agent, row } = await deps.sql.begin(async (tx) => {
         // FOR SHARE: a concurrent decommissioning (FOR UPDATE) waits for this insert and then revokes it too, or
         // this waits for it and sees the agent decommissioned; never a live credential on a retired agent.
         const agent = await existingAgent(tx, agentId, 'share')
         refuseDecommissioned(agent)
         authorize(deps.config, caller, { kind: 'credential.create', target: agent })
-        const row = await insertCredential(tx, { id, agent_id: agentId, secret_hash: secretHash, expires_at: expiresAt, type: body?.type })
+        const row = await insertCredential(tx, { id, agent_id: agentId, expires_at: expiresAt, ...material })
         await deps.audit.recordIn(tx, {
           type: 'credential.created',
           agentId,
           ...actor,
-          data: { credential_id: row.id, expires_at: iso(row.expires_at) }
+          data: { credential_id: row.id, expires_at: iso(row.expires_at), ...(row.jwk_thumbprint === null ? {} : { credential_type: row.type, jwk_thumbprint: row.jwk_thumbprint }) }
         })
         return { agent, row }
       })
@@ -73,9 +94,10 @@ export function credentialService (deps: Deps) {
         id: row.id,
         type: row.type,
         client_id: agent.client_id,
-        client_secret: secret,
+        ...('secret' in material ? { client_secret: material.secret } : {}),
         created_at: row.created_at.toISOString(),
-        expires_at: iso(row.expires_at)
+        expires_at: iso(row.expires_at),
+        ...keyMaterialOf(row)
       }
     },
 

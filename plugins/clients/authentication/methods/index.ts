@@ -3,17 +3,19 @@ import { InvalidRequest } from '../../../../src/errors.js'
 import { authorizationHeaderCount } from '../../../tokens/public.js'
 import { clientSecretBasic } from './client-secret-basic.js'
 import { clientSecretPost } from './client-secret-post.js'
+import { privateKeyJwt } from './private-key-jwt.js'
 import { UnreadableCredentials, type ClientAuthMethod, type PresentedCredentials } from './method.js'
 
 export { UnreadableCredentials, type ClientAuthMethod, type PresentedCredentials } from './method.js'
 
 /**
  * The client authentication methods this server supports, by their RFC 7591 names, as discovery lists them.
- * Adding one (private_key_jwt) is adding a file and a line.
+ * Adding one is adding a file and a line.
  */
 export const CLIENT_AUTH_METHODS: Readonly<Record<string, ClientAuthMethod>> = {
   [clientSecretBasic.name]: clientSecretBasic,
-  [clientSecretPost.name]: clientSecretPost
+  [clientSecretPost.name]: clientSecretPost,
+  [privateKeyJwt.name]: privateKeyJwt
 }
 
 const METHODS = Object.values(CLIENT_AUTH_METHODS)

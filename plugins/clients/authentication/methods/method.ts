@@ -3,7 +3,10 @@ import type { FastifyRequest } from 'fastify'
 /** The credentials a request presents, as one method reads them. */
 export interface PresentedCredentials {
   clientId: string
+  /** The client secret; '' for private_key_jwt. */
   secret: string
+  /** private_key_jwt only: the signed client assertion (RFC 7523 §2.2). */
+  assertion?: string
   method: string
 }
 
