@@ -120,13 +120,14 @@ async function insertAfter (tx: Queryable, headRows: Head, events: Storable[]): 
   })
   const column = <K extends keyof typeof rows[number]>(name: K): Array<typeof rows[number][K]> => rows.map((row) => row[name])
   // One array a column: the same statement (prepared once a connection) whatever the batch size, where a
-  // multi-row VALUES list would be a new statement, parsed and planned anew, for every size. The driver learns
-  // the parameter is jsonb[] and serializes each element as JSON itself.
+  // multi-row VALUES list would be a new statement, parsed and planned anew, for every size. The data goes as
+  // JSON text cast to jsonb: handed objects, the driver takes one with `type` and `value` members for a typed
+  // parameter and stores its value instead (data { type, value: 1 } was stored as 1, and broke the chain).
   await tx`
     insert into audit_events (seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash)
     select seq, id, ${occurredAt}, type, agent_id, actor, ip, request_id, data, prev_hash, hash
     from unnest(${column('seq')}::bigint[], ${column('id')}::uuid[], ${column('type')}::text[], ${column('agent_id')}::uuid[],
-                ${column('actor')}::text[], ${column('ip')}::text[], ${column('request_id')}::text[], ${column('data') as never}::jsonb[],
+                ${column('actor')}::text[], ${column('ip')}::text[], ${column('request_id')}::text[], ${column('data').map((data) => JSON.stringify(data))}::text[]::jsonb[],
                 ${column('prev_hash')}::text[], ${column('hash')}::text[])
       as batch (seq, id, type, agent_id, actor, ip, request_id, data, prev_hash, hash)`
   return seq.toString()

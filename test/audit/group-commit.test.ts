@@ -26,6 +26,17 @@ describe('group commit', () => {
     expect(await verifyChain(app.sql)).toMatchObject({ ok: true })
   })
 
+  it('stores data whose members are named like the driver\'s typed parameters (type, value), group-committed or in a transaction', async () => {
+    const app = await context.build()
+    await app.ready()
+    const data = { type: 'private_key_jwt', value: 1, nested: { type: 'x' } }
+    await app.audit.record({ ...issued(1), actor: 'typed-1', data })
+    await app.sql.begin(async (tx) => { await app.audit.recordIn(tx, { ...issued(2), actor: 'typed-2', data }) })
+    const stored = await app.sql<Array<{ data: unknown }>>`select data from audit_events where actor in ('typed-1', 'typed-2') order by seq`
+    expect(stored.map((row) => row.data)).toEqual([data, data])
+    expect(await verifyChain(app.sql)).toMatchObject({ ok: true })
+  })
+
   it('resolves a record only once its event is committed', async () => {
     const app = await context.build()
     const requestId = `durable-${newId()}`
