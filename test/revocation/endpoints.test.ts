@@ -224,8 +224,8 @@ describe('POST /oauth2/revoke (RFC 7009)', () => {
     expect(metadata).toMatchObject({
       revocation_endpoint: `${app.config.issuer}/oauth2/revoke`,
       introspection_endpoint: `${app.config.issuer}/oauth2/introspect`,
-      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
-      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post']
+      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt']
     })
   })
 })
