@@ -139,8 +139,7 @@ export class RedisStore implements KeyValueStore {
   readonly #topologyListeners: Array<() => void> = []
   #closed = false
 
-  constructor (target: RedisTarget | string, onError: (error: Error) => void) {
-    if (typeof target === 'string') target = { url: target }
+  constructor (target: RedisTarget, onError: (error: Error) => void) {
     this.#sentinel = 'sentinel' in target
     if ('url' in target) {
       this.#client = createClient({ url: target.url, commandOptions: COMMAND_OPTIONS, ...NODE_OPTIONS }) as unknown as RedisCommands
