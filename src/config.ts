@@ -18,8 +18,12 @@ export interface Config {
   databaseUrl?: string
   /** How many connections the postgres driver may open. */
   databasePoolSize: number
-  /** Absent: an in-process store stands in for Redis (single instance only). */
+  /** One Redis (or a proxy). With redisSentinel and redisClusterNodes absent too: an in-process store (single instance only). */
   redisUrl?: string
+  /** A Sentinel-managed primary: the Sentinels to ask and the name they monitor it under. */
+  redisSentinel?: { name: string, nodes: RedisNodeAddress[] }
+  /** Seed nodes of a Redis Cluster (the client discovers the rest). */
+  redisClusterNodes?: RedisNodeAddress[]
   /** Redis's maxmemory-policy as the operator asserts it, believed only where CONFIG GET is refused. */
   redisMaxmemoryPolicy?: string
   /** PEM. Absent outside production: a generated pair kept in dataDir. */
@@ -53,6 +57,12 @@ export interface Config {
     apiPerMinute: number
     authFailuresPerMinute: number
   }
+}
+
+/** A Redis node (or Sentinel) address. */
+export interface RedisNodeAddress {
+  host: string
+  port: number
 }
 
 /** A configuration value that is missing or wrong; its message names the variable and says what is wrong. */
@@ -105,6 +115,18 @@ function url (env: Env, name: string, protocols: string[]): string | undefined {
     throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${parsed.protocol}"`)
   }
   return raw
+}
+
+/** A comma-separated list of host:port (IPv6 in brackets: [::1]:26379). */
+function hostPorts (env: Env, name: string): RedisNodeAddress[] | undefined {
+  const raw = text(env, name)
+  if (raw === undefined) return undefined
+  return raw.split(',').map((entry) => entry.trim()).filter(Boolean).map((entry) => {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:/[\]]+)):(\d{1,5})$/.exec(entry)
+    const port = Number(match?.[3])
+    if (match === null || port < 1 || port > 65535) throw new ConfigError(name, `must be a comma-separated list of host:port, got "${entry}"`)
+    return { host: match[1] ?? match[2] ?? '', port }
+  })
 }
 
 // proxy-addr's names for address ranges, which Fastify's trustProxy accepts beside addresses and CIDRs.
@@ -194,6 +216,16 @@ export function loadConfig (env: Env = process.env): Config {
 
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:'])
   const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:'])
+  const redisSentinels = hostPorts(env, 'REDIS_SENTINELS')
+  const redisSentinelName = text(env, 'REDIS_SENTINEL_NAME')
+  const redisClusterNodes = hostPorts(env, 'REDIS_CLUSTER_NODES')
+  const redisTopologies = ([['REDIS_URL', redisUrl], ['REDIS_SENTINELS', redisSentinels], ['REDIS_CLUSTER_NODES', redisClusterNodes]] as const)
+    .filter(([, value]) => value !== undefined).map(([name]) => name)
+  if (redisTopologies.length > 1) throw new ConfigError(redisTopologies[1] as string, `must not be set together with ${redisTopologies[0] as string} (one Redis: a URL, Sentinels or a Cluster)`)
+  if ((redisSentinels === undefined) !== (redisSentinelName === undefined)) {
+    throw new ConfigError(redisSentinels === undefined ? 'REDIS_SENTINELS' : 'REDIS_SENTINEL_NAME', 'is required when the other REDIS_SENTINEL variable is set')
+  }
+  const redisSentinel = redisSentinels === undefined ? undefined : { name: redisSentinelName as string, nodes: redisSentinels }
   const redisMaxmemoryPolicy = text(env, 'REDIS_MAXMEMORY_POLICY')
   if (redisMaxmemoryPolicy !== undefined && !MAXMEMORY_POLICIES.includes(redisMaxmemoryPolicy)) {
     throw new ConfigError('REDIS_MAXMEMORY_POLICY', `must be one of ${MAXMEMORY_POLICIES.join(', ')}, got "${redisMaxmemoryPolicy}"`)
@@ -210,7 +242,9 @@ export function loadConfig (env: Env = process.env): Config {
   const jwtPreviousPublicKeys = previousRaw === undefined ? [] : readPem('JWT_PREVIOUS_PUBLIC_KEYS', previousRaw, 'PUBLIC KEY')
 
   if (production) {
-    for (const [name, value] of [['DATABASE_URL', databaseUrl], ['REDIS_URL', redisUrl], ['JWT_PRIVATE_KEY', jwtPrivateKey], ['JWT_PUBLIC_KEY', jwtPublicKey]] as const) {
+    // REDIS_URL stands for any of the three: REDIS_SENTINELS or REDIS_CLUSTER_NODES satisfy it.
+    const redis = redisTopologies.length > 0 ? 'set' : undefined
+    for (const [name, value] of [['DATABASE_URL', databaseUrl], ['REDIS_URL', redis], ['JWT_PRIVATE_KEY', jwtPrivateKey], ['JWT_PUBLIC_KEY', jwtPublicKey]] as const) {
       if (value === undefined) throw new ConfigError(name, 'is required when NODE_ENV=production')
     }
     if (issuerGiven === undefined) throw new ConfigError('ISSUER', 'is required when NODE_ENV=production (the public URL clients reach this server at)')
@@ -250,6 +284,8 @@ export function loadConfig (env: Env = process.env): Config {
     databaseUrl,
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     redisUrl,
+    redisSentinel,
+    redisClusterNodes,
     redisMaxmemoryPolicy,
     jwtPrivateKey,
     jwtPublicKey,

@@ -1,4 +1,5 @@
-import { createClient, ErrorReply, type RedisClientType } from 'redis'
+import { createClient, createCluster, createSentinel, ErrorReply } from 'redis'
+import type { RedisNodeAddress } from './config.js'
 
 /** A fixed-window counter's state after one hit. */
 export interface WindowHit {
@@ -30,6 +31,11 @@ export interface KeyValueStore {
   maxmemoryPolicy(): Promise<string>
   /** Calls listener each time the store becomes ready after a connection was made or lost (never for the in-process store). */
   onReconnect(listener: () => void): void
+  /**
+   * Calls listener when another server took over keys the store held (a Sentinel failover, a Cluster node that came
+   * back): writes acknowledged by the one before may be lost, since Redis replicates asynchronously.
+   */
+  onTopologyChange(listener: () => void): void
   /** Increments by one; sets the expiry when the counter is created. Returns the new count. */
   incr(key: string, ttlMs?: number): Promise<number>
   /** One hit on a fixed-window counter (rate limits). */
@@ -77,26 +83,98 @@ async function withTimeout<T> (promise: Promise<T>, ms: number, what: string): P
   })
 }
 
-/** KeyValueStore on Redis (node-redis). Commands fail fast while disconnected; the client reconnects by itself. */
+/** Where Redis is: one server (or a proxy) by URL, a Sentinel-managed primary, or a Cluster. */
+export type RedisTarget =
+  | { url: string }
+  | { sentinel: { name: string, nodes: RedisNodeAddress[] } }
+  | { cluster: RedisNodeAddress[] }
+
+/** What RedisStore uses of node-redis's three clients (createClient, createSentinel, createCluster). */
+interface RedisCommands {
+  readonly isReady: boolean
+  connect(): Promise<unknown>
+  close(): Promise<unknown>
+  destroy(): unknown
+  on(event: string, listener: (...args: any[]) => void): unknown
+  ping(): Promise<unknown>
+  get(key: string): Promise<string | null>
+  mGet(keys: string[]): Promise<Array<string | null>>
+  set(key: string, value: string, options?: { PX: number }): Promise<unknown>
+  del(key: string): Promise<unknown>
+  eval(script: string, options: { keys: string[], arguments: string[] }): Promise<unknown>
+  configGet(parameter: string): Promise<unknown>
+  multi(): RedisMulti
+}
+
+interface RedisMulti {
+  set(key: string, value: string, options?: { PX: number }): RedisMulti
+  mGet(keys: string[]): RedisMulti
+  /** The Sentinel client's form (its first argument: whether a replica may run it). */
+  addCommand(isReadonly: boolean, args: string[]): RedisMulti
+  exec(): Promise<unknown[]>
+  execAsPipeline(): Promise<unknown>
+}
+
+// Fail commands at once while disconnected instead of queueing them: callers fall back to PostgreSQL.
+const NODE_OPTIONS = {
+  disableOfflineQueue: true,
+  socket: {
+    connectTimeout: 2000,
+    reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2000)
+  }
+}
+// node-redis's own command timeout (5 s by default, an AbortSignal.timeout a command) only covers the wait before a
+// command is written; withTimeout covers the whole round trip, so the client's is turned off.
+const COMMAND_OPTIONS = { timeout: 0 }
+
+/**
+ * KeyValueStore on Redis (node-redis): one server, a Sentinel-managed primary or a Cluster, each through node-redis's
+ * own client. Commands fail fast while disconnected; the client reconnects (and follows failovers) by itself.
+ */
 export class RedisStore implements KeyValueStore {
   readonly kind = 'redis' as const
-  readonly #client: RedisClientType
+  readonly #client: RedisCommands
+  readonly #cluster: ReturnType<typeof createCluster> | undefined
+  readonly #sentinel: boolean
+  readonly #topologyListeners: Array<() => void> = []
   #closed = false
 
-  constructor (url: string, onError: (error: Error) => void) {
-    this.#client = createClient({
-      url,
-      // Fail commands at once while disconnected instead of queueing them: callers fall back to PostgreSQL.
-      disableOfflineQueue: true,
-      // node-redis's own command timeout (5 s by default, an AbortSignal.timeout a command) only covers the wait
-      // before a command is written; withTimeout covers the whole round trip, so the client's is turned off.
-      commandOptions: { timeout: 0 },
-      socket: {
-        connectTimeout: 2000,
-        reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 2000)
-      }
-    })
-    this.#client.on('error', onError)
+  constructor (target: RedisTarget, onError: (error: Error) => void) {
+    this.#sentinel = 'sentinel' in target
+    if ('url' in target) {
+      this.#client = createClient({ url: target.url, commandOptions: COMMAND_OPTIONS, ...NODE_OPTIONS }) as unknown as RedisCommands
+    } else if ('sentinel' in target) {
+      const sentinel = createSentinel({
+        name: target.sentinel.name,
+        sentinelRootNodes: target.sentinel.nodes,
+        nodeClientOptions: NODE_OPTIONS,
+        sentinelClientOptions: NODE_OPTIONS,
+        commandOptions: COMMAND_OPTIONS,
+        // Every command goes to the primary: a replica may lag behind a revocation just written.
+        replicaPoolSize: 0
+      })
+      sentinel.on('topology-change', (event: { type: string }) => { if (event.type === 'MASTER_CHANGE') this.#topologyChanged() })
+      this.#client = sentinel as unknown as RedisCommands
+    } else {
+      this.#cluster = createCluster({
+        rootNodes: target.cluster.map((node) => ({ socket: node })),
+        defaults: NODE_OPTIONS,
+        commandOptions: COMMAND_OPTIONS
+      })
+      // A node that comes back may have come back empty (no persistence), or be a promoted replica.
+      const lost = new Set<string>()
+      this.#cluster.on('node-disconnect', (node: { host: string, port: number }) => { lost.add(`${node.host}:${node.port}`) })
+      this.#cluster.on('node-ready', (node: { host: string, port: number }) => {
+        if (lost.delete(`${node.host}:${node.port}`)) this.#topologyChanged()
+      })
+      this.#client = this.#cluster as unknown as RedisCommands
+    }
+    // Sentinel's observer reports some errors as bare strings.
+    this.#client.on('error', (error: unknown) => { onError(error instanceof Error ? error : new Error(String(error))) })
+  }
+
+  #topologyChanged (): void {
+    for (const listener of this.#topologyListeners) listener()
   }
 
   /** Starts connecting; resolves once connected or after waitMs, whichever comes first. Never rejects. */
@@ -119,6 +197,15 @@ export class RedisStore implements KeyValueStore {
 
   async mget (keys: string[]): Promise<Array<string | null>> {
     if (keys.length === 0) return []
+    // In a Cluster the keys lie in different slots: node-redis splits the MGET by slot and sends the parts to
+    // their masters in parallel (its multi_shard request policy), so no hash tag pins every revocation key to one node.
+    if (this.#sentinel) {
+      // Until node-redis learns of a failover it may still talk to the old primary, now a replica resynced from the
+      // new one: it would answer from a copy that lacks what the failover lost. GETEX (a write command that changes
+      // nothing without options) makes the transaction fail with READONLY there instead.
+      const [, values] = await this.#run(this.#client.multi().addCommand(false, ['GETEX', keys[0] as string]).mGet(keys).exec(), 'MGET')
+      return values as Array<string | null>
+    }
     return await this.#run(this.#client.mGet(keys), 'MGET')
   }
 
@@ -132,6 +219,11 @@ export class RedisStore implements KeyValueStore {
     // A pipeline is queued while disconnected despite disableOfflineQueue, and a queued command holds close():
     // fail it at once like every other command.
     if (!this.#client.isReady) throw new Error('The client is offline')
+    if (this.#cluster !== undefined) {
+      // A Cluster pipeline is bound to the slot of its first key: one SET a key, in parallel.
+      await this.#run(Promise.all(entries.map(async ({ key, value, ttlMs }) => await this.#client.set(key, value, ttlMs === undefined ? undefined : { PX: Math.max(1, Math.ceil(ttlMs)) }))), 'SET')
+      return
+    }
     const multi = this.#client.multi()
     for (const { key, value, ttlMs } of entries) {
       multi.set(key, value, ttlMs === undefined ? undefined : { PX: Math.max(1, Math.ceil(ttlMs)) })
@@ -144,9 +236,18 @@ export class RedisStore implements KeyValueStore {
   }
 
   async maxmemoryPolicy (): Promise<string> {
+    if (this.#cluster === undefined) return await this.#policyOf(this.#client)
+    // Each master keeps its own slots: the Cluster keeps every key only if every master does.
+    const cluster = this.#cluster
+    const policies = await Promise.all(cluster.masters.map(async (master) => await this.#policyOf(await cluster.nodeClient(master) as unknown as RedisCommands)))
+    if (policies.length === 0) throw new Error('the Redis Cluster has no master yet')
+    return policies.find((policy) => policy !== 'noeviction') ?? 'noeviction'
+  }
+
+  async #policyOf (client: RedisCommands): Promise<string> {
     let reply: Record<string, unknown>
     try {
-      reply = await this.#run(this.#client.configGet('maxmemory-policy'), 'CONFIG GET') as Record<string, unknown>
+      reply = await this.#run(client.configGet('maxmemory-policy'), 'CONFIG GET') as Record<string, unknown>
     } catch (error) {
       if (error instanceof ErrorReply) throw new StoreRefused(error.message)
       throw error
@@ -159,6 +260,12 @@ export class RedisStore implements KeyValueStore {
 
   onReconnect (listener: () => void): void {
     this.#client.on('ready', listener)
+    // A new primary or node answers now: its maxmemory-policy is read again too.
+    this.#topologyListeners.push(listener)
+  }
+
+  onTopologyChange (listener: () => void): void {
+    this.#topologyListeners.push(listener)
   }
 
   async incr (key: string, ttlMs = 0): Promise<number> {
@@ -246,6 +353,8 @@ export class MemoryStore implements KeyValueStore {
   }
 
   onReconnect (): void {}
+
+  onTopologyChange (): void {}
 
   async incr (key: string, ttlMs = 0): Promise<number> {
     const entry = this.#live(key)

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { ConfigError } from '../../src/config.js'
-import { MemoryStore, RedisStore, StoreRefused, type KeyValueStore } from '../../src/store.js'
+import { MemoryStore, RedisStore, StoreRefused, type KeyValueStore, type RedisTarget } from '../../src/store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -26,12 +26,17 @@ const ERROR_LOG_INTERVAL_MS = 30_000
 export default fp(async (app) => {
   const { config } = app
   let store: KeyValueStore
-  if (config.redisUrl === undefined) {
+  const target: RedisTarget | undefined = config.redisUrl !== undefined
+    ? { url: config.redisUrl }
+    : config.redisSentinel !== undefined
+      ? { sentinel: config.redisSentinel }
+      : config.redisClusterNodes !== undefined ? { cluster: config.redisClusterNodes } : undefined
+  if (target === undefined) {
     store = new MemoryStore()
     app.log.warn('REDIS_URL not set: using the in-process store; it serves a single instance only')
   } else {
     let lastLogged = 0
-    const redis = new RedisStore(config.redisUrl, (error) => {
+    const redis = new RedisStore(target, (error) => {
       if (Date.now() - lastLogged < ERROR_LOG_INTERVAL_MS) return
       lastLogged = Date.now()
       app.log.warn({ err: { message: error.message } }, 'redis error; serving from PostgreSQL until it answers again')

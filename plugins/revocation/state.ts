@@ -110,6 +110,22 @@ export default fp(async (app) => {
   let trusted = false
   const trustsStore = (): boolean => trusted && storeKeepsKeys()
   let foreignMarkerLogged = false
+  // Counts topology changes: a comparison begun before one must not restore trust after it.
+  let topologyGeneration = 0
+  // The topology generation whose epoch bump has landed in PostgreSQL: until it is the current one, no comparison
+  // may trust the marker (the bump is retried by each comparison).
+  let remarkedGeneration = 0
+  let remarking: Promise<void> | undefined
+
+  /** Bumps the sync epoch once for the current topology generation (one attempt at a time). */
+  async function remark (): Promise<void> {
+    const generation = topologyGeneration
+    remarking ??= markRedisIncomplete()
+      .then(() => { remarkedGeneration = Math.max(remarkedGeneration, generation) })
+      .catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not mark the store incomplete after a failover') })
+      .finally(() => { remarking = undefined })
+    await remarking
+  }
 
   /** The marker of this database's current sync epoch: `<database id>:<epoch>`. */
   async function expectedMarker (): Promise<string> {
@@ -152,8 +168,15 @@ export default fp(async (app) => {
 
   /** Trusts Redis when its marker names this database and its current sync epoch; otherwise starts a refill. */
   async function checkSync (): Promise<void> {
+    if (remarkedGeneration !== topologyGeneration) await remark()
+    const generation = topologyGeneration
+    if (remarkedGeneration !== generation) {
+      trusted = false
+      return
+    }
     try {
       const [marker, expected] = await Promise.all([store.get(COMPLETE_MARKER_KEY), expectedMarker()])
+      if (generation !== topologyGeneration) return
       trusted = marker === expected
       if (!trusted && marker?.includes(':') === true && !foreignMarkerLogged && marker.split(':')[0] !== expected.split(':')[0]) {
         // Each side's refill overwrites the other's marker: neither trusts Redis for long, but both pay for it.
@@ -173,6 +196,15 @@ export default fp(async (app) => {
       .catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not refill the revocation state; answering from PostgreSQL') })
       .finally(() => { refilling = undefined })
   }
+
+  // After a failover the new primary may lack the last revocations the old one acknowledged (replication is
+  // asynchronous) while still holding the marker: distrust it and refill it from PostgreSQL, every replica alike.
+  store.onTopologyChange(() => {
+    topologyGeneration += 1
+    trusted = false
+    log.warn('the Redis topology changed (failover); answering revocations from PostgreSQL until the store is refilled')
+    void remark()
+  })
 
   await checkSync()
   const syncTimer = setInterval(() => { void checkSync() }, SYNC_CHECK_INTERVAL_MS)

@@ -56,6 +56,14 @@ describe('configuration', () => {
     expect(loadConfig({ METRICS_PUBLIC: 'false' }).metricsPublic).toBe(false)
   })
 
+  it('reads a Sentinel or Cluster instead of REDIS_URL, which then satisfies production too', () => {
+    const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://h/db', JWT_PRIVATE_KEY: escaped(pair.privateKey), JWT_PUBLIC_KEY: escaped(pair.publicKey), ISSUER: 'https://idp.example.com' }
+    expect(loadConfig({ ...production, REDIS_SENTINELS: 's1:26379, [::1]:26380', REDIS_SENTINEL_NAME: 'mymaster' }).redisSentinel)
+      .toEqual({ name: 'mymaster', nodes: [{ host: 's1', port: 26379 }, { host: '::1', port: 26380 }] })
+    expect(loadConfig({ ...production, REDIS_CLUSTER_NODES: '10.0.0.1:6379,10.0.0.2:6379' }).redisClusterNodes)
+      .toEqual([{ host: '10.0.0.1', port: 6379 }, { host: '10.0.0.2', port: 6379 }])
+  })
+
   it('splits CORS_ORIGIN lists', () => {
     expect(loadConfig({ CORS_ORIGIN: 'https://a.example, https://b.example:8443' }).corsOrigin).toEqual(['https://a.example', 'https://b.example:8443'])
   })
@@ -67,6 +75,13 @@ describe('configuration', () => {
     [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL', 'postgres:'],
     [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL', 'not a valid URL'],
     [{ REDIS_URL: 'http://x' }, 'REDIS_URL', 'redis:'],
+    [{ REDIS_SENTINELS: '10.0.0.1', REDIS_SENTINEL_NAME: 'mymaster' }, 'REDIS_SENTINELS', 'host:port'],
+    [{ REDIS_SENTINELS: '10.0.0.1:26379,10.0.0.2:0', REDIS_SENTINEL_NAME: 'mymaster' }, 'REDIS_SENTINELS', '"10.0.0.2:0"'],
+    [{ REDIS_SENTINELS: '10.0.0.1:26379' }, 'REDIS_SENTINEL_NAME', 'required'],
+    [{ REDIS_SENTINEL_NAME: 'mymaster' }, 'REDIS_SENTINELS', 'required'],
+    [{ REDIS_CLUSTER_NODES: 'redis://h:6379' }, 'REDIS_CLUSTER_NODES', 'host:port'],
+    [{ REDIS_URL: 'redis://h', REDIS_CLUSTER_NODES: 'h:6379' }, 'REDIS_CLUSTER_NODES', 'REDIS_URL'],
+    [{ REDIS_SENTINELS: 'h:26379', REDIS_SENTINEL_NAME: 'mymaster', REDIS_CLUSTER_NODES: 'h:6379' }, 'REDIS_CLUSTER_NODES', 'REDIS_SENTINELS'],
     [{ ISSUER: 'https://idp.example.com/?x=1' }, 'ISSUER', 'query'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', 'one of'],
     [{ CORS_ORIGIN: 'example.com' }, 'CORS_ORIGIN', 'origins'],
