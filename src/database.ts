@@ -50,3 +50,21 @@ export function createSql (url: string, poolSize: number): Sql {
 
 /** What a repository function queries through: the client itself or the `sql` of a transaction it is threaded into. */
 export type Queryable = postgres.ISql
+
+/** A transaction's `sql`, as `sql.begin` hands it over. */
+export type TransactionSql = postgres.TransactionSql
+
+/** The default organization (sql/0011): its issuer is ISSUER, and it owns everything created before organizations. */
+export const DEFAULT_ORG_ID = '00000000-0000-4000-8000-000000000000'
+
+/**
+ * Runs `work` in a transaction that works for one organization: row-level security shows it that organization's
+ * rows only, and org_id defaults to it. Every query on an organization-owned table goes through here (reads too):
+ * outside it, those tables show no row at all.
+ */
+export async function inOrganization<T> (sql: Sql, orgId: string, work: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  return await sql.begin(async (tx) => {
+    await tx`select set_config('agentidp.org_id', ${orgId}, true)`
+    return await work(tx)
+  }) as T
+}

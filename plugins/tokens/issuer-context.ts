@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import type { SigningKeys } from '../infra/keys.js'
 
 /**
@@ -9,6 +10,8 @@ import type { SigningKeys } from '../infra/keys.js'
  * different context, not a change in every file.
  */
 export interface IssuerContext {
+  /** The organization this issuer belongs to (DEFAULT_ORG_ID for ISSUER itself): what inOrganization scopes to. */
+  readonly orgId: string
   /** The issuer identifier: iss of every token, issuer of discovery, the audience of management API tokens. */
   readonly issuer: string
   /** The keys this issuer signs with (current) and verifies against (byKid), published at its JWKS. */
@@ -25,9 +28,9 @@ export interface IssuerContext {
  * An issuer context: `origin` is ISSUER, `basePath` where this issuer's endpoints sit under it ('' for the
  * default), so the identifier is `origin + basePath`. Frozen: a context is shared by every request it serves.
  */
-export function issuerContextOf (parts: { origin: string, basePath: string, keys: SigningKeys, tokenAudience: string }): IssuerContext {
+export function issuerContextOf (parts: { orgId: string, origin: string, basePath: string, keys: SigningKeys, tokenAudience: string }): IssuerContext {
   const issuer = `${parts.origin}${parts.basePath}`
-  return Object.freeze({ issuer, keys: parts.keys, tokenAudience: parts.tokenAudience, basePath: parts.basePath, url: (path: string) => `${issuer}${path}` })
+  return Object.freeze({ orgId: parts.orgId, issuer, keys: parts.keys, tokenAudience: parts.tokenAudience, basePath: parts.basePath, url: (path: string) => `${issuer}${path}` })
 }
 
 declare module 'fastify' {
@@ -52,7 +55,7 @@ declare module 'fastify' {
  */
 export default fp(async (app) => {
   const { config, keys } = app
-  const defaultIssuer = issuerContextOf({ origin: config.issuer, basePath: '', keys, tokenAudience: config.tokenAudience })
+  const defaultIssuer = issuerContextOf({ orgId: DEFAULT_ORG_ID, origin: config.issuer, basePath: '', keys, tokenAudience: config.tokenAudience })
   app.decorate('defaultIssuer', defaultIssuer)
   app.decorate('issuerFor', async (_request: FastifyRequest) => defaultIssuer)
   app.decorateRequest('issuerContext', null as unknown as IssuerContext)

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { loadSigningKeys } from '../../plugins/infra/keys.js'
 import { issuerContextOf, type IssuerContext } from '../../plugins/tokens/issuer-context.js'
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { setupTestContext } from '../helper.js'
 import { createAgent, createCredential } from '../support/management.js'
 import { basicAuth, claimsOf, headerOf, postForm } from '../support/oauth.js'
@@ -16,7 +17,7 @@ async function organizationIssuer (app: App, slug: string): Promise<IssuerContex
   const pems = generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
   const keys = await loadSigningKeys({ privateKey: pems.privateKey, publicKey: pems.publicKey, previous: [] })
   const basePath = `/o/${slug}`
-  return issuerContextOf({ origin: app.config.issuer, basePath, keys, tokenAudience: `${app.config.issuer}${basePath}` })
+  return issuerContextOf({ orgId: DEFAULT_ORG_ID, origin: app.config.issuer, basePath, keys, tokenAudience: `${app.config.issuer}${basePath}` })
 }
 
 /**
@@ -91,7 +92,7 @@ describe('the issuer context is the single source of the issuer and its keys', (
 
   it('a token verified for one issuer is never taken from the cache for another, even under the same keys', async () => {
     const app = await context.build()
-    const other = issuerContextOf({ origin: 'https://other.example', basePath: '', keys: app.keys, tokenAudience: 'https://other.example' })
+    const other = issuerContextOf({ orgId: DEFAULT_ORG_ID, origin: 'https://other.example', basePath: '', keys: app.keys, tokenAudience: 'https://other.example' })
     resolveBy(app, { other })
     const { clientId, secret } = await agentWithCredential(app)
     const issued = await postForm(app, '/oauth2/token', { grant_type: 'client_credentials' }, { authorization: basicAuth(clientId, secret) })
