@@ -31,6 +31,11 @@ export interface Config {
   jwtPublicKey?: string
   /** Earlier public keys still published in the JWKS so their live tokens verify. */
   jwtPreviousPublicKeys: string[]
+  /**
+   * KEY_ENCRYPTION_KEY: 32 bytes that seal secrets kept in the database (organizations' keys, webhook secrets).
+   * Absent outside production: a generated key kept in dataDir. Required in production once anything is sealed.
+   */
+  keyEncryptionKey?: Buffer
   bootstrapClientId?: string
   bootstrapClientSecret?: string
   shutdownTimeoutMs: number
@@ -267,6 +272,12 @@ export function loadConfig (env: Env = process.env): Config {
   // Node refuses a headers timeout longer than the request timeout: say so here, naming the variable.
   if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
 
+  const kekRaw = text(env, 'KEY_ENCRYPTION_KEY')
+  const keyEncryptionKey = kekRaw === undefined ? undefined : Buffer.from(kekRaw, 'base64')
+  if (kekRaw !== undefined && (keyEncryptionKey?.length !== 32 || keyEncryptionKey.toString('base64') !== kekRaw.trim())) {
+    throw new ConfigError('KEY_ENCRYPTION_KEY', 'must be 32 random bytes in base64, as `openssl rand -base64 32` prints them')
+  }
+
   const metricsToken = text(env, 'METRICS_TOKEN')
   const metricsPublic = flag(env, 'METRICS_PUBLIC', !production && metricsToken === undefined)
   if (metricsPublic && metricsToken !== undefined) {
@@ -290,6 +301,7 @@ export function loadConfig (env: Env = process.env): Config {
     jwtPrivateKey,
     jwtPublicKey,
     jwtPreviousPublicKeys,
+    keyEncryptionKey,
     bootstrapClientId,
     bootstrapClientSecret,
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),

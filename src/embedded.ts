@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -118,4 +118,17 @@ export function loadOrCreateDevelopmentKeys (directory: string): PemKeyPair & { 
   writeFileSync(privatePath, pair.privateKey, { mode: 0o600 })
   writeFileSync(publicPath, pair.publicKey, { mode: 0o600 })
   return { ...pair, created: true }
+}
+
+/**
+ * The development KEY_ENCRYPTION_KEY kept in `directory` (made on first use): sealed secrets in the embedded
+ * database stay readable across restarts without configuration. Never used in production.
+ */
+export function loadOrCreateDevelopmentKeyEncryptionKey (directory: string): Buffer {
+  const path = join(directory, 'key-encryption-key')
+  if (existsSync(path)) return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64')
+  mkdirSync(directory, { recursive: true, mode: 0o700 })
+  const key = randomBytes(32)
+  writeFileSync(path, key.toString('base64'), { mode: 0o600, flag: 'wx' })
+  return key
 }

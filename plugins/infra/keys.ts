@@ -4,7 +4,7 @@ import { calculateJwkThumbprint, exportJWK } from 'jose'
 import type { Static } from 'typebox'
 import type { JwkSchema } from '../../schemas/oidc.js'
 import { ConfigError } from '../../src/config.js'
-import { loadOrCreateDevelopmentKeys, type SIGNING_KEY_TYPES, type SigningKeyType } from '../../src/embedded.js'
+import { loadOrCreateDevelopmentKeyEncryptionKey, loadOrCreateDevelopmentKeys, type SIGNING_KEY_TYPES, type SigningKeyType } from '../../src/embedded.js'
 
 /** The JWS algorithms a signing key may have; the algorithm follows the key (RS256 stays the default). */
 export type SigningAlgorithm = typeof SIGNING_KEY_TYPES[SigningKeyType]
@@ -32,6 +32,11 @@ export interface SigningKeys {
 declare module 'fastify' {
   interface FastifyInstance {
     keys: SigningKeys
+    /**
+     * What seals secrets kept in the database (src/envelope.ts): KEY_ENCRYPTION_KEY, or outside production a
+     * generated one kept in DATA_DIR. Undefined in production without the variable: sealing is then refused.
+     */
+    keyEncryptionKey: Buffer | undefined
   }
 }
 
@@ -107,5 +112,6 @@ export default fp(async (app) => {
   const keys = await loadSigningKeys({ privateKey, publicKey, previous: config.jwtPreviousPublicKeys })
   // The keys as loaded; request-time code reads its issuer's keys from the issuer context (plugins/tokens/issuer-context.ts).
   app.decorate('keys', keys)
+  app.decorate('keyEncryptionKey', config.keyEncryptionKey ?? (config.nodeEnv === 'production' ? undefined : loadOrCreateDevelopmentKeyEncryptionKey(config.dataDir)))
   app.log.info({ kid: keys.current.kid, alg: keys.current.alg, published: [...keys.byKid.keys()] }, 'signing key loaded')
 }, { name: 'keys', dependencies: ['config'] })
