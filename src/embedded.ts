@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /** A running embedded PostgreSQL: PGlite behind a loopback socket that speaks the wire protocol. */
@@ -126,9 +126,19 @@ export function loadOrCreateDevelopmentKeys (directory: string): PemKeyPair & { 
  */
 export function loadOrCreateDevelopmentKeyEncryptionKey (directory: string): Buffer {
   const path = join(directory, 'key-encryption-key')
-  if (existsSync(path)) return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64')
-  mkdirSync(directory, { recursive: true, mode: 0o700 })
-  const key = randomBytes(32)
-  writeFileSync(path, key.toString('base64'), { mode: 0o600, flag: 'wx' })
-  return key
+  if (!existsSync(path)) {
+    mkdirSync(directory, { recursive: true, mode: 0o700 })
+    // Written aside, then linked into place: processes starting together on one DATA_DIR never read a half-written
+    // key, and the first link wins (the others find the file and read it).
+    const aside = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`
+    writeFileSync(aside, randomBytes(32).toString('base64'), { mode: 0o600 })
+    try {
+      linkSync(aside, path)
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'EEXIST') throw error
+    } finally {
+      unlinkSync(aside)
+    }
+  }
+  return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64')
 }
