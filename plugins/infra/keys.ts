@@ -110,8 +110,17 @@ export default fp(async (app) => {
       : 'JWT keys not set: using the development key pair kept in DATA_DIR')
   }
   const keys = await loadSigningKeys({ privateKey, publicKey, previous: config.jwtPreviousPublicKeys })
+  // Nothing is sealed yet on a start that cannot write DATA_DIR: that start goes on, and sealing is refused.
+  const developmentKeyEncryptionKey = (): Buffer | undefined => {
+    try {
+      return loadOrCreateDevelopmentKeyEncryptionKey(config.dataDir)
+    } catch (error) {
+      app.log.warn({ dataDir: config.dataDir, err: { message: (error as Error).message } }, 'KEY_ENCRYPTION_KEY not set and none could be kept in DATA_DIR: sealing secrets is refused')
+      return undefined
+    }
+  }
   // The keys as loaded; request-time code reads its issuer's keys from the issuer context (plugins/tokens/issuer-context.ts).
   app.decorate('keys', keys)
-  app.decorate('keyEncryptionKey', config.keyEncryptionKey ?? (config.nodeEnv === 'production' ? undefined : loadOrCreateDevelopmentKeyEncryptionKey(config.dataDir)))
+  app.decorate('keyEncryptionKey', config.keyEncryptionKey ?? (config.nodeEnv === 'production' ? undefined : developmentKeyEncryptionKey()))
   app.log.info({ kid: keys.current.kid, alg: keys.current.alg, published: [...keys.byKid.keys()] }, 'signing key loaded')
 }, { name: 'keys', dependencies: ['config'] })
