@@ -13,6 +13,7 @@ import postgres from '../plugins/infra/postgres.js'
 import rateLimit from '../plugins/infra/rate-limit.js'
 import redis from '../plugins/infra/redis.js'
 import oidc from '../plugins/oidc/index.js'
+import organizations, { organizationIssuers, rewriteOrganizationUrl } from '../plugins/organizations/index.js'
 import operations from '../plugins/operations/index.js'
 import revocation, { revocationState } from '../plugins/revocation/index.js'
 import tokens, { bearerAuthentication, issuerContext } from '../plugins/tokens/index.js'
@@ -73,6 +74,8 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
     http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, Math.ceil(config.headersTimeoutMs / 2)) },
     // Starting the embedded PostgreSQL and migrating it can take a while on a busy laptop or CI machine.
     pluginTimeout: 120_000,
+    // {ISSUER}/o/{slug}/… is an organization's: routed as the same route, its issuer resolved per request.
+    rewriteUrl: rewriteOrganizationUrl,
     genReqId: (request) => {
       const given = request.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
@@ -121,6 +124,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   // revocation state, the audit trail, Bearer authentication of the management API, client authentication of the
   // OAuth endpoints.
   await app.register(issuerContext)
+  await app.register(organizationIssuers)
   await app.register(revocationState)
   await app.register(auditTrail)
   await app.register(bearerAuthentication)
@@ -140,6 +144,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(auditEvents)
   await app.register(tokens)
   await app.register(revocation)
+  await app.register(organizations)
   await app.register(oidc)
 
   return app

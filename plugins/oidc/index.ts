@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
 import { DiscoverySchema, JwksSchema } from '../../schemas/oidc.js'
-import { ADMIN_SCOPES } from '../../src/scopes.js'
+import { DEFAULT_ORG_ID } from '../../src/database.js'
+import { ADMIN_SCOPES, ORGANIZATION_ADMIN_SCOPES } from '../../src/scopes.js'
 import { ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS } from '../clients/public.js'
 import { GRANTS, type IssuerContext } from '../tokens/public.js'
 
@@ -38,7 +39,8 @@ const oidc: FastifyPluginAsyncTypebox = async (app) => {
       token_endpoint_auth_methods_supported: Object.keys(CLIENT_AUTH_METHODS),
       // What a private_key_jwt client assertion may be signed with: asymmetric only.
       token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
-      scopes_supported: ADMIN_SCOPES,
+      // An organization other than the default holds no platform scope: it does not advertise one.
+      scopes_supported: context.orgId === DEFAULT_ORG_ID ? ADMIN_SCOPES : ORGANIZATION_ADMIN_SCOPES,
       // No authorization endpoint and no ID tokens: agents use client_credentials. OIDC Discovery requires these
       // members; an empty list says honestly that no response type is served.
       response_types_supported: [],

@@ -30,6 +30,8 @@ export interface AccessTokenClaims extends JWTPayload {
   scope: string
   /** The credential the token was issued against (private claim of /oauth2/token), when it names one. */
   credential_id?: string
+  /** The organization whose issuer issued it (tokens from before organizations have none: the default's). */
+  org_id?: string
 }
 
 declare module 'fastify' {

@@ -74,6 +74,8 @@ export async function issueAccessToken (
   const claims: AccessTokenClaims = {
     ...issuance.claims,
     iss: issuer,
+    // Which organization issued it, beside iss: resource servers serving several tenants key on it.
+    org_id: request.issuerContext.orgId,
     sub: issuance.subject,
     aud: issuance.audience,
     // No token outlives the credential the client authenticated with.
