@@ -165,6 +165,23 @@ describe('DPoP with oauth4webapi, end to end', () => {
   })
 })
 
+describe('a resource server checking cnf with oauth4webapi (docs/guide/resource-servers.md)', () => {
+  it('validateJwtAccessToken takes our DPoP token with its proof, and refuses it as Bearer or with another key', async () => {
+    const { app, options } = await listening()
+    const { clientId, secret } = await agentWithSecret(app)
+    const issuer = new URL(ISSUER)
+    const as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, options))
+    const key = await dpopKey()
+    const token = await boundToken(app, clientId, secret, key)
+    const resource = 'https://api.example.com/weather'
+    const request = async (scheme: string, signer: DpopKey) => new Request(resource, { headers: { authorization: `${scheme} ${token}`, dpop: await proof(signer, { htm: 'GET', htu: resource, ath: accessTokenHash(token) }) } })
+    const claims = await oauth.validateJwtAccessToken(as, await request('DPoP', key), ISSUER, options)
+    expect(claims.cnf).toEqual({ jkt: key.jkt })
+    await expect(oauth.validateJwtAccessToken(as, new Request(resource, { headers: { authorization: `Bearer ${token}` } }), ISSUER, options)).rejects.toThrow()
+    await expect(oauth.validateJwtAccessToken(as, await request('DPoP', await dpopKey()), ISSUER, options)).rejects.toThrow()
+  })
+})
+
 describe('the token endpoint', () => {
   it('binds the token to the proof\'s key: token_type DPoP, cnf.jkt; without a proof, Bearer as before', async () => {
     const app = await context.build({ ISSUER })
