@@ -3,13 +3,15 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
 import * as oauth from 'oauth4webapi'
-import { describe, expect, it } from 'vitest'
+import { createClient } from 'redis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { loadSigningKeys } from '../../plugins/infra/keys.js'
 import { accessTokenHash } from '../../plugins/tokens/dpop.js'
 import { issuerContextOf } from '../../plugins/tokens/issuer-context.js'
-import { setupTestContext } from '../helper.js'
+import { LogCapture, setupTestContext } from '../helper.js'
+import { hasRedisServer, OwnRedisServer } from '../support/redis-server.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 import { basicAuth, claimsOf, postForm } from '../support/oauth.js'
 
@@ -378,5 +380,71 @@ describe('introspection and revocation', () => {
     const call = await managementCall(app, agent.id, token, key)
     expect(call.statusCode).toBe(401)
     expect(call.json().detail).toBe('the access token has been revoked')
+  })
+})
+
+describe('DPOP_NONCE', () => {
+  it('is optional by default, or required; anything else stops the start naming the variable', () => {
+    expect(context.config().dpopNonce).toBe('optional')
+    expect(context.config({ DPOP_NONCE: 'required' }).dpopNonce).toBe('required')
+    expect(() => context.config({ DPOP_NONCE: 'yes' })).toThrow('DPOP_NONCE must be optional or required, got "yes"')
+  })
+})
+
+describe('the store of spent proofs', () => {
+  it('setIfAbsent: one caller sets a key, until it expires', async () => {
+    const app = await context.build()
+    const key = `dpop:test:${randomUUID()}`
+    const first = await Promise.all([app.store.setIfAbsent(key, '1', 200), app.store.setIfAbsent(key, '1', 200)])
+    expect(first.sort()).toEqual([false, true])
+    await expect.poll(async () => await app.store.setIfAbsent(key, '1', 60_000), { timeout: 5000, interval: 50 }).toBe(true)
+  })
+})
+
+describe.skipIf(!hasRedisServer)('replicas and a Redis that goes away (a redis-server of the test\'s own)', () => {
+  let redis: OwnRedisServer
+  beforeAll(async () => { redis = await OwnRedisServer.start() })
+  afterAll(async () => { await redis.stop() })
+
+  it('a proof is spent on every replica at once under dpop:{jkt}:…, and one replica\'s nonce is good at the other', async (test) => {
+    context.requireServerDatabase(test)
+    const one = await context.build({ ISSUER, REDIS_URL: redis.url, DPOP_NONCE: 'required' })
+    const other = await context.build({ ISSUER, REDIS_URL: redis.url, DPOP_NONCE: 'required' })
+    const { clientId, secret } = await agentWithSecret(one)
+    const key = await dpopKey()
+    const nonce = (await tokenRequest(one, clientId, secret, { dpop: await proof(key) })).headers['dpop-nonce'] as string
+    expect(nonce).toBeDefined()
+    const spent = await proof(key, { nonce })
+    expect((await tokenRequest(other, clientId, secret, { dpop: spent })).statusCode).toBe(200)
+    expectInvalidProof(await tokenRequest(one, clientId, secret, { dpop: spent }), /used before/)
+    const client = createClient({ url: redis.url })
+    await client.connect()
+    try {
+      const keys = await client.keys(`dpop:${key.jkt}:*`)
+      expect(keys).toHaveLength(1)
+      const ttl = await client.pTTL(keys[0] as string)
+      expect(ttl).toBeGreaterThan(300_000)
+      expect(ttl).toBeLessThanOrEqual(365_000)
+    } finally {
+      await client.close()
+    }
+  })
+
+  it('Redis down: proofs are still single use at this replica, with a warning; tokens are still issued', async () => {
+    const logs = new LogCapture()
+    const app = await context.build({ ISSUER, REDIS_URL: redis.url }, { logs })
+    const { clientId, secret } = await agentWithSecret(app)
+    const key = await dpopKey()
+    await redis.stop()
+    try {
+      const once = await proof(key)
+      const first = await tokenRequest(app, clientId, secret, { dpop: once })
+      expect(first.statusCode, first.body).toBe(200)
+      expect(first.json().token_type).toBe('DPoP')
+      expectInvalidProof(await tokenRequest(app, clientId, secret, { dpop: once }), /used before/)
+      expect(logs.text).toContain('DPoP proof jtis are checked in this process only: store unavailable')
+    } finally {
+      await redis.start()
+    }
   })
 })
