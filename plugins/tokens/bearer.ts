@@ -202,7 +202,7 @@ export default fp(async (app) => {
    * from Host), with the token's hash as ath, signed by the key the token is bound to. Its refusals are 401s
    * under the DPoP scheme (use_dpop_nonce with a DPoP-Nonce header).
    */
-  async function checkProof (request: FastifyRequest, token: string, claims: AccessTokenClaims): Promise<void> {
+  async function checkProof (request: FastifyRequest, reply: FastifyReply, token: string, claims: AccessTokenClaims): Promise<void> {
     const jkt = claims.cnf?.jkt
     if (jkt === undefined) throw authenticationError(401, 'DPoP', 'invalid_token', 'the access token is not bound to a DPoP key: send it as Bearer')
     let proof: DpopProof | null
@@ -214,9 +214,10 @@ export default fp(async (app) => {
     }
     if (proof === null) throw authenticationError(401, 'DPoP', 'invalid_dpop_proof', 'a DPoP proof (the DPoP header) is required with a DPoP access token')
     if (proof.jkt !== jkt) throw authenticationError(401, 'DPoP', 'invalid_dpop_proof', 'the DPoP proof is signed with another key than the access token is bound to')
+    if (proof.nextNonce !== undefined) reply.header('dpop-nonce', proof.nextNonce)
   }
 
-  async function authenticate (request: FastifyRequest): Promise<Principal> {
+  async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<Principal> {
     const header = request.headers.authorization
     if (header === undefined) throw authenticationError(401, 'any', undefined, 'a Bearer access token is required')
     // Node keeps only the first of repeated Authorization headers; which one a proxy in front saw is anyone's
@@ -246,7 +247,7 @@ export default fp(async (app) => {
     }
     // RFC 9449 §7.2: a token bound to a key is worthless without it, so it is never taken as a Bearer token.
     if (scheme === 'Bearer' && claims.cnf !== undefined) throw authenticationError(401, 'DPoP', 'invalid_token', 'the access token is bound to a DPoP key: send it as Authorization: DPoP with a DPoP proof')
-    if (scheme === 'DPoP') await checkProof(request, presented, claims)
+    if (scheme === 'DPoP') await checkProof(request, reply, presented, claims)
     const token = tokenRefOf(claims)
     // Revoked by jti, or issued before its agent was suspended/decommissioned or its credential revoked.
     // A store failure here is not the caller's fault: it propagates (503), it is not an auth failure.
@@ -262,10 +263,10 @@ export default fp(async (app) => {
   }
 
   app.decorate('requireScopes', (...scopes: string[]): preValidationAsyncHookHandler => {
-    return async function requireScopes (request: FastifyRequest, _reply: FastifyReply) {
+    return async function requireScopes (request: FastifyRequest, reply: FastifyReply) {
       let principal: Principal
       try {
-        principal = await authenticate(request)
+        principal = await authenticate(request, reply)
       } catch (error) {
         if (!(error instanceof ProblemError)) throw error
         // A refusal changes nothing in the database: its event is group-committed in a transaction of its own.

@@ -19,6 +19,11 @@ export interface DpopProof {
   /** RFC 7638 SHA-256 thumbprint of the proof's public key: the cnf.jkt of a token bound to it (§6.1). */
   jkt: string
   jti: string
+  /**
+   * Under DPOP_NONCE=required, the current nonce when the proof carried an older one: the answer sends it as
+   * DPoP-Nonce (RFC 9449 §8.2), so a client keeps a fresh nonce without a use_dpop_nonce round trip.
+   */
+  nextNonce?: string
 }
 
 /** What the request a proof is checked for must match: the URL of the endpoint and, at a resource, the token. */
@@ -153,15 +158,16 @@ export default fp(async (app) => {
     const iat = payload.iat as number
     if (iat < nowS - PROOF_MAX_AGE_S || iat > nowS + PROOF_MAX_AHEAD_S) throw invalid(`the DPoP proof iat must be within ${PROOF_MAX_AGE_S} seconds before and ${PROOF_MAX_AHEAD_S} seconds after now: make a new proof for each request`)
     // A nonce is checked whenever one is sent (it may have been ours, and expired); demanded only under DPOP_NONCE=required.
+    const nonce = currentNonce(issuer)
     if (payload.nonce !== undefined) {
-      if (typeof payload.nonce !== 'string' || !nonceIsValid(issuer, payload.nonce)) throw new UseDpopNonce('the DPoP proof nonce is not valid (any more): use the one in the DPoP-Nonce header', currentNonce(issuer))
+      if (typeof payload.nonce !== 'string' || !nonceIsValid(issuer, payload.nonce)) throw new UseDpopNonce('the DPoP proof nonce is not valid (any more): use the one in the DPoP-Nonce header', nonce)
     } else if (config.dpopNonce === 'required') {
-      throw new UseDpopNonce('the DPoP proof must carry a nonce of this server: use the one in the DPoP-Nonce header', currentNonce(issuer))
+      throw new UseDpopNonce('the DPoP proof must carry a nonce of this server: use the one in the DPoP-Nonce header', nonce)
     }
     const jkt = await calculateJwkThumbprint(protectedHeader.jwk as JWK, 'sha256')
     // Last, once everything else passed: a proof refused for another reason does not spend its jti.
     if (!await spend(jkt, payload.jti)) throw invalid('the DPoP proof was used before: make a new proof (a new jti) for each request')
-    return { jkt, jti: payload.jti }
+    return config.dpopNonce === 'required' && payload.nonce !== nonce ? { jkt, jti: payload.jti, nextNonce: nonce } : { jkt, jti: payload.jti }
   })
 }, { name: 'dpop', dependencies: ['config', 'keys', 'redis', 'issuer-context'] })
 

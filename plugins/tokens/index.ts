@@ -59,6 +59,8 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
     handler: async (request, reply, client) => {
       const grantType = request.body.grant_type
       const issuance = await requestedGrant(request).handle({ app, request, body: request.body, client, jti: request.jti as string })
+      const nextNonce = request.dpopProof?.nextNonce
+      if (nextNonce !== undefined) reply.header('dpop-nonce', nextNonce)
       return reply.send(await issueAccessToken(app, request, { grantType, client, jti: request.jti as string, issuance }))
     }
   })
