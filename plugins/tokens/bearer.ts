@@ -5,7 +5,7 @@ import { errors, jwtVerify, type JWTPayload } from 'jose'
 import { OAuthError, ProblemError } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
 import { actorOf } from '../audit/public.js'
-import { tokenRefOf } from '../revocation/public.js'
+import { issuedAtMsOf, tokenRefOf } from '../revocation/public.js'
 import { DPOP_ALGORITHMS, requestUrlOf, type DpopProof } from './dpop.js'
 import { headerCount } from './headers.js'
 import type { IssuerContext } from './issuer-context.js'
@@ -86,7 +86,7 @@ function checkClaims (payload: JWTPayload): AccessTokenClaims {
   if (claims.credential_id !== undefined && (typeof claims.credential_id !== 'string' || !UUID.test(claims.credential_id))) invalid('credential_id', 'is not a credential id')
   if (claims.cnf !== undefined && (typeof claims.cnf !== 'object' || claims.cnf === null || typeof claims.cnf.jkt !== 'string' || !JKT.test(claims.cnf.jkt))) invalid('cnf', 'is not a DPoP key confirmation')
   const latestMs = Date.now() + CLOCK_TOLERANCE_SECONDS * 1000
-  if (claims.iat * 1000 > latestMs || tokenRefOf(claims).issuedAtMs > latestMs) invalid('iat', 'is in the future')
+  if (claims.iat * 1000 > latestMs || issuedAtMsOf(claims) > latestMs) invalid('iat', 'is in the future')
   return claims
 }
 
@@ -248,7 +248,7 @@ export default fp(async (app) => {
     // RFC 9449 §7.2: a token bound to a key is worthless without it, so it is never taken as a Bearer token.
     if (scheme === 'Bearer' && claims.cnf !== undefined) throw authenticationError(401, 'DPoP', 'invalid_token', 'the access token is bound to a DPoP key: send it as Authorization: DPoP with a DPoP proof')
     if (scheme === 'DPoP') await checkProof(request, reply, presented, claims)
-    const token = tokenRefOf(claims)
+    const token = tokenRefOf(issuerContext.orgId, claims)
     // Revoked by jti, or issued before its agent was suspended/decommissioned or its credential revoked.
     // A store failure here is not the caller's fault: it propagates (503), it is not an auth failure.
     if (await app.revocations.isRevoked(token)) throw refuse(401, 'invalid_token', 'the access token has been revoked')

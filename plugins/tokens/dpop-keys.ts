@@ -1,7 +1,12 @@
+import { organizationSegment } from '../../src/store.js'
+
 /**
- * Redis keys of DPoP (prefix `dpop:`): the jtis of proofs already used, each per key, kept as long as a proof could
- * pass the iat check. Organizations need no part of their own here: a proof's htu names its issuer's endpoint.
+ * Redis keys of DPoP (prefix `dpop:`): the jtis of proofs already used, each per organization and key, kept as long
+ * as a proof could pass the iat check.
  */
 
-/** A spent proof: `dpop:{jkt}:{jti_sha256}`, the jti hashed (base64url SHA-256) so its length is bounded. */
-export const dpopProofKey = (jkt: string, jtiSha256: string): string => `dpop:${jkt}:${jtiSha256}`
+/**
+ * A spent proof: `dpop:{org}{jkt}:{jti_sha256}`, `{org}` empty for the default organization (organizationSegment),
+ * the jti hashed (base64url SHA-256) so its length is bounded.
+ */
+export const dpopProofKey = (orgId: string, jkt: string, jtiSha256: string): string => `dpop:${organizationSegment(orgId)}${jkt}:${jtiSha256}`

@@ -117,8 +117,8 @@ export default fp(async (app) => {
   // While the store fails, jtis are spent here: replay is still refused at this replica, not across replicas.
   const spentHere = new ExpiringCache<true>(SPENT_JTIS_IN_MEMORY)
   let warnedAt = 0
-  async function spend (jkt: string, jti: string): Promise<boolean> {
-    const key = dpopProofKey(jkt, createHash('sha256').update(jti).digest('base64url'))
+  async function spend (orgId: string, jkt: string, jti: string): Promise<boolean> {
+    const key = dpopProofKey(orgId, jkt, createHash('sha256').update(jti).digest('base64url'))
     try {
       return await store.setIfAbsent(key, '1', SPENT_JTI_TTL_MS)
     } catch (error) {
@@ -166,7 +166,7 @@ export default fp(async (app) => {
     }
     const jkt = await calculateJwkThumbprint(protectedHeader.jwk as JWK, 'sha256')
     // Last, once everything else passed: a proof refused for another reason does not spend its jti.
-    if (!await spend(jkt, payload.jti)) throw invalid('the DPoP proof was used before: make a new proof (a new jti) for each request')
+    if (!await spend(request.issuerContext.orgId, jkt, payload.jti)) throw invalid('the DPoP proof was used before: make a new proof (a new jti) for each request')
     return config.dpopNonce === 'required' && payload.nonce !== nonce ? { jkt, jti: payload.jti, nextNonce: nonce } : { jkt, jti: payload.jti }
   })
 }, { name: 'dpop', dependencies: ['config', 'keys', 'redis', 'issuer-context'] })
