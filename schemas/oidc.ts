@@ -16,6 +16,7 @@ export const DiscoverySchema = Type.Object({
   subject_types_supported: Type.Array(Type.String()),
   id_token_signing_alg_values_supported: Type.Array(Type.String()),
   token_endpoint_auth_signing_alg_values_supported: Type.Optional(Type.Array(Type.String())),
+  dpop_signing_alg_values_supported: Type.Optional(Type.Array(Type.String())),
   service_documentation: Type.Optional(Type.String())
 }, { additionalProperties: true })
 

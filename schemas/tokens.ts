@@ -25,7 +25,7 @@ export type TokenRequestBody = Static<typeof TokenRequestBodySchema>
 
 export const TokenResponseSchema = Type.Object({
   access_token: Type.String({ description: 'RFC 9068 JWT (typ at+jwt), signed with the current key\'s algorithm: RS256, ES256 or EdDSA' }),
-  token_type: Type.Literal('Bearer'),
+  token_type: Type.Union([Type.Literal('Bearer'), Type.Literal('DPoP')], { description: 'DPoP when the request carried a DPoP proof: the token is bound to its key (cnf.jkt) and must be sent as Authorization: DPoP with a proof (RFC 9449)' }),
   expires_in: Type.Integer(),
   scope: Type.String()
 })

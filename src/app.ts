@@ -16,7 +16,7 @@ import oidc from '../plugins/oidc/index.js'
 import organizations, { organizationIssuers, rewriteOrganizationUrl } from '../plugins/organizations/index.js'
 import operations from '../plugins/operations/index.js'
 import revocation, { revocationState } from '../plugins/revocation/index.js'
-import tokens, { bearerAuthentication, issuerContext } from '../plugins/tokens/index.js'
+import tokens, { bearerAuthentication, dpopProofs, issuerContext } from '../plugins/tokens/index.js'
 import type { Config } from './config.js'
 import { handleError, handleNotFound } from './errors.js'
 import { loggerOptions } from './logger.js'
@@ -121,17 +121,18 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(redis)
   await app.register(rateLimit)
   // What capabilities publish to each other, decorated on the root in dependency order: the issuer context, the
-  // revocation state, the audit trail, Bearer authentication of the management API, client authentication of the
-  // OAuth endpoints.
+  // DPoP proof checks, the revocation state, the audit trail, Bearer and DPoP authentication of the management API,
+  // client authentication of the OAuth endpoints.
   await app.register(issuerContext)
   await app.register(organizationIssuers)
+  await app.register(dpopProofs)
   await app.register(revocationState)
   await app.register(auditTrail)
   await app.register(bearerAuthentication)
   await app.register(clientAuthentication)
   await app.register(cors, {
     origin: config.corsOrigin === '*' ? '*' : config.corsOrigin,
-    exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate'],
+    exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate', 'dpop-nonce'],
     // An OPTIONS without Origin and Access-Control-Request-Method is no browser preflight; the strict answer would
     // be a text/plain 400, the one error body that is not JSON. A 204 with the CORS headers gives nothing away.
     strictPreflight: false

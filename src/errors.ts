@@ -106,6 +106,14 @@ export class SlowDown extends OAuthError {
     super(429, 'slow_down', description, retryAfterSeconds === undefined ? {} : { 'retry-after': String(retryAfterSeconds) })
   }
 }
+/** RFC 9449 §5: a DPoP proof that is missing where one is required, malformed, or fails one of its checks (§4.3). */
+export class InvalidDpopProof extends OAuthError {
+  constructor (description: string) { super(400, 'invalid_dpop_proof', description) }
+}
+/** RFC 9449 §8: the proof must carry a nonce of this server's; DPoP-Nonce gives the one to use. */
+export class UseDpopNonce extends OAuthError {
+  constructor (description: string, nonce: string) { super(400, 'use_dpop_nonce', description, { 'dpop-nonce': nonce }) }
+}
 export class TemporarilyUnavailable extends OAuthError {
   constructor (description = 'the service is temporarily unavailable, retry shortly', retryAfterSeconds = 5) {
     super(503, 'temporarily_unavailable', description, { 'retry-after': String(retryAfterSeconds) })

@@ -4,7 +4,7 @@ import { DiscoverySchema, JwksSchema } from '../../schemas/oidc.js'
 import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { ADMIN_SCOPES, ORGANIZATION_ADMIN_SCOPES } from '../../src/scopes.js'
 import { ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS } from '../clients/public.js'
-import { GRANTS, type IssuerContext } from '../tokens/public.js'
+import { DPOP_ALGORITHMS, GRANTS, type IssuerContext } from '../tokens/public.js'
 
 type Discovery = Static<typeof DiscoverySchema>
 
@@ -39,6 +39,8 @@ const oidc: FastifyPluginAsyncTypebox = async (app) => {
       token_endpoint_auth_methods_supported: Object.keys(CLIENT_AUTH_METHODS),
       // What a private_key_jwt client assertion may be signed with: asymmetric only.
       token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
+      // RFC 9449 §5.1: what a DPoP proof may be signed with, at the token endpoint and the management API alike.
+      dpop_signing_alg_values_supported: [...DPOP_ALGORITHMS],
       // An organization other than the default holds no platform scope: it does not advertise one.
       scopes_supported: context.orgId === DEFAULT_ORG_ID ? ADMIN_SCOPES : ORGANIZATION_ADMIN_SCOPES,
       // No authorization endpoint and no ID tokens: agents use client_credentials. OIDC Discovery requires these

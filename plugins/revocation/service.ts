@@ -81,7 +81,9 @@ export function revocationService (app: FastifyInstance) {
         exp: claims.exp,
         iat: claims.iat,
         jti: claims.jti,
-        token_type: 'Bearer'
+        // RFC 9449 §6.2: a bound token says so, and names its key, so a resource server can check the proof.
+        token_type: claims.cnf === undefined ? 'Bearer' : 'DPoP',
+        cnf: claims.cnf
       }
     }
   }

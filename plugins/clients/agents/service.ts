@@ -26,6 +26,7 @@ export function toAgent (row: AgentRow): Agent {
     scopes: row.scopes,
     resources: row.resources,
     status: row.status,
+    dpop_bound_access_tokens: row.dpop_bound_access_tokens,
     metadata: row.metadata,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString()
@@ -75,6 +76,7 @@ function changesOf (current: AgentRow, body: UpdateAgentBody): AgentChanges {
   if (body.owner !== undefined && body.owner !== current.owner) changes.owner = body.owner
   if (body.scopes !== undefined && !sameJson(body.scopes, current.scopes)) changes.scopes = body.scopes
   if (body.resources !== undefined && !sameJson(body.resources, current.resources)) changes.resources = body.resources
+  if (body.dpop_bound_access_tokens !== undefined && body.dpop_bound_access_tokens !== current.dpop_bound_access_tokens) changes.dpop_bound_access_tokens = body.dpop_bound_access_tokens
   if (body.metadata !== undefined && !sameJson(body.metadata, current.metadata)) changes.metadata = body.metadata
   if (body.status !== undefined && body.status !== current.status) changes.status = body.status
   return changes
@@ -87,7 +89,7 @@ export function updateEvents (before: AgentRow, changes: AgentChanges, actor: Au
   if (fields.length > 0) {
     const data: Record<string, unknown> = { fields }
     // Values that decide what the agent may do are kept; free text and metadata are named only.
-    for (const field of ['name', 'owner', 'scopes', 'resources'] as const) {
+    for (const field of ['name', 'owner', 'scopes', 'resources', 'dpop_bound_access_tokens'] as const) {
       if (changes[field] !== undefined) data[field] = { from: before[field], to: changes[field] }
     }
     events.push({ type: 'agent.updated', agentId: before.id, ...actor, data })
@@ -127,13 +129,14 @@ export function agentService (deps: Deps) {
           owner: body.owner ?? null,
           scopes: body.scopes ?? [],
           resources: body.resources ?? [],
+          dpop_bound_access_tokens: body.dpop_bound_access_tokens ?? false,
           metadata: body.metadata ?? {}
         })
         await deps.audit.recordIn(tx, {
           type: 'agent.created',
           agentId: row.id,
           ...actor,
-          data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes, resources: row.resources }
+          data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes, resources: row.resources, dpop_bound_access_tokens: row.dpop_bound_access_tokens }
         })
         return row
       })
@@ -160,7 +163,7 @@ export function agentService (deps: Deps) {
      */
     async update (id: string, body: UpdateAgentBody, actor: AuditActor, caller: Caller): Promise<Agent> {
       // Unknown members are dropped by validation; a body left with none was most likely a typo, not a no-op.
-      if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, resources, metadata, status' }])
+      if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, resources, dpop_bound_access_tokens, metadata, status' }])
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
       const at = new Date()
@@ -171,8 +174,10 @@ export function agentService (deps: Deps) {
         authorize(deps.config, caller, { kind: 'agent.update', target: current, changes })
         // Tokens carrying a scope or resource the agent lost die with it (and cached client verifications re-read
         // them). Tokens name what they carry, but the watermark is per agent: all of its earlier tokens die.
+        // Requiring DPoP narrows too: the agent's Bearer tokens issued before die, so none outlives the requirement.
         const narrowed = (changes.scopes !== undefined && current.scopes.some((scope) => !changes.scopes?.includes(scope))) ||
-          (changes.resources !== undefined && current.resources.some((resource) => !changes.resources?.includes(resource)))
+          (changes.resources !== undefined && current.resources.some((resource) => !changes.resources?.includes(resource))) ||
+          changes.dpop_bound_access_tokens === true
         const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes, at, narrowed)
         await deps.audit.recordIn(tx, ...updateEvents(current, changes, actor))
         return { after, changes, narrowed }

@@ -97,6 +97,8 @@ export interface ClientCredentialRow {
   agent_status: 'active' | 'suspended' | 'decommissioned'
   scopes: string[]
   resources: string[]
+  /** Whether the agent's tokens must be DPoP-bound (sql/0013). */
+  dpop_bound_access_tokens: boolean
   credential_id: string
   secret_hash: string
   expires_at: Date | null
@@ -110,7 +112,7 @@ export interface ClientCredentialRow {
  */
 export async function liveCredentialsOfClient (sql: Queryable, clientId: string, credentialId?: string): Promise<ClientCredentialRow[]> {
   return await sql<ClientCredentialRow[]>`
-    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources,
+    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources, a.dpop_bound_access_tokens,
            c.id as credential_id, c.secret_hash, c.expires_at, c.bootstrap
     from agents a join credentials c on c.agent_id = a.id join organizations o on o.id = a.org_id
     where a.client_id = ${clientId}
@@ -135,7 +137,7 @@ const MAX_KEYS_TRIED = 10
  */
 export async function liveKeysOfClient (sql: Queryable, clientId: string, kid?: string): Promise<ClientKeyRow[]> {
   return await sql<ClientKeyRow[]>`
-    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources,
+    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources, a.dpop_bound_access_tokens,
            c.id as credential_id, c.public_jwk, c.jwk_thumbprint, c.expires_at
     from agents a join credentials c on c.agent_id = a.id join organizations o on o.id = a.org_id
     where a.client_id = ${clientId}
@@ -166,7 +168,7 @@ export async function forgetExpiredAssertions (sql: Queryable): Promise<void> {
 /** The current standing of a credential and its agent, for re-checking a cached verification. */
 export async function clientStanding (sql: Queryable, credentialId: string): Promise<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null } | undefined> {
   const [row] = await sql<Array<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null }>>`
-    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources,
+    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources, a.dpop_bound_access_tokens,
            c.id as credential_id, c.expires_at, c.revoked_at
     from credentials c join agents a on a.id = c.agent_id join organizations o on o.id = a.org_id
     where c.id = ${credentialId}`

@@ -21,7 +21,7 @@ export interface Issuance {
   audience: string | string[]
   /** The credential the token is issued against, when there is one: revoking that credential kills the token. */
   credentialId?: string
-  /** Claims of the grant's own (act, cnf); never one the issuer sets. */
+  /** Claims of the grant's own (act); never one the issuer sets (cnf included: the issuer binds, from the request's proof). */
   claims?: Record<string, unknown>
 }
 
