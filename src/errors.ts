@@ -87,6 +87,10 @@ export class InvalidClient extends OAuthError {
     super(401, 'invalid_client', description, { 'www-authenticate': `${scheme} realm="agentidp", error="invalid_client"` })
   }
 }
+/** RFC 6749 §5.2 invalid_grant: the grant (an RFC 7523 assertion) is invalid, expired, replayed or matches no trust. */
+export class InvalidGrant extends OAuthError {
+  constructor (description: string) { super(400, 'invalid_grant', description) }
+}
 export class UnsupportedGrantType extends OAuthError {
   constructor (description: string) { super(400, 'unsupported_grant_type', description) }
 }

@@ -20,8 +20,8 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/api/v1/agents/:id/credentials', {
     schema: {
       tags,
-      summary: 'Issue a client secret',
-      description: 'The secret is in this response only; AgentIdP stores its argon2id hash. An agent may hold several live credentials, so a secret rotates without downtime: issue the new one, switch the client, revoke the old one. The body is optional. 403 (naming missing_scopes) when the agent holds a management scope the caller does not; 409 for the bootstrap admin (BOOTSTRAP_CLIENT_ID), whose secret is BOOTSTRAP_CLIENT_SECRET.',
+      summary: 'Issue a client secret, register a public key or a federation trust',
+      description: 'No body, or type client_secret: a secret, in this response only; AgentIdP stores its argon2id hash. An agent may hold several live credentials, so a secret rotates without downtime: issue the new one, switch the client, revoke the old one. type private_key_jwt with jwk: a public key its client assertions are signed with. type federated with issuer and subject (audience, claims, jwks or jwks_uri optional): tokens of that external issuer, presented with grant_type urn:ietf:params:oauth:grant-type:jwt-bearer, stand for the agent; 409 when a live federated credential of the organization has the same issuer, subject and claims. 403 (naming missing_scopes) when the agent holds a management scope the caller does not; 409 for the bootstrap admin (BOOTSTRAP_CLIENT_ID), whose secret is BOOTSTRAP_CLIENT_SECRET.',
       security,
       params: AgentParamsSchema,
       body: CreateCredentialBodySchema,
@@ -31,7 +31,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: [app.requireScopes(AdminScope.AgentsWrite), async (request) => { request.body ??= {} }],
     config
   }, async (request, reply) => {
-    const credential = await service.create(request.params.id, request.body, principalActor(request), principalCaller(request))
+    const credential = await service.create(request.params.id, request.body, principalActor(request), principalCaller(request), request.issuerContext.orgId)
     return reply.code(201)
       .header('location', `/api/v1/agents/${request.params.id}/credentials/${credential.id}`)
       .send(credential)
@@ -48,7 +48,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: app.requireScopes(AdminScope.AgentsRead),
     config
-  }, async (request) => await service.list(request.params.id))
+  }, async (request) => await service.list(request.params.id, request.issuerContext.orgId))
 
   app.delete('/api/v1/agents/:id/credentials/:credential_id', {
     schema: {
