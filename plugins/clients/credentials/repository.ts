@@ -126,6 +126,14 @@ export async function liveCredentialsWithHash (sql: Queryable, agentId: string):
     order by id`
 }
 
+/** The live (not revoked, not expired) private_key_jwt keys of an agent, oldest first: what its DID document lists. */
+export async function liveKeysOfAgent (sql: Queryable, agentId: string): Promise<Array<{ public_jwk: PublicJwk, jwk_thumbprint: string }>> {
+  return await sql<Array<{ public_jwk: PublicJwk, jwk_thumbprint: string }>>`
+    select public_jwk, jwk_thumbprint from credentials
+    where agent_id = ${agentId} and type = 'private_key_jwt' and revoked_at is null and (expires_at is null or expires_at > now())
+    order by id`
+}
+
 /** Revokes the credential if it belongs to the agent and is not revoked yet; true when this call revoked it. */
 export async function revokeCredential (sql: Queryable, agentId: string, credentialId: string, at = new Date()): Promise<boolean> {
   const rows = await sql`
