@@ -1,9 +1,5 @@
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { globalAgent } from 'node:https'
 import { createServer, type AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Resolver } from 'did-resolver'
 import { CompactSign, compactVerify, exportJWK, generateKeyPair, importJWK, jwtVerify, type JWK } from 'jose'
 import { getResolver } from 'web-did-resolver'
@@ -12,25 +8,23 @@ import { buildApp, type App } from '../../src/app.js'
 import { setupTestContext } from '../helper.js'
 import { authHeaders, createAgent, createCredential } from '../support/management.js'
 import { basicAuth, postForm } from '../support/oauth.js'
+import { localhostCertificate, type LocalhostCertificate } from '../support/tls.js'
 
 const context = setupTestContext()
 const resolver = new Resolver(getResolver())
 
 // web-did-resolver fetches https://{host}/… with the process's https agent and no option to change it: the test
 // serves AgentIdP itself over TLS with a certificate for localhost that this process (only) is told to trust.
-let tls: { key: string, cert: string, directory: string }
+let tls: LocalhostCertificate
 let trustedBefore: unknown
 beforeAll(() => {
-  const directory = mkdtempSync(join(tmpdir(), 'agentidp-did-'))
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-keyout', join(directory, 'key.pem'), '-out', join(directory, 'cert.pem')], { stdio: 'ignore' })
-  tls = { key: readFileSync(join(directory, 'key.pem'), 'utf8'), cert: readFileSync(join(directory, 'cert.pem'), 'utf8'), directory }
+  tls = localhostCertificate()
   trustedBefore = globalAgent.options.ca
   globalAgent.options.ca = tls.cert
 })
 afterAll(() => {
   globalAgent.options.ca = trustedBefore as string | undefined
-  rmSync(tls.directory, { recursive: true, force: true })
+  tls.remove()
 })
 
 const listening: App[] = []
