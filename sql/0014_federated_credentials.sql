@@ -12,7 +12,7 @@ alter table credentials add constraint credentials_material_check check (
 
 create table federated_credentials (
   credential_id uuid primary key references credentials (id),
-  org_id        uuid not null default coalesce(current_org_id(), '00000000-0000-4000-8000-000000000000'::uuid) references organizations (id),
+  org_id        uuid not null default session_org_id() references organizations (id),
   issuer        text not null check (char_length(issuer) between 1 and 1024),    -- the external token's iss, matched exactly
   subject       text not null check (char_length(subject) between 1 and 1024),  -- its sub, matched exactly
   audience      text check (char_length(audience) between 1 and 1024),          -- what its aud must hold; null: this issuer

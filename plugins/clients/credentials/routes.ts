@@ -31,7 +31,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: [app.requireScopes(AdminScope.AgentsWrite), async (request) => { request.body ??= {} }],
     config
   }, async (request, reply) => {
-    const credential = await service.create(request.params.id, request.body, principalActor(request), principalCaller(request), request.issuerContext.orgId)
+    const credential = await service.create(request.params.id, request.body, principalActor(request), principalCaller(request))
     return reply.code(201)
       .header('location', `/api/v1/agents/${request.params.id}/credentials/${credential.id}`)
       .send(credential)
@@ -48,7 +48,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: app.requireScopes(AdminScope.AgentsRead),
     config
-  }, async (request) => await service.list(request.params.id, request.issuerContext.orgId))
+  }, async (request) => await service.list(request.issuerContext.orgId, request.params.id))
 
   app.delete('/api/v1/agents/:id/credentials/:credential_id', {
     schema: {

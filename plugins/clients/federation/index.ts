@@ -139,11 +139,13 @@ export default fp(async (app) => {
     const trust = matching[0] as FederatedTrustRow
     if (payload.jti !== undefined) {
       if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > MAX_JTI_LENGTH || payload.jti.includes('\0')) throw refuse('jti', `assertion jti must be a string of at most ${MAX_JTI_LENGTH} characters`)
-      // The client assertions' single-use table, under a name no client_id can take: `federated {iss}`.
-      if (!await markAssertionUsed(sql, `federated ${iss}`, payload.jti, new Date((exp + CLOCK_TOLERANCE_S) * 1000))) throw refuse('replayed', 'assertion jti was already used')
+      // The client assertions' single-use table, in the organization, under a name no client_id can take: `federated {iss}`.
+      const jti = payload.jti
+      const used = !await inOrganization(sql, context.orgId, async (tx) => await markAssertionUsed(tx, `federated ${iss}`, jti, new Date((exp + CLOCK_TOLERANCE_S) * 1000)))
+      if (used) throw refuse('replayed', 'assertion jti was already used')
       if (Date.now() - jtisCleanedAt > JTI_CLEANUP_INTERVAL_MS) {
         jtisCleanedAt = Date.now()
-        forgetExpiredAssertions(sql).catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not delete expired client assertion jtis') })
+        inOrganization(sql, context.orgId, async (tx) => { await forgetExpiredAssertions(tx) }).catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not delete expired client assertion jtis') })
       }
     }
     return {
