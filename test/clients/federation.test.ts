@@ -1,8 +1,11 @@
+import { randomUUID } from 'node:crypto'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import type { FastifyRequest } from 'fastify'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { afterEach, describe, expect, it } from 'vitest'
+import { issuerContextOf } from '../../plugins/tokens/issuer-context.js'
 import type { App } from '../../src/app.js'
-import { createTestDatabase, setupTestContext, type TestDatabase } from '../helper.js'
+import { createTestDatabase, ownerSql, setupTestContext, type TestDatabase } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 import { basicAuth, claimsOf, postForm } from '../support/oauth.js'
 import { startTestIssuer, type TestIssuer } from '../support/test-issuer.js'
@@ -319,6 +322,22 @@ describe('the jwt-bearer grant (RFC 7523 §2.1)', () => {
       expect(response.json()).toEqual({ error: 'invalid_grant', error_description: 'the issuer\'s keys could not be fetched; retry later' })
     }
     expect(cluster.requests).toEqual(['/gone'])
+  })
+
+  it('matches only the trusts of the organization the request speaks to', async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true })
+    const app = await context.build()
+    const agent = await createAgent(app, { name: 'default-org workload', scopes: ['a:b'] })
+    await trust(app, agent.id, { issuer: 'https://svid.example', subject: 'spiffe://example.org/w', jwks: { keys: [{ ...await exportJWK(publicKey), kid: 'k1' }] } })
+    // A second organization, and requests that name it (a header stands in for the /o/{slug} routes to come).
+    const orgId = randomUUID()
+    await ownerSql(app)`insert into organizations (id, slug, name) values (${orgId}, ${`acme-${orgId.slice(0, 8)}`}, 'Acme')`
+    const acme = issuerContextOf({ orgId, origin: app.config.issuer, basePath: '/o/acme', keys: app.keys, tokenAudience: `${app.config.issuer}/o/acme` })
+    app.issuerFor = async (request: FastifyRequest) => request.headers['x-test-org'] === 'acme' ? acme : app.defaultIssuer
+    const sign = async (aud: string): Promise<string> => await new SignJWT({ iss: 'https://svid.example', sub: 'spiffe://example.org/w', aud }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuedAt().setExpirationTime('5m').setJti(randomUUID()).sign(privateKey)
+    const inAcme = await exchange(app, await sign(acme.issuer), {}, { 'x-test-org': 'acme' })
+    expect(inAcme.json()).toEqual({ error: 'invalid_grant', error_description: NO_MATCH })
+    expect((await exchange(app, await sign(app.config.issuer))).statusCode).toBe(200)
   })
 
   it('is listed in discovery', async () => {
