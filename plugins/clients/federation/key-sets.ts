@@ -26,6 +26,9 @@ export interface KeySetOptions {
   maxEntries: number
 }
 
+// jose's codes for a key set that was fetched and read, but holds no key (or no usable one) for this token's header.
+const ANSWERS_OF_FETCHED_KEYS = new Set(['ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS', 'ERR_JOSE_NOT_SUPPORTED', 'ERR_JOSE_ALG_NOT_ALLOWED'])
+
 /** One remote key set: from a jwks_uri, or from the jwks_uri the issuer's discovery names. */
 interface RemoteKeySet {
   getKey?: JWTVerifyGetKey
@@ -44,8 +47,6 @@ interface RemoteKeySet {
 export class FederationKeySets {
   readonly #remote = new Map<string, RemoteKeySet>()
   readonly #options: KeySetOptions
-  /** Fetches made, for metrics and tests. */
-  fetches = 0
 
   constructor (options: KeySetOptions) {
     this.#options = options
@@ -101,8 +102,9 @@ export class FederationKeySets {
       try {
         return await getKey(header, token)
       } catch (error) {
-        // No matching key is an answer from keys that were fetched fine; anything else means the fetch failed.
-        if ((error as { code?: string }).code === 'ERR_JWKS_NO_MATCHING_KEY' || (error as { code?: string }).code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS') throw error
+        // What a token's header makes of keys fetched fine is no failure of the issuer: were it remembered as one,
+        // a forged header could keep the issuer's genuine tokens refused. Anything else means the fetch failed.
+        if (ANSWERS_OF_FETCHED_KEYS.has((error as { code?: string }).code ?? '')) throw error
         this.#failed(entry, error)
         throw new KeySetUnavailable(entry.failure as string)
       }
@@ -134,7 +136,6 @@ export class FederationKeySets {
 
   /** A GET under the outbound rules, as a fetch Response (what jose's remote key set reads). */
   async #fetch (url: string, accept: string): Promise<Response> {
-    this.fetches += 1
     const answer = await outboundRequest(url, {
       headers: { accept },
       timeoutMs: this.#options.timeoutMs,
