@@ -73,6 +73,7 @@ const DpopBoundSchema = Type.Boolean({
 export const AgentSchema = Type.Object({
   id: Type.String({ format: 'uuid', description: 'The agent id (UUIDv7); the `sub` of its tokens' }),
   client_id: Type.String({ description: 'The OAuth client_id; the same across credential rotations' }),
+  did: Type.String({ description: 'Its did:web (W3C DID 1.0): {issuer\'s DID}:agents:{id}, resolved at {issuer}/agents/{id}/did.json to its live private_key_jwt keys' }),
   name: Type.String(),
   description: Type.Union([Type.String(), Type.Null()]),
   owner: Type.Union([Type.String(), Type.Null()]),

@@ -4,7 +4,7 @@ import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import auditEvents, { auditTrail } from '../plugins/audit/index.js'
-import clients, { clientAuthentication } from '../plugins/clients/index.js'
+import clients, { clientAuthentication, clientFederation } from '../plugins/clients/index.js'
 import docs from '../plugins/docs/index.js'
 import configPlugin from '../plugins/infra/config.js'
 import keys from '../plugins/infra/keys.js'
@@ -122,7 +122,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(rateLimit)
   // What capabilities publish to each other, decorated on the root in dependency order: the issuer context, the
   // DPoP proof checks, the revocation state, the audit trail, Bearer and DPoP authentication of the management API,
-  // client authentication of the OAuth endpoints.
+  // client authentication of the OAuth endpoints, verification of federated (RFC 7523 §2.1) assertions.
   await app.register(issuerContext)
   await app.register(organizationIssuers)
   await app.register(dpopProofs)
@@ -130,6 +130,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(auditTrail)
   await app.register(bearerAuthentication)
   await app.register(clientAuthentication)
+  await app.register(clientFederation)
   await app.register(cors, {
     origin: config.corsOrigin === '*' ? '*' : config.corsOrigin,
     exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate', 'dpop-nonce'],

@@ -65,6 +65,11 @@ export interface Config {
   dpopNonce: 'optional' | 'required'
   /** Default `aud` of access tokens when the request names no `resource`. */
   tokenAudience: string
+  /**
+   * FEDERATION_ALLOW_PRIVATE_NETWORKS: key sets and discovery documents of federation issuers may be fetched over
+   * http and from loopback, private or link-local addresses (tests, private clusters). Off: https to public ones only.
+   */
+  federationAllowPrivateNetworks: boolean
   rateLimit: {
     tokenPerMinute: number
     apiPerMinute: number
@@ -328,6 +333,7 @@ export function loadConfig (env: Env = process.env): Config {
     tokenTtlSeconds: integer(env, 'TOKEN_TTL_SECONDS', 3600, 60, 86_400),
     tokenAudience,
     dpopNonce,
+    federationAllowPrivateNetworks: flag(env, 'FEDERATION_ALLOW_PRIVATE_NETWORKS', false),
     rateLimit: {
       tokenPerMinute: integer(env, 'RATE_LIMIT_TOKEN_PER_MIN', 600, 0, 10_000_000),
       apiPerMinute: integer(env, 'RATE_LIMIT_API_PER_MIN', 1200, 0, 10_000_000),

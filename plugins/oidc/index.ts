@@ -5,6 +5,7 @@ import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { ADMIN_SCOPES, ORGANIZATION_ADMIN_SCOPES } from '../../src/scopes.js'
 import { ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS } from '../clients/public.js'
 import { DPOP_ALGORITHMS, GRANTS, type IssuerContext } from '../tokens/public.js'
+import dids from './dids.js'
 
 type Discovery = Static<typeof DiscoverySchema>
 
@@ -12,7 +13,7 @@ type Discovery = Static<typeof DiscoverySchema>
 // a published overlap (JWT_PREVIOUS_PUBLIC_KEYS).
 const CACHE_CONTROL = 'public, max-age=300'
 
-/** OIDC Discovery / RFC 8414 metadata and the RFC 7517 JWK Set. */
+/** OIDC Discovery / RFC 8414 metadata, the RFC 7517 JWK Set and the did:web documents of the issuer and its agents. */
 const oidc: FastifyPluginAsyncTypebox = async (app) => {
   // Per issuer context: a context is built once and shared by its requests, and one with other keys is another
   // context, so its metadata is built afresh.
@@ -64,6 +65,8 @@ const oidc: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/.well-known/jwks.json', {
     schema: { tags: ['discovery'], summary: 'RFC 7517 JWK Set: the current signing key and previous keys still in use', response: { 200: JwksSchema } }
   }, async (request, reply) => reply.header('cache-control', CACHE_CONTROL).send(request.issuerContext.keys.jwks))
+
+  await app.register(dids)
 }
 
 export default oidc

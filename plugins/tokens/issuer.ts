@@ -101,7 +101,7 @@ export async function issueAccessToken (
       type: 'token.issued',
       agentId: claims.sub,
       ...actorOf(request, client.clientId),
-      data: { jti, scope: claims.scope, aud: claims.aud, client_id: claims.client_id, grant_type: grant.grantType, credential_id: claims.credential_id ?? null, exp: claims.exp, ...(proof === null ? {} : { token_type: 'DPoP', jkt: proof.jkt }) }
+      data: { ...issuance.audit, jti, scope: claims.scope, aud: claims.aud, client_id: claims.client_id, grant_type: grant.grantType, credential_id: claims.credential_id ?? null, exp: claims.exp, ...(proof === null ? {} : { token_type: 'DPoP', jkt: proof.jkt }) }
     }),
     // The counter lives in Redis only; a Redis failure must not refuse the token.
     app.store.incr(monthlyUsageKey(client.agentId, utcMonth(new Date(issuedAtMs))), 400 * 24 * 3600_000)

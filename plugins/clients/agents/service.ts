@@ -1,4 +1,5 @@
 import type { AuditActor, AuditEvent } from '../../audit/public.js'
+import { agentDid } from '../../../src/did-web.js'
 import { badRequest, conflict, notFound, serviceUnavailable } from '../../../src/errors.js'
 import { inOrganization, type Queryable } from '../../../src/database.js'
 import { newId } from '../../../src/ids.js'
@@ -15,11 +16,12 @@ import { publishChanges } from '../../revocation/public.js'
 import type { Deps } from '../deps.js'
 import { findAgent, insertAgent, listAgents, updateAgent, type AgentChanges, type AgentLock, type AgentRow } from './repository.js'
 
-/** The API form of an agents row. */
-export function toAgent (row: AgentRow): Agent {
+/** The API form of an agents row, as the issuer `issuer` shows it (its DID derives from the issuer). */
+export function toAgent (row: AgentRow, issuer: string): Agent {
   return {
     id: row.id,
     client_id: row.client_id,
+    did: agentDid(issuer, row.id),
     name: row.name,
     description: row.description,
     owner: row.owner,
@@ -116,7 +118,7 @@ export async function existingAgent (sql: Queryable, id: string, lock?: AgentLoc
 export function agentService (deps: Deps) {
   return {
     /** Registers an active agent with a new client_id; it holds no credential yet. Management scopes: see authorize. */
-    async create (body: CreateAgentBody, actor: AuditActor, caller: Caller): Promise<Agent> {
+    async create (body: CreateAgentBody, actor: AuditActor, caller: Caller, issuer: string): Promise<Agent> {
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
       authorize(deps.config, caller, { kind: 'agent.create', scopes: body.scopes ?? [] })
@@ -140,20 +142,20 @@ export function agentService (deps: Deps) {
         })
         return row
       })
-      return toAgent(row)
+      return toAgent(row, issuer)
     },
 
     /** One page in creation order: each agent exactly once across pages, whatever is created meanwhile. */
-    async list (orgId: string, query: ListAgentsQuery): Promise<AgentPage> {
+    async list (orgId: string, query: ListAgentsQuery, issuer: string): Promise<AgentPage> {
       const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
       const rows = await inOrganization(deps.sql, orgId, async (tx) => await listAgents(tx, { status: query.status, owner: query.owner, clientId: query.client_id, after, limit: query.limit + 1 }))
       const items = rows.slice(0, query.limit)
       const last = items.at(-1)
-      return { items: items.map(toAgent), next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last.id) : null }
+      return { items: items.map((row) => toAgent(row, issuer)), next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last.id) : null }
     },
 
-    async get (orgId: string, id: string): Promise<Agent> {
-      return toAgent(await inOrganization(deps.sql, orgId, async (tx) => await existingAgent(tx, id)))
+    async get (orgId: string, id: string, issuer: string): Promise<Agent> {
+      return toAgent(await inOrganization(deps.sql, orgId, async (tx) => await existingAgent(tx, id)), issuer)
     },
 
     /**
@@ -161,7 +163,7 @@ export function agentService (deps: Deps) {
      * agent is read-only (409), so its record stays as it was when it was retired. The caller's authority over the
      * agent and over the scopes it grants is checked under the row lock (see authorize).
      */
-    async update (id: string, body: UpdateAgentBody, actor: AuditActor, caller: Caller): Promise<Agent> {
+    async update (id: string, body: UpdateAgentBody, actor: AuditActor, caller: Caller, issuer: string): Promise<Agent> {
       // Unknown members are dropped by validation; a body left with none was most likely a typo, not a no-op.
       if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, resources, dpop_bound_access_tokens, metadata, status' }])
       checkMetadataSize(body.metadata)
@@ -183,7 +185,7 @@ export function agentService (deps: Deps) {
         return { after, changes, narrowed }
       })
       if (changes.status !== undefined || narrowed) await publishChanges(deps, { agentIds: [id] }, at)
-      return toAgent(after)
+      return toAgent(after, issuer)
     },
 
     /**
