@@ -1,6 +1,7 @@
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, preHandlerAsyncHookHandler } from 'fastify'
 import type { Static, TSchema } from 'typebox'
 import { InvalidRequest } from '../../src/errors.js'
+import { organizationSegment } from '../../src/store.js'
 import { presentsClientCredentials, type AuthenticatedClient } from '../clients/public.js'
 import { rateLimitStep } from '../infra/rate-limit.js'
 
@@ -85,7 +86,7 @@ export function oauthRoute<B extends TSchema, A = undefined> (app: FastifyInstan
     ...(route.beforeAuthentication ?? []),
     authenticateClient,
     // A request that authenticated no client (optional authentication) spends its address's quota instead.
-    ...(perClient === 0 ? [] : [rateLimitStep(app, route.url, perClient, (request) => request.client?.clientId ?? `address ${request.ip}`)])
+    ...(perClient === 0 ? [] : [rateLimitStep(app, route.url, perClient, (request) => request.client === null ? `address ${request.ip}` : `${organizationSegment(request.issuerContext.orgId)}${request.client.clientId}`)])
   ] as preHandlerAsyncHookHandler[]
 
   app.post<{ Body: Static<B> }>(route.url, {
