@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto'
 import { createServer } from 'node:net'
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
+import { createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose'
 import * as client from 'openid-client'
 import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
@@ -163,6 +164,27 @@ describe('organizations', () => {
       expect(response.statusCode, endpoint).toBe(401)
       expect(response.json().error).toBe('invalid_client')
     }
+  })
+
+  it('authenticates private_key_jwt clients inside an organization, with the organization\'s issuer as the audience only', async () => {
+    const app = await context.build({ ISSUER: 'https://idp.example.com' })
+    const org = await createOrganization(app, 'keyed')
+    const admin = { authorization: `Bearer ${await tokenIn(app, 'keyed', org.admin.client_id, org.admin.client_secret)}` }
+    const agent = (await app.inject({ method: 'POST', url: '/o/keyed/api/v1/agents', headers: admin, payload: { name: 'keyed bot', scopes: ['orders:read'] } })).json()
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true })
+    const registered = await app.inject({ method: 'POST', url: `/o/keyed/api/v1/agents/${agent.id}/credentials`, headers: admin, payload: { type: 'private_key_jwt', jwk: await exportJWK(publicKey) } })
+    expect(registered.statusCode, registered.body).toBe(201)
+    const assertion = async (aud: string): Promise<string> => await new SignJWT({ jti: randomUUID() })
+      .setProtectedHeader({ alg: 'ES256' }).setIssuer(agent.client_id).setSubject(agent.client_id).setAudience(aud).setIssuedAt().setExpirationTime('1m').sign(privateKey)
+    const tokenWith = async (url: string, aud: string) => await postForm(app, url, {
+      grant_type: 'client_credentials', client_id: agent.client_id, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await assertion(aud)
+    })
+    const granted = await tokenWith('/o/keyed/oauth2/token', 'https://idp.example.com/o/keyed')
+    expect(granted.statusCode, granted.body).toBe(200)
+    expect(claimsOf(granted.json().access_token)).toMatchObject({ iss: 'https://idp.example.com/o/keyed', org_id: org.id, client_id: agent.client_id })
+    // The default issuer as audience, or the default token endpoint, is another issuer's.
+    expect((await tokenWith('/o/keyed/oauth2/token', 'https://idp.example.com')).statusCode).toBe(401)
+    expect((await tokenWith('/oauth2/token', 'https://idp.example.com')).statusCode).toBe(401)
   })
 
   it('isolates in SQL: as the app role with no organization set, every organization-owned table shows zero rows; a pooled connection never carries one organization into the next', async () => {
