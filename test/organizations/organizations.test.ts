@@ -192,20 +192,29 @@ describe('organizations', () => {
     const acme = await createOrganization(app, 'acme-sql')
     await tokenIn(app, 'acme-sql', acme.admin.client_id, acme.admin.client_secret)
     const owner = ownerSql(app)
+    // Every table with org_id has row-level security enabled and forced: a new table cannot forget it.
+    const withOrgId = (await owner`
+      select c.relname as table, c.relrowsecurity as enabled, c.relforcerowsecurity as forced
+      from pg_class c join pg_attribute a on a.attrelid = c.oid and a.attname = 'org_id' and not a.attisdropped
+      join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'public'
+      where c.relkind = 'r' order by c.relname`) as unknown as Array<{ table: string, enabled: boolean, forced: boolean }>
+    expect(withOrgId.map((row) => row.table)).toEqual(expect.arrayContaining(ORGANIZATION_OWNED))
+    for (const row of withOrgId) expect(row, row.table).toMatchObject({ enabled: true, forced: true })
+    const ORGANIZATION_TABLES = withOrgId.map((row) => row.table)
     const counts = async (tx: typeof owner): Promise<number[]> => {
       const result: number[] = []
-      for (const table of ORGANIZATION_OWNED) result.push(Number((await tx.unsafe(`select count(*)::int as count from ${table}`))[0]?.count))
+      for (const table of ORGANIZATION_TABLES) result.push(Number((await tx.unsafe(`select count(*)::int as count from ${table}`))[0]?.count))
       return result
     }
     // The owner sees both organizations' rows; the app role outside an organization sees none, inside one its own.
     const ownerCounts = await counts(owner)
     // agents, credentials, audit_events and organization_keys hold rows of both organizations.
-    for (const index of [0, 1, 2, 5]) expect(ownerCounts[index]).toBeGreaterThan(0)
+    for (const table of ['agents', 'credentials', 'audit_events', 'organization_keys']) expect(ownerCounts[ORGANIZATION_TABLES.indexOf(table)], table).toBeGreaterThan(0)
     const asAppRole = await owner.begin(async (tx) => {
       await tx.unsafe(`set local role ${DEFAULT_APP_ROLE}`)
       return await counts(tx as unknown as typeof owner)
     })
-    expect(asAppRole).toEqual(ORGANIZATION_OWNED.map(() => 0))
+    expect(asAppRole).toEqual(ORGANIZATION_TABLES.map(() => 0))
     const inAcme = await inOrganization(owner, acme.id, async (tx) => {
       await tx.unsafe(`set local role ${DEFAULT_APP_ROLE}`)
       return Number((await tx`select count(*)::int as count from agents where org_id <> ${acme.id}`)[0]?.count)
