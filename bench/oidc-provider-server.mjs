@@ -1,6 +1,7 @@
 // node-oidc-provider configured as the comparison point: JWT access tokens signed with ALG (RS256, ES256 or EdDSA,
-// as ours) by client_credentials with client_secret_basic, from memory. Started by bench/run.ts as a child process:
-// PORT, ALG and CLIENTS (JSON) in env. Needs the build (npm run bench builds first).
+// as ours) by client_credentials with client_secret_basic, or private_key_jwt for a client given with `jwks` instead
+// of a secret, from memory. Started by bench/run.ts as a child process: PORT, ALG and CLIENTS (JSON) in env. Needs
+// the build (npm run bench builds first).
 import { createPrivateKey } from 'node:crypto'
 import { exportJWK } from 'jose'
 import Provider from 'oidc-provider'
@@ -9,13 +10,14 @@ import { generateSigningKeyPair, signingKeyTypeOf } from '../dist/src/embedded.j
 const port = Number(process.env.PORT ?? 3100)
 const alg = process.env.ALG ?? 'RS256'
 const issuer = `http://127.0.0.1:${port}`
-const clients = JSON.parse(process.env.CLIENTS ?? '[]').map(({ client_id, client_secret }) => ({
+const clients = JSON.parse(process.env.CLIENTS ?? '[]').map(({ client_id, client_secret, jwks }) => ({
   client_id,
-  client_secret,
+  ...(jwks === undefined
+    ? { client_secret, token_endpoint_auth_method: 'client_secret_basic' }
+    : { jwks, token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: jwks.keys[0].alg }),
   grant_types: ['client_credentials'],
   redirect_uris: [],
   response_types: [],
-  token_endpoint_auth_method: 'client_secret_basic',
   // Its default, RS256, needs an RSA key in the keystore; the client's algorithm must be one it holds a key for.
   id_token_signed_response_alg: alg,
   scope: 'bench:read'

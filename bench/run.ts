@@ -6,12 +6,17 @@
  * it and dropped afterwards) and BENCH_REDIS_URL (default redis://127.0.0.1:6379/15, flushed first).
  * BENCH_DURATION_S sets each round's length (default 10), BENCH_ROUNDS the rounds per scenario (default 2).
  * BENCH_ALG (RS256, the default, ES256 or EdDSA) is the algorithm all three servers sign with.
+ * BENCH_SCENARIOS (comma-separated, default all): token, pkjwt, cold, flood, introspection, jwks, discovery, scale,
+ * orgs. pkjwt runs token too, orgs runs jwks and discovery too (the references of their ratios, measured in the same
+ * run). A partial run keeps the other rows of docs/performance.md as they were, each with when and how it was measured.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { generateKeyPair, generateKeyPairSync, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus, totalmem } from 'node:os'
+import { cpus, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
 import autocannon from 'autocannon'
 import postgres from 'postgres'
 import { createClient } from 'redis'
@@ -20,7 +25,11 @@ import { newId } from '../src/ids.js'
 import { projectRoot } from '../src/paths.js'
 import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../src/runtime.js'
 import { createBenchDatabase } from './database.js'
+import { DEFAULT_ORG_ID, inOrganization, switchOrganization } from '../src/database.js'
 import { generateClientSecret, hashSecret } from '../src/secrets.js'
+import { insertOrganization, insertOrganizationKey } from '../plugins/organizations/repository.js'
+import { sealOrganizationKey } from '../plugins/organizations/signing-keys.js'
+import type { SigningAlgorithm } from '../plugins/infra/keys.js'
 
 const CONNECTIONS = 32
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10)
@@ -32,9 +41,32 @@ const CEILING_PORT = 3303
 const ALG = process.env.BENCH_ALG ?? 'RS256'
 // Checked before anything starts: an unknown algorithm throws here.
 const KEY_TYPE = signingKeyTypeOf(ALG)
+const SCENARIOS = ['token', 'pkjwt', 'cold', 'flood', 'introspection', 'jwks', 'discovery', 'scale', 'orgs'] as const
+type Scenario = typeof SCENARIOS[number]
+const SELECTED = selectedScenarios(process.env.BENCH_SCENARIOS)
+// Issue 14: 1,000 organizations of 100 agents each.
+const ORGANIZATIONS = 1000
+const AGENTS_PER_ORGANIZATION = 100
+const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
+// Signed client assertions made ahead of each private_key_jwt round, per second of the round: well above what
+// either server answers here (about 3,000 tokens/s), so no assertion is sent twice.
+const ASSERTIONS_PER_SECOND = 8000
+
+function selectedScenarios (list: string | undefined): Set<Scenario> {
+  if (list === undefined || list.trim() === '') return new Set(SCENARIOS)
+  const names = list.split(',').map((name) => name.trim()).filter((name) => name !== '')
+  const unknown = names.filter((name) => !(SCENARIOS as readonly string[]).includes(name))
+  if (unknown.length > 0) throw new Error(`BENCH_SCENARIOS: unknown ${unknown.join(', ')} (known: ${SCENARIOS.join(', ')})`)
+  const selected = new Set(names as Scenario[])
+  // Ratios need their reference measured in the same run: client_secret_basic for private_key_jwt, the default
+  // organization's discovery and JWKS for an organization's.
+  if (selected.has('pkjwt')) selected.add('token')
+  if (selected.has('orgs')) { selected.add('jwks'); selected.add('discovery') }
+  return selected
+}
 
 interface Result { rps: number, p50: number, p99: number, non2xx: number, errors: number }
-interface Row { scenario: string, ours?: Result & { rssMb: number }, theirs?: Result & { rssMb: number }, note?: string }
+interface Row { scenario: string, ours?: Result & { rssMb: number }, theirs?: Result & { rssMb: number }, note?: string, measured?: string }
 
 const basic = (id: string, secret: string): string => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`
 
@@ -88,13 +120,19 @@ async function main (): Promise<void> {
   const children: ChildProcess[] = []
   try {
 
-    // Fixtures: one warm agent, 1,000 cold agents, then (later) 100k agents and 1M revocations.
+    // Fixtures: one warm agent, 1,000 cold agents, then (later) 100k agents and 1M revocations, 1,000 organizations.
     const warm = await createAgents(sql, 1)
-    const cold = await createAgents(sql, 1000)
+    const cold = SELECTED.has('cold') ? await createAgents(sql, 1000) : []
     const floodTarget = await createAgents(sql, 1)
-    const bystanders = await createAgents(sql, 20)
+    const bystanders = SELECTED.has('flood') ? await createAgents(sql, 20) : []
+    // private_key_jwt: an agent holding one ES256 key credential (registered through the API below).
+    const keyed = (await createAgents(sql, 1))[0] as Agent
+    const assertionKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+    const assertionJwk = { ...assertionKey.publicKey.export({ format: 'jwk' }), alg: 'ES256' }
 
     const keys = generateSigningKeyPair(KEY_TYPE)
+    const keyEncryptionKey = randomBytes(32)
+    const platformAdmin = { clientId: 'bench-platform-admin', secret: randomBytes(32).toString('base64url') }
     // Started as in production (src/runtime.ts). BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", adds
     // node flags, to profile our server while it is measured.
     const ours = startProcess([...SERVER_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/server.js'], {
@@ -102,13 +140,19 @@ async function main (): Promise<void> {
       NODE_ENV: 'production', PORT: String(OURS_PORT), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
       DATABASE_URL: databaseUrl, REDIS_URL, JWT_PRIVATE_KEY: keys.privateKey, JWT_PUBLIC_KEY: keys.publicKey,
       ISSUER: `http://127.0.0.1:${OURS_PORT}`,
+      // Organizations' keys are sealed under it; the platform admin creates an organization and registers a key.
+      KEY_ENCRYPTION_KEY: keyEncryptionKey.toString('base64'),
+      BOOTSTRAP_CLIENT_ID: platformAdmin.clientId, BOOTSTRAP_CLIENT_SECRET: platformAdmin.secret,
       // Raised out of the way, not off: the limiter still runs on every request.
       RATE_LIMIT_TOKEN_PER_MIN: '10000000', RATE_LIMIT_API_PER_MIN: '10000000', RATE_LIMIT_AUTH_FAILURES_PER_MIN: '10000000'
     })
     children.push(ours.child)
     const theirs = startProcess(['bench/oidc-provider-server.mjs'], {
       PORT: String(THEIRS_PORT), NODE_ENV: 'production', ALG,
-      CLIENTS: JSON.stringify([...warm, ...cold].map((agent) => ({ client_id: agent.clientId, client_secret: agent.secret })))
+      CLIENTS: JSON.stringify([
+        ...[...warm, ...cold].map((agent) => ({ client_id: agent.clientId, client_secret: agent.secret })),
+        { client_id: keyed.clientId, jwks: { keys: [assertionJwk] } }
+      ])
     })
     children.push(theirs.child)
     const ceiling = startProcess(['bench/signing-ceiling-server.mjs'], { PORT: String(CEILING_PORT), ALG })
@@ -119,55 +163,84 @@ async function main (): Promise<void> {
 
     const oursBase = `http://127.0.0.1:${OURS_PORT}`
     const theirsBase = `http://127.0.0.1:${THEIRS_PORT}`
+    const adminToken = await accessToken(`${oursBase}/oauth2/token`, platformAdmin, 'agents:write organizations:write')
+    await registerKey(oursBase, adminToken, keyed.id, assertionJwk)
     const tokenRequest = (base: string, path: string, agent: { clientId: string, secret: string }): autocannon.Options => ({
       url: `${base}${path}`, method: 'POST',
       headers: { authorization: basic(agent.clientId, agent.secret), 'content-type': 'application/x-www-form-urlencoded' },
       body: 'grant_type=client_credentials&scope=bench%3Aread'
     })
+    // A fresh pool of assertions for each round, each with its own jti, signed before the round starts: the load
+    // generator shares the servers' two cores, and signing during the round would take CPU from the server measured.
+    const assertionRequest = (base: string, path: string, audience: string) => (): autocannon.Options => {
+      const pool = signAssertions(assertionKey.privateKey, keyed.clientId, audience, ASSERTIONS_PER_SECOND * DURATION_S)
+      let next = 0
+      return {
+        url: `${base}${path}`, method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        requests: [{
+          setupRequest: (request: autocannon.Request) => ({
+            ...request,
+            body: `grant_type=client_credentials&scope=bench%3Aread&client_assertion_type=${encodeURIComponent(ASSERTION_TYPE)}&client_assertion=${pool[next++ % pool.length] as string}`
+          })
+        }]
+      }
+    }
     const rows: Row[] = []
+    const loadBefore = loadavg()
+    const record = (row: Row): void => {
+      rows.push({ ...row, measured: measuredNow() })
+      console.log(formatRow(rows.at(-1) as Row))
+    }
 
-    // `ceilingOptions`: a third server measured in the same alternation, reported in the row's note.
-    async function scenario (label: string, oursOptions: autocannon.Options, theirsOptions: autocannon.Options | undefined, ceilingOptions?: autocannon.Options): Promise<void> {
+    // `ceilingOptions`: a third server measured in the same alternation, reported in the row's note. Options given
+    // as a function are made afresh for each round (private_key_jwt's assertions, signed just before).
+    type LoadOptions = autocannon.Options | (() => autocannon.Options)
+    const optionsOf = (options: LoadOptions): autocannon.Options => typeof options === 'function' ? options() : options
+    async function scenario (label: string, oursOptions: LoadOptions, theirsOptions: LoadOptions | undefined, ceilingOptions?: LoadOptions): Promise<Row> {
       const oursResults: Result[] = []
       const theirsResults: Result[] = []
       const ceilingResults: Result[] = []
       for (let round = 0; round < ROUNDS; round++) {
-        oursResults.push(await load(oursOptions))
-        if (theirsOptions !== undefined) theirsResults.push(await load(theirsOptions))
-        if (ceilingOptions !== undefined) ceilingResults.push(await load(ceilingOptions))
+        oursResults.push(await load(optionsOf(oursOptions)))
+        if (theirsOptions !== undefined) theirsResults.push(await load(optionsOf(theirsOptions)))
+        if (ceilingOptions !== undefined) ceilingResults.push(await load(optionsOf(ceilingOptions)))
       }
       const theirsResult = theirsOptions === undefined ? undefined : { ...combine(theirsResults), rssMb: peakRssMb(theirs.child.pid as number) }
       const ceilingRps = ceilingOptions === undefined ? undefined : combine(ceilingResults).rps
-      rows.push({
+      record({
         scenario: label,
         ours: { ...combine(oursResults), rssMb: peakRssMb(ours.child.pid as number) },
         theirs: theirsResult,
         note: ceilingRps === undefined ? undefined : `signing ceiling (bare node:http, one ${ALG} signature a request): ${Math.round(ceilingRps)} req/s${theirsResult === undefined ? '' : ` = ${(ceilingRps / theirsResult.rps).toFixed(2)}× node-oidc-provider`}`
       })
-      console.log(formatRow(rows.at(-1) as Row))
+      return rows.at(-1) as Row
     }
 
     // Warm-up: both servers JIT-compile and fill caches before anything is measured.
     await autocannon({ ...tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), connections: 8, amount: 2000 })
     await autocannon({ ...tokenRequest(theirsBase, '/token', warm[0] as Agent), connections: 8, amount: 2000 })
 
-    if (process.env.BENCH_ONLY === 'flood') {
-      rows.push(await floodScenario(oursBase, floodTarget[0] as Agent, bystanders, ours.child.pid as number))
-      console.log(formatRow(rows.at(-1) as Row))
-      return
+    let basicRow: Row | undefined
+    if (SELECTED.has('token')) {
+      basicRow = await scenario('token (warm credential)', tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), tokenRequest(theirsBase, '/token', warm[0] as Agent), tokenRequest(`http://127.0.0.1:${CEILING_PORT}`, '/', warm[0] as Agent))
     }
 
-    await scenario('token (warm credential)', tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), tokenRequest(theirsBase, '/token', warm[0] as Agent), tokenRequest(`http://127.0.0.1:${CEILING_PORT}`, '/', warm[0] as Agent))
-    if (process.env.BENCH_ONLY === 'token') { writeReport(rows); return }
+    // Issue 15: private_key_jwt beside client_secret_basic. Each request carries its own assertion (unique jti), so
+    // both servers verify an ES256 signature and record the jti (ours in PostgreSQL, theirs in memory) every time.
+    if (SELECTED.has('pkjwt')) {
+      const row = await scenario('token, private_key_jwt (ES256 assertion, unique jti each)', assertionRequest(oursBase, '/oauth2/token', oursBase), assertionRequest(theirsBase, '/token', theirsBase))
+      if (basicRow?.ours !== undefined && row.ours !== undefined) {
+        row.note = `${(row.ours.rps / basicRow.ours.rps).toFixed(2)}× our client_secret_basic row (same run)${basicRow.theirs !== undefined && row.theirs !== undefined ? `; node-oidc-provider ${(row.theirs.rps / basicRow.theirs.rps).toFixed(2)}× its own` : ''}`
+      }
+    }
 
     // Cold: the first request of each of 1,000 agents (argon2id on ours), with warm traffic alongside.
-    rows.push(await coldScenario(oursBase, cold, warm[0] as Agent, ours.child.pid as number))
-    console.log(formatRow(rows.at(-1) as Row))
+    if (SELECTED.has('cold')) record(await coldScenario(oursBase, cold, warm[0] as Agent, ours.child.pid as number))
 
     // A wrong-secret flood against one client_id (the failure limiter raised out of the way, as if from many
     // addresses), and other clients' first tokens meanwhile: each of those pays its own argon2id, not the flood's.
-    rows.push(await floodScenario(oursBase, floodTarget[0] as Agent, bystanders, ours.child.pid as number))
-    console.log(formatRow(rows.at(-1) as Row))
+    if (SELECTED.has('flood')) record(await floodScenario(oursBase, floodTarget[0] as Agent, bystanders, ours.child.pid as number))
 
     const token = await (await fetch(`${oursBase}/oauth2/token`, { method: 'POST', headers: { authorization: basic((warm[0] as Agent).clientId, (warm[0] as Agent).secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' })).json() as { access_token: string }
     const theirToken = await (await fetch(`${theirsBase}/token`, { method: 'POST', headers: { authorization: basic((warm[0] as Agent).clientId, (warm[0] as Agent).secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&scope=bench%3Aread&resource=urn%3Aagentidp%3Aopaque' })).json() as { access_token: string }
@@ -177,16 +250,49 @@ async function main (): Promise<void> {
       body: `token=${accessToken}`
     })
     const hasIntrospection = (await fetch(`${oursBase}/oauth2/introspect`, { method: 'POST' })).status !== 404
-    if (hasIntrospection) await scenario('introspection (active token)', introspect(oursBase, '/oauth2/introspect', token.access_token), introspect(theirsBase, '/token/introspection', theirToken.access_token))
-    await scenario('JWKS', { url: `${oursBase}/.well-known/jwks.json` }, { url: `${theirsBase}/jwks` })
-    await scenario('discovery', { url: `${oursBase}/.well-known/openid-configuration` }, { url: `${theirsBase}/.well-known/openid-configuration` })
+    if (hasIntrospection && SELECTED.has('introspection')) await scenario('introspection (active token)', introspect(oursBase, '/oauth2/introspect', token.access_token), introspect(theirsBase, '/token/introspection', theirToken.access_token))
+    if (SELECTED.has('jwks')) await scenario('JWKS', { url: `${oursBase}/.well-known/jwks.json` }, { url: `${theirsBase}/jwks` })
+    if (SELECTED.has('discovery')) await scenario('discovery', { url: `${oursBase}/.well-known/openid-configuration` }, { url: `${theirsBase}/.well-known/openid-configuration` })
 
     // Scale: 100k agents and 1M revocations in the database, then the token and introspection rows again.
-    await seedScale(sql)
-    await scenario('token, 100k agents + 1M revocations', tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), undefined)
-    if (hasIntrospection) await scenario('introspection, 100k agents + 1M revocations', introspect(oursBase, '/oauth2/introspect', token.access_token), undefined)
+    if (SELECTED.has('scale')) {
+      await seedScale(sql)
+      await scenario('token, 100k agents + 1M revocations', tokenRequest(oursBase, '/oauth2/token', warm[0] as Agent), undefined)
+      if (hasIntrospection) await scenario('introspection, 100k agents + 1M revocations', introspect(oursBase, '/oauth2/introspect', token.access_token), undefined)
+    }
 
-    writeReport(rows)
+    // Issue 14: 1,000 organizations of 100 agents each. Token requests spread over one agent of every organization,
+    // alternated with requests spread over the 100 agents of a single organization; then one organization's
+    // discovery and JWKS.
+    if (SELECTED.has('orgs')) {
+      const organizations = await seedOrganizations(sql, oursBase, adminToken, keyEncryptionKey)
+      const single = (organizations[0] as SeededOrganization).agents
+      const spread = organizations.map((organization, index) => organization.agents[index % AGENTS_PER_ORGANIZATION] as OrganizationAgent)
+      const spreadResults: Result[] = []
+      const singleResults: Result[] = []
+      for (let round = 0; round < ROUNDS; round++) {
+        // Verified secrets are cached for a minute: each round's agents are verified (argon2id) again first, so
+        // every measured request is a warm one, as in the single-organization rounds.
+        for (const [agents, results] of [[spread, spreadResults], [single, singleResults]] as const) {
+          await autocannon({ ...spreadTokenRequests(oursBase, agents), connections: 8, amount: agents.length })
+          results.push(await load(spreadTokenRequests(oursBase, agents)))
+        }
+      }
+      const oursPid = ours.child.pid as number
+      const singleRow: Row = { scenario: `token, one organization (its ${single.length} agents in turn, /o/{slug})`, ours: { ...combine(singleResults), rssMb: peakRssMb(oursPid) } }
+      record(singleRow)
+      const spreadRow: Row = { scenario: `token, ${ORGANIZATIONS.toLocaleString('en')} organizations × ${AGENTS_PER_ORGANIZATION} agents (one agent of each in turn)`, ours: { ...combine(spreadResults), rssMb: peakRssMb(oursPid) } }
+      spreadRow.note = `${((spreadRow.ours as Result).rps / (singleRow.ours as Result).rps).toFixed(2)}× one organization, in alternating rounds (target ≥ 0.90)`
+      record(spreadRow)
+      const slug = (organizations[Math.floor(organizations.length / 2)] as SeededOrganization).slug
+      for (const [name, path] of [['discovery', 'openid-configuration'], ['JWKS', 'jwks.json']]) {
+        const row = await scenario(`${name}, organization ${slug} (of ${ORGANIZATIONS.toLocaleString('en')})`, { url: `${oursBase}/o/${slug}/.well-known/${path as string}` }, undefined)
+        const reference = rows.find((candidate) => candidate.scenario === name)?.ours
+        if (reference !== undefined && row.ours !== undefined) row.note = `${(row.ours.rps / reference.rps).toFixed(2)}× the default organization's row (same run)`
+      }
+    }
+
+    writeReport(rows, loadBefore)
   } finally {
     for (const child of children) child.kill('SIGTERM')
     await sleep(500)
@@ -212,6 +318,107 @@ async function createAgents (sql: postgres.Sql, count: number): Promise<Agent[]>
     agents.push(...batch.map(({ id, clientId, secret }) => ({ id, clientId, secret })))
   }
   return agents
+}
+
+async function accessToken (url: string, client: { clientId: string, secret: string }, scope: string): Promise<string> {
+  const response = await fetch(url, { method: 'POST', headers: { authorization: basic(client.clientId, client.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=client_credentials&scope=${encodeURIComponent(scope)}` })
+  if (response.status !== 200) throw new Error(`token for ${client.clientId}: ${response.status} ${await response.text()}`)
+  return (await response.json() as { access_token: string }).access_token
+}
+
+async function registerKey (base: string, adminToken: string, agentId: string, jwk: Record<string, unknown>): Promise<void> {
+  const response = await fetch(`${base}/api/v1/agents/${agentId}/credentials`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ type: 'private_key_jwt', jwk }) })
+  if (response.status !== 201) throw new Error(`registering a key credential: ${response.status} ${await response.text()}`)
+}
+
+/** `count` ES256 client assertions (RFC 7523) for `clientId` and `audience`, each with its own jti. */
+function signAssertions (privateKey: KeyObject, clientId: string, audience: string, count: number): string[] {
+  const header = Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'JWT' })).toString('base64url')
+  const now = Math.floor(Date.now() / 1000)
+  return Array.from({ length: count }, () => {
+    // Valid for 4 minutes (both servers cap an assertion's lifetime at 5): a round starts right after signing.
+    const claims = Buffer.from(JSON.stringify({ iss: clientId, sub: clientId, aud: audience, iat: now, exp: now + 240, jti: randomUUID() })).toString('base64url')
+    const input = `${header}.${claims}`
+    return `${input}.${sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
+  })
+}
+
+interface OrganizationAgent { path: string, clientId: string, secret: string }
+interface SeededOrganization { id: string, slug: string, agents: OrganizationAgent[] }
+
+const generateKeyPairAsync = promisify(generateKeyPair)
+
+/** Key pairs of ALG, made on libuv's thread pool (an RSA-2048 pair takes about half a second here). */
+async function organizationKeyPairs (count: number): Promise<Array<{ privateKey: KeyObject, publicKey: KeyObject }>> {
+  return await Promise.all(Array.from({ length: count }, async () => ALG === 'ES256'
+    ? await generateKeyPairAsync('ec', { namedCurve: 'prime256v1' })
+    : ALG === 'EdDSA' ? await generateKeyPairAsync('ed25519') : await generateKeyPairAsync('rsa', { modulusLength: 2048 })))
+}
+
+/**
+ * 1,000 organizations of 100 agents each. The first is created through the API (POST /api/v1/organizations, which
+ * generates its key and first admin); creating all of them so would take minutes here, since each generates an
+ * RSA key. The others are inserted by SQL through the server's repository functions, each with a key sealed for it
+ * by the server's own sealOrganizationKey: 8 key pairs made ahead are shared round-robin (the signing cost per
+ * token is the same; each organization's row is sealed for it and opens only for it). Agents and credentials go in
+ * by bulk SQL: every agent has its own client_id and credential, and all share one secret (not id-prefixed, like a
+ * bootstrap secret, so the server checks the agent's one live credential), hashed once with argon2id.
+ */
+async function seedOrganizations (sql: postgres.Sql, base: string, adminToken: string, kek: Buffer): Promise<SeededOrganization[]> {
+  console.log(`seeding ${ORGANIZATIONS} organizations × ${AGENTS_PER_ORGANIZATION} agents…`)
+  const started = Date.now()
+  const slugOf = (index: number): string => `bench-org-${String(index).padStart(4, '0')}`
+  const response = await fetch(`${base}/api/v1/organizations`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ slug: slugOf(0), name: 'Bench organization 0' }) })
+  if (response.status !== 201) throw new Error(`creating an organization: ${response.status} ${await response.text()}`)
+  const organizations = [{ id: (await response.json() as { id: string }).id, slug: slugOf(0) }]
+  const pairs = await organizationKeyPairs(8)
+  for (let index = 1; index < ORGANIZATIONS; index += 50) {
+    organizations.push(...await Promise.all(Array.from({ length: Math.min(50, ORGANIZATIONS - index) }, async (_, offset) => {
+      const id = newId()
+      const slug = slugOf(index + offset)
+      const pair = pairs[(index + offset) % pairs.length] as { privateKey: KeyObject, publicKey: KeyObject }
+      const key = await sealOrganizationKey(kek, id, ALG as SigningAlgorithm, pair.privateKey, pair.publicKey)
+      // As the service creates one: the organization in the default organization's transaction, then its key.
+      await inOrganization(sql, DEFAULT_ORG_ID, async (tx) => {
+        await insertOrganization(tx, { id, slug, name: `Bench organization ${index + offset}` })
+        await switchOrganization(tx, id)
+        await insertOrganizationKey(tx, { ...key, activates_at: new Date() })
+      })
+      return { id, slug }
+    })))
+  }
+  const secret = `bench-shared-secret-${randomBytes(24).toString('base64url')}`
+  const hash = await hashSecret(secret)
+  const slugs = organizations.map((organization) => organization.slug)
+  await sql`
+    insert into agents (id, org_id, client_id, name, scopes)
+    select gen_random_uuid(), o.id, 'bench_' || o.slug || '_' || n, 'bench agent ' || n, '{bench:read}'
+    from organizations o, generate_series(0, ${AGENTS_PER_ORGANIZATION - 1}::int) n where o.slug = any(${slugs})`
+  await sql`
+    insert into credentials (id, org_id, agent_id, secret_hash)
+    select gen_random_uuid(), a.org_id, a.id, ${hash} from agents a join organizations o on o.id = a.org_id
+    where o.slug = any(${slugs}) and a.client_id like 'bench\\_%'`
+  await sql`analyze`
+  console.log(`seeded in ${Math.round((Date.now() - started) / 1000)} s`)
+  return organizations.map(({ id, slug }) => ({
+    id,
+    slug,
+    agents: Array.from({ length: AGENTS_PER_ORGANIZATION }, (_, n) => ({ path: `/o/${slug}/oauth2/token`, clientId: `bench_${slug}_${n}`, secret }))
+  }))
+}
+
+/** Token requests by client_secret_basic, each from the next of `agents` in turn (each to its organization's issuer). */
+function spreadTokenRequests (base: string, agents: OrganizationAgent[]): autocannon.Options {
+  let next = 0
+  return {
+    url: base, method: 'POST',
+    requests: [{
+      setupRequest: (request: autocannon.Request) => {
+        const agent = agents[next++ % agents.length] as OrganizationAgent
+        return { ...request, path: agent.path, headers: { authorization: basic(agent.clientId, agent.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&scope=bench%3Aread' }
+      }
+    }]
+  }
 }
 
 async function seedScale (sql: postgres.Sql): Promise<void> {
@@ -294,27 +501,81 @@ function formatRow (row: Row): string {
   return `| ${row.scenario} | ${cell(row.ours)} | ${cell(row.theirs)} | ${ratio} |${row.note === undefined ? '' : ` ${row.note} |`}`
 }
 
-function writeReport (rows: Row[]): void {
-  let commit = 'unknown'
+const COMMIT = (() => {
   try {
-    commit = readFileSync(join(projectRoot, '.git', 'HEAD'), 'utf8').trim()
-    if (commit.startsWith('ref: ')) commit = readFileSync(join(projectRoot, '.git', commit.slice(5)), 'utf8').trim()
-  } catch {}
+    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim()
+  } catch {
+    return 'unknown'
+  }
+})()
+
+/** When and how a row was measured: date, rounds × seconds, the machine's 1-minute load average then, commit. */
+function measuredNow (): string {
+  return `${new Date().toISOString().slice(0, 10)}, ${ROUNDS}×${DURATION_S} s, load ${(loadavg()[0] as number).toFixed(1)}, ${COMMIT.slice(0, 7)}`
+}
+
+const TABLE_HEADER = '| scenario | AgentIdP | node-oidc-provider | ours/theirs (throughput) | notes | measured |'
+
+function tableLine (row: Row): string {
+  const cells = formatRow(row).split(' | ')
+  const ratio = row.ours !== undefined && row.theirs !== undefined ? `${(row.ours.rps / row.theirs.rps).toFixed(2)}×` : '—'
+  return `| ${row.scenario} | ${cells[1] as string} | ${cells[2] as string} | ${ratio} | ${row.note ?? ''} | ${row.measured ?? ''} |`
+}
+
+/**
+ * The table's lines: this run's rows, and when BENCH_SCENARIOS ran a part, the rows of the report already written
+ * that it did not measure, kept as they are (one of a report written before the measured column gets one from that
+ * report's date, rounds and commit). A row measured again takes its old place; a new one follows the row this run
+ * measured before it.
+ */
+function tableLines (previous: string | undefined, rows: Row[]): string[] {
+  const lines: Array<string | Row> = []
+  if (previous !== undefined && SELECTED.size < SCENARIOS.length) {
+    const date = /^- date: (\S+)/m.exec(previous)?.[1]?.slice(0, 10) ?? 'unknown date'
+    const commit = /^- commit: (\S+)/m.exec(previous)?.[1]?.slice(0, 7) ?? 'unknown commit'
+    const rounds = /alternating (\d+)-second rounds \((\d+) per scenario\)/.exec(previous)
+    const how = rounds === null ? '' : `${rounds[2] as string}×${rounds[1] as string} s, `
+    for (const line of (previous.split('## Reading the numbers')[0] as string).split('\n')) {
+      if (!line.startsWith('| ') || line.startsWith('| scenario |') || line.startsWith('| --- ')) continue
+      const cells = line.slice(1, line.lastIndexOf('|')).split('|').map((cell) => cell.trim())
+      const again = rows.find((row) => row.scenario === cells[0])
+      if (again !== undefined) { lines.push(again); continue }
+      while (cells.length < 5) cells.push('')
+      if (cells.length < 6) cells.push(`${date}, ${how}commit ${commit}`)
+      lines.push(`| ${cells.join(' | ')} |`)
+    }
+  }
+  rows.forEach((row, index) => {
+    if (lines.includes(row)) return
+    const after = index === 0 ? -1 : lines.indexOf(rows[index - 1] as Row)
+    lines.splice(after === -1 ? lines.length : after + 1, 0, row)
+  })
+  return lines.map((line) => typeof line === 'string' ? line : tableLine(line))
+}
+
+function writeReport (rows: Row[], loadBefore: number[]): void {
+  const path = join(projectRoot, 'docs', 'performance.md')
+  const previous = existsSync(path) ? readFileSync(path, 'utf8') : undefined
   const table = [
-    '| scenario | AgentIdP | node-oidc-provider | ours/theirs (throughput) | notes |',
-    '| --- | --- | --- | --- | --- |',
-    ...rows.map((row) => formatRow(row).replace(/\|$/, row.note === undefined ? ' |' : '|').replace(/ \|$/, row.note === undefined ? ' | |' : ' |'))
+    TABLE_HEADER,
+    '| --- | --- | --- | --- | --- | --- |',
+    ...tableLines(previous, rows)
   ].join('\n')
+  const loads = (values: number[]): string => values.map((value) => value.toFixed(2)).join(', ')
   const report = `# Performance
 
 Measured by \`npm run bench\` (bench/run.ts): AgentIdP in production mode on PostgreSQL and Redis, and node-oidc-provider
-(${ALG} JWT access tokens by client_credentials with client_secret_basic, in memory) on the same machine, driven by
-autocannon with ${CONNECTIONS} connections in alternating ${DURATION_S}-second rounds (${ROUNDS} per scenario).
-Absolute numbers depend on a shared, noisy machine: read the ratios.
+(${ALG} JWT access tokens by client_credentials with client_secret_basic or private_key_jwt, in memory) on the same
+machine, driven by autocannon with ${CONNECTIONS} connections in alternating rounds. The last run: ${DURATION_S}-second
+rounds (${ROUNDS} per scenario), ${SELECTED.size === SCENARIOS.length ? 'every scenario' : `BENCH_SCENARIOS=${[...SELECTED].join(',')}: the other rows are kept from earlier runs`}.
+The measured column says when and how each row was measured: date, rounds × seconds, the 1-minute load average at
+the end of the row (it includes the benchmark's own servers and load generator), commit.
+Absolute numbers depend on a shared, noisy machine (2 cores shared with other work; load average before the last
+run: ${loads(loadBefore)}): read the ratios, measured in the same alternation.
 
 - machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node.js ${process.version}
 - date: ${new Date().toISOString()}
-- commit: ${commit}
+- commit: ${COMMIT}
 
 ${table}
 
@@ -322,7 +583,23 @@ ${table}
 
 - Targets (issue 7): token (warm) ≥ 1.5× node-oidc-provider with p99 ≤ 25 ms; cold ≥ 40 tokens/s with warm p99 ≤ 50 ms
   alongside; introspection ≥ 3× our token endpoint; JWKS and discovery ≥ 10,000 requests/s; peak RSS ≤ 150 MB;
-  with 100k agents and 1M revocations, token and introspection within 10% of the empty database.
+  with 100k agents and 1M revocations, token and introspection within 10% of the empty database. Issue 15:
+  private_key_jwt token throughput measured beside client_secret_basic. Issue 14: token throughput with 1,000
+  organizations and 100 agents each within 10% of a single organization; discovery and JWKS of a non-default
+  organization ≥ 10,000 requests/s.
+- private_key_jwt: every request carries its own ES256 client assertion with a unique jti, signed before the round
+  (a pool of ${ASSERTIONS_PER_SECOND} a second of round, more than either server answers) rather than in autocannon's request
+  hook, so the load generator, which shares the cores, spends nothing on signing while a server is measured. Each
+  server verifies the signature and records the jti for single use: AgentIdP in PostgreSQL (RFC 7523 §3, single
+  use kept while Redis is down), node-oidc-provider in its process memory.
+- Organizations: ${ORGANIZATIONS.toLocaleString('en')} organizations (the first created through POST /api/v1/organizations, the others by SQL
+  through the server's repository functions, each key sealed for its organization by the server's
+  sealOrganizationKey; 8 ${ALG} key pairs made ahead are shared among them) with ${AGENTS_PER_ORGANIZATION} agents each (bulk SQL, one credential
+  each, all with one secret hashed once). The spread row asks one agent of every organization in turn, each at its
+  organization's /o/{slug}/oauth2/token; the one-organization row asks the ${AGENTS_PER_ORGANIZATION} agents of one organization in turn;
+  the two alternate round by round, and every agent is verified once before each round (verified secrets are
+  cached for a minute), so both measure warm tokens. When the scale row runs too, these are seeded after its 100k
+  agents and 1M revocations.
 - Both servers sign every token with ${ALG === 'RS256' ? `RS256 (RSA-2048): about 0.25 ms of CPU a signature here (\`openssl speed
   rsa2048\`: about 4,000–4,800 signs/s per core)` : `${ALG} (BENCH_ALG)`}. The note on the warm token row measures, in the same alternation, a
   bare node:http server that does nothing but that signature (bench/signing-ceiling-server.mjs): no server that signs
@@ -343,8 +620,7 @@ ${table}
 - node-oidc-provider introspects only the tokens it stores, so its introspection row uses an opaque token.
 `
   // Keep the audit query section bench/audit-query.ts maintains.
-  const path = join(projectRoot, 'docs', 'performance.md')
-  const audit = existsSync(path) ? readFileSync(path, 'utf8').split('## Audit queries')[1] : undefined
+  const audit = previous?.split('## Audit queries')[1]
   writeFileSync(path, audit === undefined ? report : `${report}\n## Audit queries${audit}`)
   console.log('\n' + table + '\n\nwritten to docs/performance.md')
 }

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto'
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { calculateJwkThumbprint, exportJWK } from 'jose'
 import { open, seal } from '../../src/envelope.js'
 import type { PublicSigningKey, SigningAlgorithm, SigningKeys } from '../infra/keys.js'
@@ -8,10 +8,21 @@ import type { OrganizationKeyRow } from './repository.js'
 const sealContext = (orgId: string, kid: string): string => `organization-key:${orgId}:${kid}`
 
 /** A new key pair of the algorithm given (the default organization's), its private half sealed under `kek`. */
-export async function generateOrganizationKey (kek: Buffer, orgId: string, alg: SigningAlgorithm): Promise<{ kid: string, alg: SigningAlgorithm, public_jwk: Record<string, unknown>, sealed_private: string }> {
+export async function generateOrganizationKey (kek: Buffer, orgId: string, alg: SigningAlgorithm): Promise<OrganizationKeyMaterial> {
   const { privateKey, publicKey } = alg === 'ES256'
     ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
     : alg === 'EdDSA' ? generateKeyPairSync('ed25519') : generateKeyPairSync('rsa', { modulusLength: 2048 })
+  return await sealOrganizationKey(kek, orgId, alg, privateKey, publicKey)
+}
+
+export interface OrganizationKeyMaterial { kid: string, alg: SigningAlgorithm, public_jwk: Record<string, unknown>, sealed_private: string }
+
+/**
+ * An organization's key row from a key pair: the public JWK with its RFC 7638 thumbprint as kid, the private half
+ * sealed for this organization and kid. The benchmark seeds organizations through here too (with key pairs it
+ * generated ahead), so what it stores opens exactly as the server's own keys do.
+ */
+export async function sealOrganizationKey (kek: Buffer, orgId: string, alg: SigningAlgorithm, privateKey: KeyObject, publicKey: KeyObject): Promise<OrganizationKeyMaterial> {
   const members = await exportJWK(publicKey)
   const kid = await calculateJwkThumbprint(members, 'sha256')
   const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' })
