@@ -4,7 +4,11 @@ export const AdminScope = {
   AgentsWrite: 'agents:write',
   AuditRead: 'audit:read',
   MetricsRead: 'metrics:read',
-  TokensIntrospect: 'tokens:introspect'
+  TokensIntrospect: 'tokens:introspect',
+  /** Read webhook subscriptions and their deliveries (never a secret). */
+  WebhooksRead: 'webhooks:read',
+  /** Create, change, rotate, test, redeliver and delete webhook subscriptions: they receive every audit event they name. */
+  WebhooksWrite: 'webhooks:write'
 } as const
 
 /** Every admin scope: what the bootstrap admin holds. */

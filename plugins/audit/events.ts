@@ -6,7 +6,8 @@ export const AUDIT_EVENT_TYPES = [
   'credential.created', 'credential.revoked',
   'token.issued', 'token.revoked',
   'auth.failed', 'authz.denied',
-  'key.current', 'key.previous_published'
+  'key.current', 'key.previous_published',
+  'webhook.created', 'webhook.updated', 'webhook.deleted', 'webhook.secret_rotated', 'webhook.disabled'
 ] as const
 
 /** Every kind of event the trail records. */
