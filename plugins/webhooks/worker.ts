@@ -18,6 +18,8 @@ import { signedHeaders } from './signing.js'
 const ENQUEUE_BATCH = 200
 // Subscriptions one replica serves at once; the others wait for the next round (or another replica).
 const CLAIM_LIMIT = 16
+// A Retry-After is honoured up to a day (the longest delay of the default schedule); a longer one is read as a day.
+const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000
 // A receiver's answer is not kept: enough of it to be read and dropped.
 const MAX_RESPONSE_BYTES = 4096
 
@@ -186,7 +188,7 @@ export class DeliveryWorker {
         signal: controller.signal,
         lookup: this.lookup
       })
-      outcome = outcomeOfResponse(response, Math.max(...config.webhooks.retryScheduleMs))
+      outcome = outcomeOfResponse(response, MAX_RETRY_AFTER_MS)
     } catch (error) {
       // Shutting down: not an attempt of the receiver's; left pending for the next worker.
       if (controller.signal.aborted) return false
