@@ -31,7 +31,7 @@ const tags = ['webhooks']
 export const webhookDelivery = fp(async (app) => {
   const worker = new DeliveryWorker(app)
   app.decorate('webhookWorker', worker)
-  const onCommitted = (): void => { worker.wake() }
+  const onCommitted = (): void => { worker.eventsCommitted() }
   app.addHook('onReady', async () => {
     app.audit.notifications.on('committed', onCommitted)
     worker.start()

@@ -62,6 +62,9 @@ export class DeliveryWorker {
   #wakeUp: (() => void) | undefined
   #again = false
   #failing = false
+  // The last round leased no subscription: there is none to serve here, so a committed event need not wake a round
+  // (the token endpoint commits events all the time); the timer still looks, and a new subscription wakes it.
+  #idle = false
   readonly #inFlight = new Set<AbortController>()
 
   constructor (private readonly deps: WebhookDeps) {
@@ -73,8 +76,16 @@ export class DeliveryWorker {
     this.#running ??= this.#loop()
   }
 
-  /** Something is due now (an event committed, a test queued): run a round without waiting for the timer. */
+  /** Something is due now (a subscription changed, a test queued): run a round without waiting for the timer. */
   wake (): void {
+    this.#idle = false
+    this.#again = true
+    this.#wakeUp?.()
+  }
+
+  /** This replica committed audit events: a round now, unless no subscription is served here. */
+  eventsCommitted (): void {
+    if (this.#idle) return
     this.#again = true
     this.#wakeUp?.()
   }
@@ -116,11 +127,14 @@ export class DeliveryWorker {
   }
 
   async #round (): Promise<void> {
+    let leased = 0
     for (const orgId of await organizationsServed()) {
       if (this.#stopping) return
       const claimed = await inOrganization(this.deps.sql, orgId, async (tx) => await claimSubscriptions(tx, this.owner, this.#leaseMs, CLAIM_LIMIT))
+      leased += claimed.length
       await Promise.all(claimed.map(async (subscription) => { await this.#serve(orgId, subscription.id) }))
     }
+    this.#idle = leased === 0
   }
 
   /** One subscription's turn, under its lease: enqueue, then deliver in order until nothing is due. */
