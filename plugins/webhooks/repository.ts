@@ -111,13 +111,26 @@ export async function renewLease (sql: Queryable, id: string, owner: string, lea
   return rows.length === 1
 }
 
-export async function releaseLease (sql: Queryable, id: string, owner: string): Promise<void> {
-  await sql`update webhook_subscriptions set lease_owner = null, lease_until = null where id = ${id} and lease_owner = ${owner}`
+/** Lets go of the leases this owner holds on these subscriptions. */
+export async function releaseLeases (sql: Queryable, ids: string[], owner: string): Promise<void> {
+  await sql`update webhook_subscriptions set lease_owner = null, lease_until = null where id = any(${sql.array(ids)}::uuid[]) and lease_owner = ${owner}`
 }
 
-/** Moves the cursor: audit events up to `seq` are enqueued (or did not match). Only forward. */
-export async function advanceCursor (sql: Queryable, id: string, seq: string): Promise<void> {
-  await sql`update webhook_subscriptions set after_seq = greatest(after_seq, ${seq}::bigint) where id = ${id}`
+/** Moves the cursors: audit events up to `seq` are enqueued (or did not match). Only forward. */
+export async function advanceCursors (sql: Queryable, ids: string[], seq: string): Promise<void> {
+  await sql`update webhook_subscriptions set after_seq = greatest(after_seq, ${seq}::bigint) where id = any(${sql.array(ids)}::uuid[])`
+}
+
+/** Which of these subscriptions have a pending delivery at their head that is due now. */
+export async function subscriptionsWithDueDelivery (sql: Queryable, ids: string[]): Promise<string[]> {
+  const rows = await sql<Array<{ subscription_id: string }>>`
+    select head.subscription_id from unnest(${sql.array(ids)}::uuid[]) as subscription (id)
+    cross join lateral (
+      select subscription_id, next_attempt_at from webhook_deliveries
+      where subscription_id = subscription.id and status = 'pending'
+      order by position limit 1) as head
+    where head.next_attempt_at is null or head.next_attempt_at <= now()`
+  return rows.map((row) => row.subscription_id)
 }
 
 /** Inserts deliveries in the order given (their position), due at once. */

@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto'
 import type { LookupFunction } from 'node:net'
 import { hostname } from 'node:os'
-import { DEFAULT_ORG_ID, inOrganization } from '../../src/database.js'
+import { DEFAULT_ORG_ID, inOrganization, type Queryable } from '../../src/database.js'
 import { EnvelopeError } from '../../src/envelope.js'
 import { newId } from '../../src/ids.js'
 import { outboundRequest } from '../../src/outbound.js'
 import { readChain, type StoredAuditEvent } from '../audit/public.js'
 import { nextDelayMs, outcomeOfError, outcomeOfResponse, type AttemptOutcome } from './attempt.js'
 import {
-  advanceCursor, claimSubscriptions, findSubscription, headDelivery, insertDeliveries, recordAttempt, releaseLease, renewLease,
-  updateSubscription, type DeliveryRow, type NewDelivery, type SubscriptionRow
+  advanceCursors, claimSubscriptions, findSubscription, headDelivery, insertDeliveries, recordAttempt, releaseLeases, renewLease,
+  subscriptionsWithDueDelivery, updateSubscription, type DeliveryRow, type NewDelivery, type SubscriptionRow
 } from './repository.js'
 import { disabledEvent, secretsOf, subscribesTo, type WebhookDeps } from './service.js'
 import { signedHeaders } from './signing.js'
@@ -18,6 +18,8 @@ import { signedHeaders } from './signing.js'
 const ENQUEUE_BATCH = 200
 // Subscriptions one replica serves at once; the others wait for the next round (or another replica).
 const CLAIM_LIMIT = 16
+// How long committed events wait for more before they wake a round.
+const EVENT_BATCH_MS = 50
 // A Retry-After is honoured up to a day (the longest delay of the default schedule); a longer one is read as a day.
 const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000
 // A receiver's answer is not kept: enough of it to be read and dropped.
@@ -43,6 +45,20 @@ export function eventPayload (event: StoredAuditEvent): string {
 
 
 
+/** The deliveries of `events` to a subscription: those after its cursor, of the types it names, in chain order. */
+function deliveriesOf (subscription: SubscriptionRow, events: StoredAuditEvent[]): NewDelivery[] {
+  const after = BigInt(subscription.after_seq)
+  return events.filter((event) => BigInt(event.seq) > after && subscribesTo(subscription, event.type)).map((event) => ({
+    id: newId(),
+    subscription_id: subscription.id,
+    message_id: `msg_${event.id}`,
+    event_type: event.type,
+    event_seq: event.seq,
+    event_at: event.occurred_at,
+    payload: eventPayload(event)
+  }))
+}
+
 /**
  * Delivers the audit trail to webhook subscriptions: at least once, in chain order per subscription. A round leases
  * the subscriptions no other worker holds (claimSubscriptions), and for each: reads the trail after its cursor into
@@ -65,6 +81,7 @@ export class DeliveryWorker {
   // The last round leased no subscription: there is none to serve here, so a committed event need not wake a round
   // (the token endpoint commits events all the time); the timer still looks, and a new subscription wakes it.
   #idle = false
+  #soon: NodeJS.Timeout | undefined
   readonly #inFlight = new Set<AbortController>()
 
   constructor (private readonly deps: WebhookDeps) {
@@ -83,11 +100,18 @@ export class DeliveryWorker {
     this.#wakeUp?.()
   }
 
-  /** This replica committed audit events: a round now, unless no subscription is served here. */
+  /**
+   * This replica committed audit events: a round soon, unless no subscription is served here. Commits of EVENT_BATCH_MS
+   * share one round: under load the token endpoint commits all the time, and a round for each commit would compete
+   * with it for connections.
+   */
   eventsCommitted (): void {
-    if (this.#idle) return
-    this.#again = true
-    this.#wakeUp?.()
+    if (this.#idle || this.#soon !== undefined) return
+    this.#soon = setTimeout(() => {
+      this.#soon = undefined
+      this.#again = true
+      this.#wakeUp?.()
+    }, EVENT_BATCH_MS)
   }
 
   /**
@@ -96,6 +120,7 @@ export class DeliveryWorker {
    */
   async stop (graceMs: number): Promise<void> {
     this.#stopping = true
+    clearTimeout(this.#soon)
     this.#wakeUp?.()
     const abort = setTimeout(() => { for (const controller of this.#inFlight) controller.abort() }, graceMs)
     try {
@@ -126,15 +151,43 @@ export class DeliveryWorker {
     }
   }
 
+  /**
+   * One round: in one transaction per organization, lease the subscriptions no other worker holds, read the trail
+   * once after the lowest of their cursors into their deliveries, and let go of those with nothing due; then serve
+   * the others, each on its own.
+   */
   async #round (): Promise<void> {
     let leased = 0
     for (const orgId of await organizationsServed()) {
       if (this.#stopping) return
-      const claimed = await inOrganization(this.deps.sql, orgId, async (tx) => await claimSubscriptions(tx, this.owner, this.#leaseMs, CLAIM_LIMIT))
-      leased += claimed.length
-      await Promise.all(claimed.map(async (subscription) => { await this.#serve(orgId, subscription.id) }))
+      const due = await inOrganization(this.deps.sql, orgId, async (tx) => {
+        const claimed = await claimSubscriptions(tx, this.owner, this.#leaseMs, CLAIM_LIMIT)
+        leased += claimed.length
+        if (claimed.length === 0) return []
+        if (await this.#enqueueAll(tx, claimed)) this.#again = true
+        const dueIds = new Set(await subscriptionsWithDueDelivery(tx, claimed.map((subscription) => subscription.id)))
+        const idle = claimed.filter((subscription) => !dueIds.has(subscription.id)).map((subscription) => subscription.id)
+        if (idle.length > 0) await releaseLeases(tx, idle, this.owner)
+        return claimed.filter((subscription) => dueIds.has(subscription.id))
+      })
+      await Promise.all(due.map(async (subscription) => { await this.#serve(orgId, subscription.id) }))
     }
     this.#idle = leased === 0
+  }
+
+  /**
+   * Reads the trail once, after the lowest cursor of `subscriptions`, into the deliveries of each (the events after
+   * its own cursor that it names) and moves every cursor past what was read. Whether there is more to read.
+   */
+  async #enqueueAll (tx: Queryable, subscriptions: SubscriptionRow[]): Promise<boolean> {
+    const lowest = subscriptions.reduce((low, subscription) => (BigInt(subscription.after_seq) < BigInt(low) ? subscription.after_seq : low), subscriptions[0]?.after_seq ?? '0')
+    const events = await readChain(tx, { afterSeq: lowest, limit: ENQUEUE_BATCH })
+    const last = events.at(-1)
+    if (last === undefined) return false
+    const rows = subscriptions.flatMap((subscription) => deliveriesOf(subscription, events))
+    await insertDeliveries(tx, rows)
+    await advanceCursors(tx, subscriptions.map((subscription) => subscription.id), last.seq)
+    return events.length === ENQUEUE_BATCH
   }
 
   /** One subscription's turn, under its lease: enqueue, then deliver in order until nothing is due. */
@@ -152,7 +205,7 @@ export class DeliveryWorker {
         if (!goOn) return
       }
     } finally {
-      await inOrganization(this.deps.sql, orgId, async (tx) => { await releaseLease(tx, subscriptionId, this.owner) }).catch(() => {
+      await inOrganization(this.deps.sql, orgId, async (tx) => { await releaseLeases(tx, [subscriptionId], this.owner) }).catch(() => {
         // The lease runs out by itself.
       })
     }
@@ -171,11 +224,8 @@ export class DeliveryWorker {
       const events = await readChain(tx, { afterSeq: subscription.after_seq, limit: ENQUEUE_BATCH })
       const last = events.at(-1)
       if (last !== undefined) {
-        const rows: NewDelivery[] = events.filter((event) => subscribesTo(subscription, event.type)).map((event) => {
-          return { id: newId(), subscription_id: subscriptionId, message_id: `msg_${event.id}`, event_type: event.type, event_seq: event.seq, event_at: event.occurred_at, payload: eventPayload(event) }
-        })
-        await insertDeliveries(tx, rows)
-        await advanceCursor(tx, subscriptionId, last.seq)
+        await insertDeliveries(tx, deliveriesOf(subscription, events))
+        await advanceCursors(tx, [subscriptionId], last.seq)
       }
       return { subscription, head: await headDelivery(tx, subscriptionId), more: events.length === ENQUEUE_BATCH }
     })
@@ -255,7 +305,7 @@ export class DeliveryWorker {
     })
   }
 
-  async #disable (tx: Parameters<Parameters<typeof inOrganization>[2]>[0], subscription: SubscriptionRow, reason: 'gone' | 'failing', details: Record<string, unknown>): Promise<void> {
+  async #disable (tx: Queryable, subscription: SubscriptionRow, reason: 'gone' | 'failing', details: Record<string, unknown>): Promise<void> {
     await updateSubscription(tx, subscription.id, { enabled: false, disabled_reason: reason })
     await this.deps.audit.recordIn(tx, disabledEvent(subscription, reason, details))
     this.deps.log.warn({ webhookId: subscription.id, reason }, 'webhook subscription disabled')
