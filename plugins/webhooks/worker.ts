@@ -45,6 +45,13 @@ export function eventPayload (event: StoredAuditEvent): string {
 
 
 
+/** A subscription under lease, as it now is, and its oldest pending delivery; `more`: the trail has more to read. */
+interface Turn {
+  subscription: SubscriptionRow
+  head: DeliveryRow | undefined
+  more: boolean
+}
+
 /** The deliveries of `events` to a subscription: those after its cursor, of the types it names, in chain order. */
 function deliveriesOf (subscription: SubscriptionRow, events: StoredAuditEvent[]): NewDelivery[] {
   const after = BigInt(subscription.after_seq)
@@ -193,16 +200,17 @@ export class DeliveryWorker {
   /** One subscription's turn, under its lease: enqueue, then deliver in order until nothing is due. */
   async #serve (orgId: string, subscriptionId: string): Promise<void> {
     try {
-      while (!this.#stopping) {
-        const turn = await this.#enqueue(orgId, subscriptionId)
-        if (turn === undefined) return
+      let turn = await this.#enqueue(orgId, subscriptionId)
+      while (turn !== undefined && !this.#stopping) {
         if (turn.head === undefined) {
-          if (turn.more) continue
-          return
+          if (!turn.more) return
+          turn = await this.#enqueue(orgId, subscriptionId)
+          continue
         }
         if (turn.head.next_attempt_at !== null && turn.head.next_attempt_at.getTime() > Date.now()) return
-        const goOn = await this.#attempt(orgId, turn.subscription, turn.head)
-        if (!goOn) return
+        // The attempt's own transaction hands over the next pending delivery; the trail is read when none is left.
+        const next = await this.#attempt(orgId, turn.subscription, turn.head)
+        turn = next?.head === undefined && next !== undefined ? await this.#enqueue(orgId, subscriptionId) : next
       }
     } finally {
       await inOrganization(this.deps.sql, orgId, async (tx) => { await releaseLeases(tx, [subscriptionId], this.owner) }).catch(() => {
@@ -216,7 +224,7 @@ export class DeliveryWorker {
    * returns the subscription as it now is and its oldest pending delivery. Undefined when the lease was lost or the
    * subscription deleted or disabled meanwhile.
    */
-  async #enqueue (orgId: string, subscriptionId: string): Promise<{ subscription: SubscriptionRow, head: DeliveryRow | undefined, more: boolean } | undefined> {
+  async #enqueue (orgId: string, subscriptionId: string): Promise<Turn | undefined> {
     return await inOrganization(this.deps.sql, orgId, async (tx) => {
       if (!await renewLease(tx, subscriptionId, this.owner, this.#leaseMs)) return undefined
       const subscription = await findSubscription(tx, subscriptionId)
@@ -231,8 +239,11 @@ export class DeliveryWorker {
     })
   }
 
-  /** One attempt of the head delivery and what follows from it; whether the turn goes on to the next delivery. */
-  async #attempt (orgId: string, subscription: SubscriptionRow, delivery: DeliveryRow): Promise<boolean> {
+  /**
+   * One attempt of the head delivery and what follows from it: the next turn when the subscription goes on to its
+   * next delivery, undefined when it waits (a retry, a disabling, a shutdown, a lost lease).
+   */
+  async #attempt (orgId: string, subscription: SubscriptionRow, delivery: DeliveryRow): Promise<Turn | undefined> {
     const { config, metrics, log } = this.deps
     if (delivery.attempts === 0) metrics.webhookLag.observe(Math.max(0, Date.now() - delivery.event_at.getTime()) / 1000)
     let outcome: AttemptOutcome
@@ -255,7 +266,7 @@ export class DeliveryWorker {
       outcome = outcomeOfResponse(response, MAX_RETRY_AFTER_MS)
     } catch (error) {
       // Shutting down: not an attempt of the receiver's; left pending for the next worker.
-      if (controller.signal.aborted) return false
+      if (controller.signal.aborted) return undefined
       if (error instanceof EnvelopeError) {
         log.error({ webhookId: subscription.id, err: { message: error.message } }, 'webhook signing secret cannot be opened: is KEY_ENCRYPTION_KEY the one that sealed it?')
         outcome = { kind: 'failure', statusCode: null, error: 'the signing secret cannot be opened (KEY_ENCRYPTION_KEY changed?)', metric: 'refused' }
@@ -269,24 +280,31 @@ export class DeliveryWorker {
     return await this.#record(orgId, subscription, delivery, outcome)
   }
 
-  /** Records an attempt's outcome: the delivery, the subscription's failure streak, a disabling and its audit event. */
-  async #record (orgId: string, subscription: SubscriptionRow, delivery: DeliveryRow, outcome: AttemptOutcome): Promise<boolean> {
-    const { config, metrics, log, audit } = this.deps
+  /**
+   * Records an attempt's outcome (the delivery, the subscription's failure streak, a disabling and its audit event)
+   * and, when the subscription goes on, renews its lease and reads its next pending delivery, in one transaction.
+   */
+  async #record (orgId: string, subscription: SubscriptionRow, delivery: DeliveryRow, outcome: AttemptOutcome): Promise<Turn | undefined> {
+    const { config, metrics, log } = this.deps
     const now = new Date()
     return await inOrganization(this.deps.sql, orgId, async (tx) => {
       const current = await findSubscription(tx, subscription.id, true)
-      if (current === undefined) return false
+      if (current === undefined) return undefined
+      const goOn = async (): Promise<Turn | undefined> => {
+        if (!current.enabled || !await renewLease(tx, current.id, this.owner, this.#leaseMs)) return undefined
+        return { subscription: current, head: await headDelivery(tx, current.id), more: false }
+      }
       if (outcome.kind === 'success') {
         await recordAttempt(tx, delivery.id, { status: 'succeeded', last_status_code: outcome.statusCode, last_error: null, next_attempt_at: null, completed_at: now })
         if (current.failing_since !== null) await updateSubscription(tx, current.id, { failing_since: null })
         metrics.webhookDeliveries.inc({ outcome: 'succeeded' })
-        return true
+        return await goOn()
       }
       if (outcome.kind === 'gone') {
         await recordAttempt(tx, delivery.id, { status: 'failed', last_status_code: 410, last_error: 'HTTP 410: the receiver is gone', next_attempt_at: null, completed_at: now })
         metrics.webhookDeliveries.inc({ outcome: 'failed' })
         await this.#disable(tx, current, 'gone', { status_code: 410 })
-        return false
+        return undefined
       }
       const delay = nextDelayMs(delivery.attempts + 1, config.webhooks.retryScheduleMs, outcome.retryAfterMs)
       const failingSince = current.failing_since ?? now
@@ -297,11 +315,11 @@ export class DeliveryWorker {
       if (delay === undefined) metrics.webhookDeliveries.inc({ outcome: 'failed' })
       if (now.getTime() - failingSince.getTime() >= config.webhooks.disableAfterMs) {
         await this.#disable(tx, current, 'failing', { failing_since: failingSince.toISOString() })
-        return false
+        return undefined
       }
       if (current.failing_since === null) await updateSubscription(tx, current.id, { failing_since: failingSince })
       // A delivery given up lets the next one go; one that waits for its retry holds the others back (order).
-      return delay === undefined
+      return delay === undefined ? await goOn() : undefined
     })
   }
 
