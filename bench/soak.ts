@@ -1,3 +1,4 @@
+import { DEFAULT_ORG_ID } from '../src/database.js'
 /**
  * `npm run soak`: mixed traffic (tokens, introspection, revocation, management calls) against two replicas on one
  * PostgreSQL and Redis, for SOAK_SECONDS (default 300). Passes when no request failed, memory stayed flat and the
@@ -127,7 +128,7 @@ async function main (): Promise<void> {
     }))
     clearInterval(sampler)
 
-    const chain = await verifyChain(sql as never)
+    const chain = await verifyChain(sql as never, DEFAULT_ORG_ID)
     console.log(`soak: ${SECONDS} s, ${WORKERS} workers, 2 replicas: ${counts.ok} ok, ${counts.failed} failed`)
     for (const [key, count] of failures) console.log(`  failed ${key} × ${count}`)
     rss.forEach((samples, i) => {

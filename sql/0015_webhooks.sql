@@ -2,7 +2,7 @@
 -- an organization; the delivery worker reads the trail after each subscription's cursor and delivers in chain order.
 create table webhook_subscriptions (
   id                      uuid primary key,
-  org_id                  uuid not null default coalesce(current_org_id(), '00000000-0000-4000-8000-000000000000'::uuid) references organizations (id),
+  org_id                  uuid not null default session_org_id() references organizations (id),
   url                     text not null,
   events                  text[] not null,                 -- audit event types, or {*}
   description             text,
@@ -24,7 +24,7 @@ create index webhook_subscriptions_org_idx on webhook_subscriptions (org_id, id)
 create table webhook_deliveries (
   position          bigint generated always as identity primary key,  -- delivery order within a subscription
   id                uuid not null unique,
-  org_id            uuid not null default coalesce(current_org_id(), '00000000-0000-4000-8000-000000000000'::uuid) references organizations (id),
+  org_id            uuid not null default session_org_id() references organizations (id),
   subscription_id   uuid not null references webhook_subscriptions (id) on delete cascade,
   message_id        text not null,                       -- webhook-id: the same for every attempt and redelivery
   event_type        text not null,

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
+import { DEFAULT_APP_ROLE } from './database.js'
 
 /** Everything AgentIdP reads from its environment, validated once at start-up. */
 export interface Config {
@@ -18,6 +19,8 @@ export interface Config {
   databaseUrl?: string
   /** How many connections the postgres driver may open. */
   databasePoolSize: number
+  /** The role the server's connections run as (DATABASE_APP_ROLE): no table owned, no BYPASSRLS. */
+  databaseAppRole: string
   /** One Redis (or a proxy). With redisSentinel and redisClusterNodes absent too: an in-process store (single instance only). */
   redisUrl?: string
   /** A Sentinel-managed primary: the Sentinels to ask and the name they monitor it under. */
@@ -258,6 +261,8 @@ export function loadConfig (env: Env = process.env): Config {
   }
 
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:'])
+  const databaseAppRole = text(env, 'DATABASE_APP_ROLE') ?? DEFAULT_APP_ROLE
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(databaseAppRole)) throw new ConfigError('DATABASE_APP_ROLE', `must be a lowercase PostgreSQL role name (letters, digits, _; at most 63), got "${databaseAppRole}"`)
   const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:'])
   const redisSentinels = hostPorts(env, 'REDIS_SENTINELS')
   const redisSentinelName = text(env, 'REDIS_SENTINEL_NAME')
@@ -332,6 +337,7 @@ export function loadConfig (env: Env = process.env): Config {
     corsOrigin,
     databaseUrl,
     databasePoolSize: integer(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    databaseAppRole,
     redisUrl,
     redisSentinel,
     redisClusterNodes,

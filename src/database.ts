@@ -32,9 +32,9 @@ export function assertDriverRepaired (driver: object = postgres): void {
  * The one way this codebase opens PostgreSQL: the `postgres` driver, against a server or the embedded PGlite.
  * Refuses a driver without its repairs (assertDriverRepaired).
  */
-export function createSql (url: string, poolSize: number): Sql {
+export function createSql (url: string, poolSize: number, options: { appRole?: string } = {}): Sql {
   assertDriverRepaired()
-  return postgres(url, {
+  const sql = postgres(url, {
     max: poolSize,
     // A PostgreSQL that does not answer must fail requests quickly, not hold them.
     connect_timeout: 5,
@@ -44,9 +44,19 @@ export function createSql (url: string, poolSize: number): Sql {
     backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 0.5),
     idle_timeout: 60,
     onnotice: () => {},
-    connection: { application_name: 'agentidp' }
+    // The role as a start-up parameter is the SET ROLE of every connection before its first query: the server's
+    // sessions run as DATABASE_APP_ROLE, which row-level security binds, even when DATABASE_URL names the owner.
+    connection: { application_name: 'agentidp', ...(options.appRole === undefined ? {} : { role: options.appRole }) }
   })
+  if (options.appRole !== undefined) Object.defineProperty(sql, APP_ROLE, { value: options.appRole })
+  return sql
 }
+
+// The app role a client was opened with, read by inOrganization (PGlite ignores start-up parameters).
+const APP_ROLE = Symbol('agentidp.appRole')
+
+/** The role the server's connections run as when DATABASE_APP_ROLE is not set (created by src/migrate.ts). */
+export const DEFAULT_APP_ROLE = 'agentidp_app'
 
 /** What a repository function queries through: the client itself or the `sql` of a transaction it is threaded into. */
 export type Queryable = postgres.ISql
@@ -63,8 +73,16 @@ export const DEFAULT_ORG_ID = '00000000-0000-4000-8000-000000000000'
  * outside it, those tables show no row at all.
  */
 export async function inOrganization<T> (sql: Sql, orgId: string, work: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  const appRole = (sql as unknown as Record<symbol, string | undefined>)[APP_ROLE]
   return await sql.begin(async (tx) => {
-    await tx`select set_config('agentidp.org_id', ${orgId}, true)`
+    // The role again, for this transaction: on PGlite, which ignores the start-up parameter, this is what binds it.
+    if (appRole === undefined) await tx`select set_config('agentidp.org_id', ${orgId}, true)`
+    else await tx`select set_config('agentidp.org_id', ${orgId}, true), set_config('role', ${appRole}, true)`
     return await work(tx)
   }) as T
+}
+
+/** Switches an open transaction to another organization (the audit group commit appends for several in one). */
+export async function switchOrganization (tx: TransactionSql, orgId: string): Promise<void> {
+  await tx`select set_config('agentidp.org_id', ${orgId}, true)`
 }

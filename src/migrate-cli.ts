@@ -12,7 +12,7 @@ async function main (): Promise<number> {
   const embedded = config.databaseUrl === undefined ? await startEmbeddedPostgresSaying(join(config.dataDir, 'pgdata'), sayOnStderr) : undefined
   const sql = createSql(config.databaseUrl ?? (embedded as { url: string }).url, 1)
   try {
-    const applied = await migrate(sql, (line) => console.log(line))
+    const applied = await migrate(sql, (line) => console.log(line), undefined, config.databaseAppRole)
     console.log(applied.length === 0 ? 'database is up to date' : `${applied.length} migration(s) applied`)
     return 0
   } finally {

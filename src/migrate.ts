@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Sql } from './database.js'
+import { DEFAULT_APP_ROLE, type Sql, type TransactionSql } from './database.js'
 import { migrationsDirectory } from './paths.js'
 
 /** One numbered plain-SQL file under sql/. */
@@ -77,7 +77,30 @@ export async function pendingMigrations (sql: Sql, available = readMigrations())
  * Applies pending migrations in order, in one transaction that holds an advisory lock, so replicas starting
  * together apply each file exactly once and a failure leaves the schema as it was. Returns what it applied.
  */
-export async function migrate (sql: Sql, log: (line: string) => void, available = readMigrations()): Promise<Migration[]> {
+/**
+ * Creates the role the server's connections run as (DATABASE_APP_ROLE) when it does not exist, NOLOGIN and
+ * NOBYPASSRLS, owning nothing, and grants it rows only: it reads and writes what row-level security lets it, never
+ * the schema. The migrating user is made a member, so a server connecting as that user may SET ROLE to it. Roles
+ * belong to the cluster: databases of one cluster share it, and concurrent first migrations may race to create it.
+ */
+async function grantAppRole (tx: TransactionSql, appRole: string): Promise<void> {
+  const role = tx(appRole)
+  // DO cannot take parameters: the name goes in as a quoted identifier (config allows [a-z_][a-z0-9_]* only).
+  await tx.unsafe(`do $$ begin
+    create role "${appRole.replaceAll('"', '""')}" nologin nobypassrls;
+  exception when duplicate_object or unique_violation then null;
+  end $$`)
+  const [{ bypasses }] = await tx<[{ bypasses: boolean }]>`select rolbypassrls or rolsuper as bypasses from pg_roles where rolname = ${appRole}`
+  if (bypasses) throw new MigrationError(`role ${appRole} (DATABASE_APP_ROLE) is a superuser or has BYPASSRLS: organizations would not be isolated; give the server a role without either`)
+  await tx`grant usage on schema public to ${role}`
+  await tx`grant select, insert, update, delete on all tables in schema public to ${role}`
+  await tx`revoke insert, update, delete on schema_migrations from ${role}`
+  await tx`grant usage, select on all sequences in schema public to ${role}`
+  const [{ member }] = await tx<[{ member: boolean }]>`select pg_has_role(current_user, ${appRole}, 'usage') as member`
+  if (!member) await tx`grant ${role} to current_user`
+}
+
+export async function migrate (sql: Sql, log: (line: string) => void, available = readMigrations(), appRole = DEFAULT_APP_ROLE): Promise<Migration[]> {
   return await sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`
     await tx`create table if not exists schema_migrations (
@@ -96,6 +119,7 @@ export async function migrate (sql: Sql, log: (line: string) => void, available 
       await tx`insert into schema_migrations (version, name, checksum) values (${migration.version}, ${migration.name}, ${migration.checksum})`
       log(`applied migration ${String(migration.version).padStart(4, '0')}_${migration.name}`)
     }
+    await grantAppRole(tx, appRole)
     return pending
   })
 }

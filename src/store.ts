@@ -1,5 +1,15 @@
 import { createClient, createCluster, createSentinel, ErrorReply } from 'redis'
 import type { RedisNodeAddress } from './config.js'
+import { DEFAULT_ORG_ID } from './database.js'
+
+/**
+ * The part of a key that names its organization: '' for the default (its keys are what they were before
+ * organizations), `org:{id}:` for every other, so two organizations' counters and limits never meet. Keys named by
+ * an id that is unique everywhere (a jti, an agent or credential id) need none.
+ */
+export function organizationSegment (orgId: string): string {
+  return orgId === DEFAULT_ORG_ID ? '' : `org:${orgId}:`
+}
 
 /** A fixed-window counter's state after one hit. */
 export interface WindowHit {

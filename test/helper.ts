@@ -40,6 +40,7 @@ export async function createEmptyDatabase (): Promise<TestDatabase> {
   if (serverUrl === undefined) {
     // Two connections so an app can connect while the previous one is still closing; never used at once.
     const embedded = await startEmbeddedPostgres(undefined, 2)
+    pgliteUrls.add(embedded.url)
     return { kind: 'pglite', url: embedded.url, poolSize: 1, drop: async () => { await embedded.stop() } }
   }
   const name = `agentidp_test_${randomBytes(6).toString('hex')}`
@@ -66,6 +67,27 @@ export async function withSql<T> (database: TestDatabase, fn: (sql: Sql) => Prom
   } finally {
     await sql.end({ timeout: 1 })
   }
+}
+
+const ownerClients = new Map<string, Sql>()
+// The URLs of the embedded databases this file made: a single session each, shared with the app.
+const pgliteUrls = new Set<string>()
+
+/**
+ * A client of the app's database as its owner, for a test to look at (or tamper with) rows behind the app's back,
+ * whichever organization they belong to: the app's own connections run as DATABASE_APP_ROLE, which row-level
+ * security shows nothing outside an organization transaction. On PGlite (one session, which ignores the app role
+ * outside those transactions) that is the app's own client.
+ */
+export function ownerSql (app: App): Sql {
+  const url = app.config.databaseUrl
+  if (url === undefined || pgliteUrls.has(url)) return app.sql
+  let sql = ownerClients.get(url)
+  if (sql === undefined) {
+    sql = postgres(url, { max: 2, idle_timeout: 1, onnotice: () => {} })
+    ownerClients.set(url, sql)
+  }
+  return sql
 }
 
 /** Creates a database of the test file's own with every migration applied. */

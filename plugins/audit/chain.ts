@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { Queryable, Sql } from '../../src/database.js'
+import { inOrganization, type Queryable, type Sql } from '../../src/database.js'
 import { newId } from '../../src/ids.js'
 import type { AuditEvent, StoredAuditEvent } from './events.js'
 
@@ -45,7 +45,8 @@ export function hashEvent (event: Omit<StoredAuditEvent, 'hash' | 'seq' | 'data'
   return createHash('sha256').update(event.prev_hash).update('\n').update(content).digest('hex')
 }
 
-// Serializes writers across replicas, so the chain has one order.
+// Serializes writers across replicas, so each organization's chain has one order: the lock is (this, the hash of
+// the organization's id), one per organization.
 const AUDIT_CHAIN_LOCK_KEY = 7_331_001
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
@@ -85,8 +86,9 @@ export type Storable = ReturnType<typeof storable>
 
 type Head = Array<{ seq: string | null, hash: string | null, occurred_at: Date | null, now: Date }>
 
+/** Locks the chain of the transaction's organization (inOrganization). */
 function lockChain (tx: Queryable) {
-  return tx`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK_KEY})`
+  return tx`select pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK_KEY}, hashtext(session_org_id()::text))`
 }
 
 /**
@@ -97,7 +99,7 @@ function readHead (tx: Queryable) {
   return tx<Head>`
     select last.seq, last.hash, last.occurred_at, date_trunc('milliseconds', clock_timestamp()) as now
     from (select 1) as one
-    left join (select seq, hash, occurred_at from audit_events order by seq desc limit 1) as last on true`
+    left join (select seq, hash, occurred_at from audit_events where org_id = session_org_id() order by seq desc limit 1) as last on true`
 }
 
 /**
@@ -124,8 +126,8 @@ async function insertAfter (tx: Queryable, headRows: Head, events: Storable[]): 
   // JSON text cast to jsonb: handed objects, the driver takes one with `type` and `value` members for a typed
   // parameter and stores its value instead (data { type, value: 1 } was stored as 1, and broke the chain).
   await tx`
-    insert into audit_events (seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash)
-    select seq, id, ${occurredAt}, type, agent_id, actor, ip, request_id, data, prev_hash, hash
+    insert into audit_events (org_id, seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash)
+    select session_org_id(), seq, id, ${occurredAt}, type, agent_id, actor, ip, request_id, data, prev_hash, hash
     from unnest(${column('seq')}::bigint[], ${column('id')}::uuid[], ${column('type')}::text[], ${column('agent_id')}::uuid[],
                 ${column('actor')}::text[], ${column('ip')}::text[], ${column('request_id')}::text[], ${column('data').map((data) => JSON.stringify(data))}::text[]::jsonb[],
                 ${column('prev_hash')}::text[], ${column('hash')}::text[])
@@ -134,7 +136,8 @@ async function insertAfter (tx: Queryable, headRows: Head, events: Storable[]): 
 }
 
 /**
- * Appends events to the chain inside the caller's transaction `tx` (READ COMMITTED, the default), taking the chain
+ * Appends events to the chain of the transaction's organization (inOrganization), inside the caller's transaction
+ * `tx` (READ COMMITTED, the default), taking the chain
  * lock: they commit or roll back with it. The lock is held until that commit, so it is taken last in the
  * transaction, after its row locks; every other holder of the chain lock takes no other lock after it, so waits
  * cannot form a cycle. Returns the seq of the last event, or undefined when there was none.
@@ -150,8 +153,8 @@ export async function appendInTransaction (tx: Queryable, events: Storable[]): P
  * Runs `decide` inside a transaction holding the chain lock and appends the events it returns in the same
  * transaction. Returns the seq of the last event, or undefined when there was none.
  */
-export async function appendUnderLock (sql: Sql, decide: (tx: Sql) => Promise<Storable[]>): Promise<string | undefined> {
-  return await sql.begin(async (tx) => {
+export async function appendUnderLock (sql: Sql, orgId: string, decide: (tx: Sql) => Promise<Storable[]>): Promise<string | undefined> {
+  return await inOrganization(sql, orgId, async (tx) => {
     await lockChain(tx)
     const events = await decide(tx as unknown as Sql)
     if (events.length === 0) return undefined
@@ -163,8 +166,8 @@ export async function appendUnderLock (sql: Sql, decide: (tx: Sql) => Promise<St
  * Resolves once every transaction that held the chain lock when it was called has ended (committed or rolled
  * back): a shared lock waits for the exclusive one. It holds no lock afterwards and takes no other.
  */
-export async function chainWritersDone (sql: Sql): Promise<void> {
-  await sql`select pg_advisory_xact_lock_shared(${AUDIT_CHAIN_LOCK_KEY})`
+export async function chainWritersDone (sql: Sql, orgId: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock_shared(${AUDIT_CHAIN_LOCK_KEY}, hashtext(${orgId}::text))`
 }
 
 /** What a walk of the chain found: every event verified, or the first one that breaks it and why. */
@@ -173,18 +176,21 @@ export type ChainVerification =
   | { ok: false, verified: number, seq: string, id: string, reason: string }
 
 /**
- * Walks the whole chain in seq order through a cursor (constant memory, whatever its length) and checks each event:
+ * Walks one organization's whole chain in seq order through a cursor (constant memory, whatever its length) and checks each event:
  * seq follows the previous one (a deleted row leaves a gap), prev_hash is the previous event's hash, hash is the
  * hash of the event's content, and occurred_at never goes back. Stops at the first event that breaks it.
  */
-export async function verifyChain (sql: Sql, chunkSize = 1000): Promise<ChainVerification> {
+export async function verifyChain (sql: Sql, orgId: string, chunkSize = 1000): Promise<ChainVerification> {
+  return await inOrganization(sql, orgId, async (tx) => await verifyRows(tx<StoredAuditEvent[]>`
+    select seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash
+    from audit_events where org_id = session_org_id() order by seq`.cursor(chunkSize)))
+}
+
+async function verifyRows (rows: AsyncIterable<StoredAuditEvent[]>): Promise<ChainVerification> {
   let verified = 0
   let expectedSeq = 1n
   let prevHash = GENESIS_HASH
   let prevAt = new Date(0)
-  const rows = sql<StoredAuditEvent[]>`
-    select seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash
-    from audit_events order by seq`.cursor(chunkSize)
   for await (const chunk of rows) {
     for (const row of chunk) {
       const broken = (reason: string): ChainVerification => ({ ok: false, verified, seq: row.seq, id: row.id, reason })

@@ -15,6 +15,8 @@ export type AuditEventType = typeof AUDIT_EVENT_TYPES[number]
 
 /** Who acted, from where, in which request. */
 export interface AuditActor {
+  /** The organization whose chain records the event: the request's, or the one background work acts for. */
+  orgId: string
   /** The authenticated agent's client_id (or agent id), or 'anonymous'. */
   actor: string
   ip?: string | null
@@ -46,7 +48,7 @@ export interface StoredAuditEvent {
 
 /** The actor, IP and request id of a request, for its audit events. */
 export function actorOf (request: FastifyRequest, actor = 'anonymous'): AuditActor {
-  return { actor, ip: request.ip, requestId: request.id }
+  return { orgId: request.issuerContext.orgId, actor, ip: request.ip, requestId: request.id }
 }
 
 /** The audit actor of a request that passed requireScopes: the caller's client_id. */

@@ -21,7 +21,7 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
       querystring: AuditEventQuerySchema,
       response: { 200: AuditEventPageSchema, ...problemResponses(400, 401, 403, 429, 503) }
     }
-  }, async (request) => await listPage(app.sql, request.query))
+  }, async (request) => await listPage(app.sql, request.issuerContext.orgId, request.query))
 
   app.get('/api/v1/audit-events/export', {
     preValidation: app.requireScopes(AdminScope.AuditRead),
@@ -38,7 +38,7 @@ const audit: FastifyPluginAsyncTypebox = async (app) => {
       }
     }
   }, async (request, reply) => {
-    const stream = await exportStream(app.sql, request.query)
+    const stream = await exportStream(app.sql, request.issuerContext.orgId, request.query)
     return reply
       .type('application/x-ndjson')
       .header('content-disposition', 'attachment; filename="audit-events.ndjson"')

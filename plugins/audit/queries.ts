@@ -1,6 +1,6 @@
-import { Readable } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
 import type { AuditEventItem, AuditEventQuery, AuditExportQuery } from '../../schemas/audit.js'
-import type { Sql } from '../../src/database.js'
+import { inOrganization, type Sql } from '../../src/database.js'
 import { badRequest } from '../../src/errors.js'
 import { AUDIT_EVENT_TYPES, type StoredAuditEvent } from './events.js'
 import { listEvents, streamEvents, type AuditFilter } from './repository.js'
@@ -62,7 +62,7 @@ function typesOf (values: string[] | undefined): string[] | undefined {
 }
 
 /** One page of events, newest first, with the cursor of the next page (keyset on seq: each event once). */
-export async function listPage (sql: Sql, query: AuditEventQuery): Promise<{ items: AuditEventItem[], next_cursor: string | null }> {
+export async function listPage (sql: Sql, orgId: string, query: AuditEventQuery): Promise<{ items: AuditEventItem[], next_cursor: string | null }> {
   const filter: AuditFilter = {
     ...rangeOf(query),
     types: typesOf(query.type),
@@ -70,30 +70,43 @@ export async function listPage (sql: Sql, query: AuditEventQuery): Promise<{ ite
     actor: query.actor,
     beforeSeq: query.cursor === undefined ? undefined : decodeCursor(query.cursor)
   }
-  const rows = await listEvents(sql, filter, query.limit + 1)
+  const rows = await inOrganization(sql, orgId, async (tx) => await listEvents(tx, filter, query.limit + 1))
   const page = rows.slice(0, query.limit)
   const last = page.at(-1)
   return { items: page.map(toItem), next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last.seq) : null }
 }
 
+/** Resolves when `out` can take more, or was closed (the client went away); leaves no listener behind. */
+async function drainedOrClosed (out: PassThrough): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = (): void => { out.off('drain', done); out.off('close', done); resolve() }
+    out.on('drain', done)
+    out.on('close', done)
+  })
+}
+
 /**
- * The events of a time range as NDJSON, in chain order, one line per event with its hashes: pulled from a
- * server-side cursor only as fast as the client reads, so memory stays flat whatever the range. The first chunk is
- * read before answering, so a database that fails at once gets a proper error status rather than a cut-off 200.
+ * An organization's events of a time range as NDJSON, in chain order, one line per event with its hashes: pulled
+ * from a server-side cursor, inside the organization's transaction, only as fast as the client reads, so memory
+ * stays flat whatever the range. The first chunk is read before answering, so a database that fails at once gets a
+ * proper error status rather than a cut-off 200.
  */
-export async function exportStream (sql: Sql, query: AuditExportQuery): Promise<Readable> {
+export async function exportStream (sql: Sql, orgId: string, query: AuditExportQuery): Promise<Readable> {
   const range = rangeOf(query)
-  const chunks = streamEvents(sql, range, EXPORT_CHUNK_ROWS)[Symbol.asyncIterator]()
-  const first = await chunks.next()
-  async function * lines (): AsyncGenerator<string> {
-    try {
-      for (let chunk = first; chunk.done !== true; chunk = await chunks.next()) {
-        yield chunk.value.map((row) => `${JSON.stringify(toItem(row))}\n`).join('')
+  const out = new PassThrough()
+  let firstRead = (): void => {}
+  const started = new Promise<void>((resolve) => { firstRead = resolve })
+  const written = inOrganization(sql, orgId, async (tx) => {
+    for await (const chunk of streamEvents(tx, range, EXPORT_CHUNK_ROWS)) {
+      firstRead()
+      // A client that hangs up early ends the loop, which closes the server-side cursor and the transaction.
+      if (out.destroyed) break
+      if (!out.write(chunk.map((row) => `${JSON.stringify(toItem(row))}\n`).join(''))) {
+        await drainedOrClosed(out)
       }
-    } finally {
-      // A client that hangs up early ends here: close the server-side cursor.
-      await chunks.return?.()
     }
-  }
-  return Readable.from(lines(), { objectMode: false })
+  })
+  await Promise.race([started, written])
+  written.then(() => out.end(), (error: Error) => out.destroy(error))
+  return out
 }

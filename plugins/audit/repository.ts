@@ -1,4 +1,4 @@
-import type { Queryable, Sql } from '../../src/database.js'
+import type { Queryable, Queryable as Sql } from '../../src/database.js'
 import type { StoredAuditEvent } from './events.js'
 
 /** Which events a page or an export covers. since is inclusive, until exclusive. */
@@ -21,7 +21,7 @@ const NO_EVENT_YET = '9223372036854775807'
  * index in seq order, whatever else it filters on.
  */
 function firstSeqAtOrAfter (sql: Sql, at: Date) {
-  return sql`coalesce((select seq from audit_events where occurred_at >= ${at} order by occurred_at, seq limit 1), ${NO_EVENT_YET}::bigint)`
+  return sql`coalesce((select seq from audit_events where org_id = session_org_id() and occurred_at >= ${at} order by occurred_at, seq limit 1), ${NO_EVENT_YET}::bigint)`
 }
 
 function conditions (sql: Sql, filter: AuditFilter) {
@@ -39,7 +39,7 @@ function conditions (sql: Sql, filter: AuditFilter) {
 export async function listEvents (sql: Sql, filter: AuditFilter, limit: number): Promise<StoredAuditEvent[]> {
   return await sql<StoredAuditEvent[]>`
     select ${sql(COLUMNS)} from audit_events
-    where true ${conditions(sql, filter)}
+    where org_id = session_org_id() ${conditions(sql, filter)}
     order by seq desc
     limit ${limit}`
 }
@@ -48,7 +48,7 @@ export async function listEvents (sql: Sql, filter: AuditFilter, limit: number):
 export function streamEvents (sql: Sql, filter: Pick<AuditFilter, 'since' | 'until'>, chunkSize: number): AsyncIterable<StoredAuditEvent[]> {
   return sql<StoredAuditEvent[]>`
     select ${sql(COLUMNS)} from audit_events
-    where true ${conditions(sql, filter)}
+    where org_id = session_org_id() ${conditions(sql, filter)}
     order by seq`.cursor(chunkSize)
 }
 
@@ -56,7 +56,7 @@ export function streamEvents (sql: Sql, filter: Pick<AuditFilter, 'since' | 'unt
 export async function keyEvents (sql: Sql): Promise<Array<{ type: 'key.current' | 'key.previous_published', kid: string | null }>> {
   return await sql`
     select type, data->>'kid' as kid from audit_events
-    where type in ('key.current', 'key.previous_published')
+    where org_id = session_org_id() and type in ('key.current', 'key.previous_published')
     order by seq`
 }
 
@@ -67,16 +67,16 @@ export async function keyEvents (sql: Sql): Promise<Array<{ type: 'key.current' 
 export async function readChain (sql: Queryable, { afterSeq, limit }: { afterSeq: string, limit: number }): Promise<StoredAuditEvent[]> {
   return await sql<StoredAuditEvent[]>`
     select ${sql(COLUMNS)} from audit_events
-    where seq > ${afterSeq}
+    where org_id = session_org_id() and seq > ${afterSeq}
     order by seq
     limit ${limit}`
 }
 
 /**
- * The seq of the last committed event ('0' before the first). A subscriber starting at it receives every event
+ * The seq of the last committed event of the transaction's organization ('0' before the first). A subscriber starting at it receives every event
  * committed after: an event still in flight commits with a higher seq (the chain lock orders them).
  */
 export async function lastSeq (sql: Queryable): Promise<string> {
-  const [row] = await sql<Array<{ seq: string }>>`select coalesce(max(seq), 0)::text as seq from audit_events`
+  const [row] = await sql<Array<{ seq: string }>>`select coalesce(max(seq), 0)::text as seq from audit_events where org_id = session_org_id()`
   return row?.seq ?? '0'
 }

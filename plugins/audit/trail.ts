@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import fp from 'fastify-plugin'
-import type { Queryable, Sql } from '../../src/database.js'
+import { DEFAULT_ORG_ID, inOrganization, switchOrganization, type Queryable, type Sql } from '../../src/database.js'
 import { appendInTransaction, appendUnderLock, chainWritersDone, storable, type Storable } from './chain.js'
 import type { AuditEvent, StoredAuditEvent } from './events.js'
 import { keyEvents, readChain } from './repository.js'
@@ -19,19 +19,20 @@ export interface AuditTrail {
    * Appends events inside the caller's transaction (the `sql` of `sql.begin`), so they commit or roll back with
    * the change they record. Call it last in the transaction: it takes the chain lock, held until commit.
    */
-  recordIn(tx: Queryable, ...events: AuditEvent[]): Promise<void>
+  recordIn(tx: Queryable, ...events: AuditEvent[]): Promise<void>  // into the chain of tx's organization (inOrganization)
   /**
    * Runs `decide` inside the chain lock and records the events it returns in the same transaction: for events
    * that must be recorded at most once however many replicas try at the same time (key material at start-up).
    */
-  recordUnderLock(decide: (tx: Sql) => Promise<AuditEvent[]>): Promise<void>
-  /** Committed events after `afterSeq` ('0' for the first), in chain order, at most `limit`: for subscribers. */
-  readChain(options: { afterSeq: string, limit: number }): Promise<StoredAuditEvent[]>
+  recordUnderLock(orgId: string, decide: (tx: Sql) => Promise<AuditEvent[]>): Promise<void>
+  /** An organization's committed events after `afterSeq` ('0' for the first), in chain order, at most `limit`: for subscribers. */
+  readChain(options: { orgId: string, afterSeq: string, limit: number }): Promise<StoredAuditEvent[]>
   /**
-   * Emits 'committed' (the last seq written) once events this process wrote are committed, or their transaction
-   * ended: a subscriber wakes and reads on with readChain. Other replicas' events are not announced here.
+   * Emits 'committed' (the last seq written, and the organization's chain) once events this process wrote are
+   * committed, or their transaction ended: a subscriber wakes and reads on with readChain. Other replicas' events
+   * are not announced here.
    */
-  readonly notifications: EventEmitter<{ committed: [seq: string] }>
+  readonly notifications: EventEmitter<{ committed: [seq: string, orgId: string] }>
   /** Committed group-commit transactions and the events they held, since start (for tests and metrics). */
   readonly stats: { batches: number, events: number }
 }
@@ -46,7 +47,7 @@ declare module 'fastify' {
 const MAX_BATCH_EVENTS = 500
 
 interface Pending {
-  events: Storable[]
+  events: Array<{ orgId: string, row: Storable }>
   resolve: () => void
   reject: (error: unknown) => void
 }
@@ -60,7 +61,7 @@ interface Pending {
  */
 export class GroupCommitTrail implements AuditTrail {
   readonly stats = { batches: 0, events: 0 }
-  readonly notifications = new EventEmitter<{ committed: [seq: string] }>()
+  readonly notifications = new EventEmitter<{ committed: [seq: string, orgId: string] }>()
   #queue: Pending[] = []
   #flushing: Promise<void> | undefined
   // Waits for callers' transactions to end before announcing their events: finished before the pool closes.
@@ -70,7 +71,7 @@ export class GroupCommitTrail implements AuditTrail {
 
   async record (...events: AuditEvent[]): Promise<void> {
     if (events.length === 0) return
-    const rows = events.map(storable)
+    const rows = events.map((event) => ({ orgId: event.orgId, row: storable(event) }))
     await new Promise<void>((resolve, reject) => {
       this.#queue.push({ events: rows, resolve, reject })
       this.#flushing ??= this.#drain()
@@ -79,16 +80,17 @@ export class GroupCommitTrail implements AuditTrail {
 
   async recordIn (tx: Queryable, ...events: AuditEvent[]): Promise<void> {
     const seq = await appendInTransaction(tx, events.map(storable))
-    if (seq !== undefined) this.#announceAfterCommit(seq)
+    // The transaction's organization is the events' (the caller opened it with inOrganization for the actor's).
+    if (seq !== undefined && events[0] !== undefined) this.#announceAfterCommit(seq, events[0].orgId)
   }
 
-  async recordUnderLock (decide: (tx: Sql) => Promise<AuditEvent[]>): Promise<void> {
-    const seq = await appendUnderLock(this.sql, async (tx) => (await decide(tx)).map(storable))
-    if (seq !== undefined) this.notifications.emit('committed', seq)
+  async recordUnderLock (orgId: string, decide: (tx: Sql) => Promise<AuditEvent[]>): Promise<void> {
+    const seq = await appendUnderLock(this.sql, orgId, async (tx) => (await decide(tx)).map(storable))
+    if (seq !== undefined) this.notifications.emit('committed', seq, orgId)
   }
 
-  async readChain (options: { afterSeq: string, limit: number }): Promise<StoredAuditEvent[]> {
-    return await readChain(this.sql, options)
+  async readChain (options: { orgId: string, afterSeq: string, limit: number }): Promise<StoredAuditEvent[]> {
+    return await inOrganization(this.sql, options.orgId, async (tx) => await readChain(tx, options))
   }
 
   /** Resolves once every event queued so far is committed or refused, and every announcement made. */
@@ -102,10 +104,10 @@ export class GroupCommitTrail implements AuditTrail {
    * the caller's transaction holds until it ends. Not awaited by recordIn, whose caller still holds the
    * connection this needs on the embedded default; skipped while nobody listens.
    */
-  #announceAfterCommit (seq: string): void {
+  #announceAfterCommit (seq: string, orgId: string): void {
     if (this.notifications.listenerCount('committed') === 0) return
-    const announcing = chainWritersDone(this.sql).then(
-      () => { this.notifications.emit('committed', seq) },
+    const announcing = chainWritersDone(this.sql, orgId).then(
+      () => { this.notifications.emit('committed', seq, orgId) },
       // A subscriber also reads on its own schedule: a lost announcement delays it, loses nothing.
       () => {}
     ).finally(() => { this.#announcing.delete(announcing) })
@@ -117,14 +119,30 @@ export class GroupCommitTrail implements AuditTrail {
     await new Promise((resolve) => setImmediate(resolve))
     while (this.#queue.length > 0) {
       const batch = this.#takeBatch()
-      const events = batch.flatMap((pending) => pending.events)
+      // Each organization's events go to its own chain, in the order queued; the chains are locked in one order (of
+      // their ids), so two batches never wait on each other's locks in a cycle.
+      const byOrganization = new Map<string, Storable[]>()
+      for (const { orgId, row } of batch.flatMap((pending) => pending.events)) {
+        const rows = byOrganization.get(orgId)
+        if (rows === undefined) byOrganization.set(orgId, [row])
+        else rows.push(row)
+      }
+      const orgIds = [...byOrganization.keys()].sort()
       try {
-        const seq = await this.sql.begin(async (tx) => await appendInTransaction(tx, events))
+        const heads = await inOrganization(this.sql, orgIds[0] as string, async (tx) => {
+          const heads: Array<[orgId: string, seq: string | undefined]> = []
+          for (const [index, orgId] of orgIds.entries()) {
+            if (index > 0) await switchOrganization(tx, orgId)
+            heads.push([orgId, await appendInTransaction(tx, byOrganization.get(orgId) as Storable[])])
+          }
+          return heads
+        })
+        const size = batch.reduce((sum, pending) => sum + pending.events.length, 0)
         this.stats.batches += 1
-        this.stats.events += events.length
-        this.onBatch(events.length)
+        this.stats.events += size
+        this.onBatch(size)
         for (const pending of batch) pending.resolve()
-        if (seq !== undefined) this.notifications.emit('committed', seq)
+        for (const [orgId, seq] of heads) if (seq !== undefined) this.notifications.emit('committed', seq, orgId)
       } catch (error) {
         for (const pending of batch) pending.reject(error)
       }
@@ -152,9 +170,10 @@ export class GroupCommitTrail implements AuditTrail {
  * lock, so replicas starting together record each change once, and a restart with the same keys records nothing.
  */
 export async function recordKeyMaterial (audit: AuditTrail, keys: SigningKeys): Promise<void> {
-  const actor = { actor: 'system', ip: null, requestId: null }
+  // The configured keys are the default organization's; an organization's own keys record key.rotated.
+  const actor = { orgId: DEFAULT_ORG_ID, actor: 'system', ip: null, requestId: null }
   const host = hostname()
-  await audit.recordUnderLock(async (tx) => {
+  await audit.recordUnderLock(DEFAULT_ORG_ID, async (tx) => {
     const seen = await keyEvents(tx)
     const lastCurrent = seen.filter((event) => event.type === 'key.current').at(-1)?.kid
     const published = new Set(seen.filter((event) => event.type === 'key.previous_published').map((event) => event.kid))

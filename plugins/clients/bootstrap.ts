@@ -1,5 +1,5 @@
 import type { AuditActor, AuditEvent } from '../audit/public.js'
-import type { Queryable } from '../../src/database.js'
+import { DEFAULT_ORG_ID, inOrganization, type Queryable } from '../../src/database.js'
 import { newId } from '../../src/ids.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
 import { generateClientId, generateClientSecret, hashSecret, verifySecret } from '../../src/secrets.js'
@@ -12,7 +12,9 @@ import { updateEvents } from './agents/service.js'
 // Serializes bootstrap across replicas that start together; any constant shared by every replica works.
 const BOOTSTRAP_LOCK_KEY = 2_718_281_828
 
-const BOOTSTRAP_ACTOR: AuditActor = { actor: 'bootstrap' }
+// The bootstrap admin is the default organization's (and the platform's): an organization's first admin is made
+// when the organization is (plugins/organizations).
+const BOOTSTRAP_ACTOR: AuditActor = { orgId: DEFAULT_ORG_ID, actor: 'bootstrap' }
 
 function newAdminAgent (clientId: string, description: string): Parameters<typeof insertAgent>[1] {
   return { id: newId(), client_id: clientId, name: 'bootstrap admin', description, owner: null, scopes: [...ADMIN_SCOPES], resources: [], metadata: { bootstrap: true } }
@@ -35,7 +37,7 @@ function createdEvents (agent: AgentRow, credentialId: string): AuditEvent[] {
  */
 async function ensureBootstrapAdmin (deps: Deps, clientId: string, secret: string): Promise<void> {
   const at = new Date()
-  const outcome = await deps.sql.begin(async (tx) => {
+  const outcome = await inOrganization(deps.sql, DEFAULT_ORG_ID, async (tx) => {
     await tx`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK_KEY})`
     const outcome = await reconcileBootstrapAdmin(tx, clientId, secret, at)
     if (!outcome.decommissioned) await deps.audit.recordIn(tx, ...outcome.events)
@@ -137,7 +139,7 @@ function firstAdminNotice (issuer: string, clientId: string, secret: string): st
  * they receive). Later starts find the admin and print nothing.
  */
 async function createFirstAdmin (deps: Deps): Promise<void> {
-  const created = await deps.sql.begin(async (tx) => {
+  const created = await inOrganization(deps.sql, DEFAULT_ORG_ID, async (tx) => {
     await tx`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK_KEY})`
     if (await anyLiveAgentHolds(tx, AdminScope.AgentsWrite)) return undefined
     const agent = await insertAgent(tx, newAdminAgent(generateClientId(), 'Created at first start of the embedded default'))

@@ -22,20 +22,30 @@ export default fp(async (app) => {
     embedded = await startEmbeddedPostgresSaying(join(config.dataDir, 'pgdata'), (message, seconds) => app.log.info({ dataDir: config.dataDir, seconds }, message))
     app.log.warn({ dataDir: config.dataDir }, 'DATABASE_URL not set: using the embedded PostgreSQL (PGlite) in DATA_DIR; it serves a single instance only')
   }
-  // PGlite has one session: more than one connection would interleave transactions.
-  const sql = createSql(config.databaseUrl ?? (embedded as EmbeddedPostgres).url, embedded === undefined ? config.databasePoolSize : 1)
+  // PGlite has one session: more than one connection would interleave transactions. It ignores start-up
+  // parameters, so there the role binds inside inOrganization only (docs/devops/organizations.md).
+  const url = config.databaseUrl ?? (embedded as EmbeddedPostgres).url
+  let sql: Sql
   try {
     if (embedded !== undefined) {
-      await migrate(sql, (line) => app.log.info(line))
+      sql = createSql(url, 1, { appRole: config.databaseAppRole })
+      await migrate(sql, (line) => app.log.info(line), undefined, config.databaseAppRole)
+      app.log.warn({ role: config.databaseAppRole }, 'PGlite ignores the role of a connection: row-level security binds inside organization transactions only')
     } else {
-      const pending = await pendingMigrations(sql)
-      if (pending.length > 0) {
-        const names = pending.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`).join(', ')
-        throw new MigrationError(`the database has ${pending.length} pending migration(s) (${names}): run npm run db:migrate before starting`)
+      // Checked as the connecting user: until the migrations ran, the app role may not exist.
+      const owner = createSql(url, 1)
+      try {
+        const pending = await pendingMigrations(owner)
+        if (pending.length > 0) {
+          const names = pending.map((m) => `${String(m.version).padStart(4, '0')}_${m.name}`).join(', ')
+          throw new MigrationError(`the database has ${pending.length} pending migration(s) (${names}): run npm run db:migrate before starting`)
+        }
+      } finally {
+        await owner.end({ timeout: 1 })
       }
+      sql = createSql(url, config.databasePoolSize, { appRole: config.databaseAppRole })
     }
   } catch (error) {
-    await sql.end({ timeout: 1 })
     await embedded?.stop()
     throw error
   }

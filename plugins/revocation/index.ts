@@ -44,7 +44,7 @@ const revocation: FastifyPluginAsyncTypebox = async (app) => {
     },
     // Whoever the client is, the token is verified the same way: both at once, their Redis reads in one round trip.
     alongsideAuthentication: async (request) => await service.verify(request.issuerContext, request.body.token),
-    handler: async (_request, reply, client, verified) => reply.send(await service.introspect(client, verified))
+    handler: async (request, reply, client, verified) => reply.send(await service.introspect(request.issuerContext.orgId, client, verified))
   })
 }
 

@@ -12,5 +12,11 @@ export const revokedTokenKey = (jti: string): string => `revoked:${jti}`
  */
 export const agentChangedKey = (agentId: string): string => `revoked:agent:${agentId}`
 
+/**
+ * Same as agentChangedKey, for an organization that was suspended (every token of its issuer from before dies):
+ * `revoked:org:{id}`. The default organization is never suspended and has none.
+ */
+export const organizationChangedKey = (orgId: string): string => `revoked:org:${orgId}`
+
 /** Same as agentChangedKey, for a credential that was revoked. */
 export const credentialChangedKey = (credentialId: string): string => `revoked:credential:${credentialId}`

@@ -1,3 +1,3 @@
 /** What the revocation capability publishes to the others: the revocation state's types and the watermarks. */
 export { publishChanges } from './watermarks.js'
-export { tokenRefOf, type RevocationState, type TokenRef } from './state.js'
+export { issuedAtMsOf, tokenRefOf, type RevocationState, type TokenRef } from './state.js'

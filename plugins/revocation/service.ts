@@ -1,3 +1,4 @@
+import { inOrganization } from '../../src/database.js'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { errors } from 'jose'
 import { InvalidRequest } from '../../src/errors.js'
@@ -41,12 +42,12 @@ export function revocationService (app: FastifyInstance) {
       const { claims } = verified
       if (claims.client_id !== client.clientId) {
         // The token's agent as it is now; were it gone, the scopes the token carries.
-        const owner = await findAgent(app.sql, claims.sub) ?? { id: claims.sub, client_id: claims.client_id, scopes: parseScope(claims.scope), status: 'active' as const }
+        const owner = await inOrganization(app.sql, request.issuerContext.orgId, async (tx) => await findAgent(tx, claims.sub)) ?? { id: claims.sub, client_id: claims.client_id, scopes: parseScope(claims.scope), status: 'active' as const }
         const caller = { agentId: client.agentId, clientId: client.clientId, scopes: new Set(client.scopes) }
         const refusal = refusalOf(app.config, caller, { kind: 'token.revoke', target: owner })
         if (refusal !== undefined) throw refused(new InvalidRequest(`the token was not issued to this client: ${refusal.detail}`), refusal.denial)
       }
-      const ref = tokenRefOf(claims)
+      const ref = tokenRefOf(request.issuerContext.orgId, claims)
       if (await app.revocations.isRevoked(ref)) return
       await app.revocations.revokeToken(ref, claims.client_id === client.clientId ? 'revoked by its client' : `revoked by ${client.clientId}`, async (tx) => {
         await app.audit.recordIn(tx, {
@@ -65,11 +66,11 @@ export function revocationService (app: FastifyInstance) {
      * Only tokens of the issuer the request speaks to are active: the token was verified (`verify`) against it
      * while the client authenticated.
      */
-    async introspect (client: AuthenticatedClient, verified: VerifiedToken): Promise<Introspection> {
+    async introspect (orgId: string, client: AuthenticatedClient, verified: VerifiedToken): Promise<Introspection> {
       if (!verified.valid) return { active: false }
       const { claims } = verified
       if (claims.client_id !== client.clientId && !client.scopes.includes(AdminScope.TokensIntrospect)) return { active: false }
-      if (await app.revocations.isRevoked(tokenRefOf(claims))) return { active: false }
+      if (await app.revocations.isRevoked(tokenRefOf(orgId, claims))) return { active: false }
       return {
         active: true,
         scope: claims.scope,

@@ -1,10 +1,12 @@
 import fp from 'fastify-plugin'
-import type { Queryable, Sql } from '../../src/database.js'
+import { DEFAULT_ORG_ID, inOrganization, type Queryable, type Sql } from '../../src/database.js'
 import { timeOfId } from '../../src/ids.js'
-import { agentChangedKey, credentialChangedKey, revokedTokenKey } from './keys.js'
+import { agentChangedKey, credentialChangedKey, organizationChangedKey, revokedTokenKey } from './keys.js'
 
 /** What the revocation checks need to know of an access token. */
 export interface TokenRef {
+  /** The organization of the issuer that issued it (and verified it). */
+  orgId: string
   jti: string
   /** The agent (sub). */
   agentId: string
@@ -21,12 +23,18 @@ const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
  * What the revocation checks need of verified access token claims. Our jtis are UUIDv7s, so the issue time is
  * known to the millisecond; for anything else the second of `iat` is all there is.
  */
-export function tokenRefOf (claims: { jti: string, sub: string, iat: number, exp: number, credential_id?: unknown }): TokenRef {
+/** When a token was issued: to the millisecond from our UUIDv7 jti, else the second of iat. */
+export function issuedAtMsOf (claims: { jti: string, iat: number }): number {
+  return UUID_V7.test(claims.jti) ? timeOfId(claims.jti) : claims.iat * 1000
+}
+
+export function tokenRefOf (orgId: string, claims: { jti: string, sub: string, iat: number, exp: number, credential_id?: unknown }): TokenRef {
   return {
+    orgId,
     jti: claims.jti,
     agentId: claims.sub,
     credentialId: typeof claims.credential_id === 'string' && UUID_V7.test(claims.credential_id) ? claims.credential_id : undefined,
-    issuedAtMs: UUID_V7.test(claims.jti) ? timeOfId(claims.jti) : claims.iat * 1000,
+    issuedAtMs: issuedAtMsOf(claims),
     expiresAtMs: claims.exp * 1000
   }
 }
@@ -43,7 +51,7 @@ export interface RevocationState {
   /** Whether the token is revoked: by its jti, or by a watermark of its agent or credential at or after its issue. */
   isRevoked(token: TokenRef): Promise<boolean>
   /** Whether a watermark of the agent or the credential is newer than `sinceMs` (cached verifications must re-check). */
-  changedSince(agentId: string, credentialId: string, sinceMs: number): Promise<boolean>
+  changedSince(orgId: string, agentId: string, credentialId: string, sinceMs: number): Promise<boolean>
   /**
    * Revokes one token in both stores. Idempotent. `recordIn` runs inside the PostgreSQL transaction of a first
    * revocation (its audit event commits with it); Redis is written after the commit.
@@ -54,7 +62,7 @@ export interface RevocationState {
    * (agents.tokens_invalid_before, credentials.revoked_at). A Redis failure is logged, not thrown: PostgreSQL
    * is the source of truth and the completeness marker is dropped so readers fall back to it.
    */
-  publishWatermarks(marks: { agents?: string[], credentials?: string[], atMs: number }): Promise<void>
+  publishWatermarks(marks: { agents?: string[], credentials?: string[], organizations?: string[], atMs: number }): Promise<void>
   /** Deletes PostgreSQL rows of tokens that have expired anyway. Returns how many. */
   prune(): Promise<number>
   /** Compares Redis's marker with PostgreSQL now (each replica also does so every second); refills Redis when they differ. */
@@ -80,16 +88,23 @@ interface DurableState {
   jti_revoked: boolean
   agent_mark: Date | null
   credential_mark: Date | null
+  organization_mark: Date | null
 }
 
 /** The revocation state of one token, from PostgreSQL alone. */
 async function durableStateOf (sql: Sql, token: TokenRef): Promise<DurableState> {
-  const [row] = await sql<DurableState[]>`
+  const [row] = await inOrganization(sql, token.orgId, async (tx) => await tx<DurableState[]>`
     select
       exists (select 1 from token_revocations where jti = ${token.jti}) as jti_revoked,
       (select tokens_invalid_before from agents where id = ${token.agentId}) as agent_mark,
-      (select revoked_at from credentials where id = ${token.credentialId ?? null}::uuid) as credential_mark`
+      (select revoked_at from credentials where id = ${token.credentialId ?? null}::uuid) as credential_mark,
+      (select tokens_invalid_before from organizations where id = current_org_id()) as organization_mark`)
   return row as DurableState
+}
+
+/** The ids of every organization: background work visits each in a transaction of its own (inOrganization). */
+async function organizationIds (sql: Sql): Promise<string[]> {
+  return (await sql<Array<{ id: string }>>`select id from organizations where status <> 'deleted' order by id`).map((row) => row.id)
 }
 
 /** A watermark kills tokens issued at or before it (at equal milliseconds, refusing is the safe side). */
@@ -147,20 +162,31 @@ export default fp(async (app) => {
     const horizon = new Date(Date.now() - watermarkTtlMs)
     const now = Date.now()
     let copied = 0
-    const cursor = sql<Array<{ key: string, value: string, expires_ms: string }>>`
-      select 'revoked:' || jti as key, '1' as value, (extract(epoch from expires_at) * 1000)::bigint::text as expires_ms
-        from token_revocations where expires_at > now()
-      union all
-      select 'revoked:agent:' || id, (extract(epoch from tokens_invalid_before) * 1000)::bigint::text,
-             (extract(epoch from tokens_invalid_before) * 1000 + ${watermarkTtlMs})::bigint::text
-        from agents where tokens_invalid_before > ${horizon}
-      union all
-      select 'revoked:credential:' || id, (extract(epoch from revoked_at) * 1000)::bigint::text,
-             (extract(epoch from revoked_at) * 1000 + ${watermarkTtlMs})::bigint::text
-        from credentials where revoked_at > ${horizon}`.cursor(5000)
-    for await (const rows of cursor) {
+    type Entry = Array<{ key: string, value: string, expires_ms: string }>
+    const copy = async (rows: Entry): Promise<void> => {
       await store.setMany(rows.map((row) => ({ key: row.key, value: row.value, ttlMs: Math.max(1, Number(row.expires_ms) - now) })))
       copied += rows.length
+    }
+    // The keys are built here in SQL as plugins/revocation/keys.ts builds them.
+    await copy(await sql<Entry>`
+      select 'revoked:org:' || id as key, (extract(epoch from tokens_invalid_before) * 1000)::bigint::text as value,
+             (extract(epoch from tokens_invalid_before) * 1000 + ${watermarkTtlMs})::bigint::text as expires_ms
+        from organizations where tokens_invalid_before > ${horizon}`)
+    for (const orgId of await organizationIds(sql)) {
+      await inOrganization(sql, orgId, async (tx) => {
+        const cursor = tx<Entry>`
+          select 'revoked:' || jti as key, '1' as value, (extract(epoch from expires_at) * 1000)::bigint::text as expires_ms
+            from token_revocations where expires_at > now()
+          union all
+          select 'revoked:agent:' || id, (extract(epoch from tokens_invalid_before) * 1000)::bigint::text,
+                 (extract(epoch from tokens_invalid_before) * 1000 + ${watermarkTtlMs})::bigint::text
+            from agents where tokens_invalid_before > ${horizon}
+          union all
+          select 'revoked:credential:' || id, (extract(epoch from revoked_at) * 1000)::bigint::text,
+                 (extract(epoch from revoked_at) * 1000 + ${watermarkTtlMs})::bigint::text
+            from credentials where revoked_at > ${horizon}`.cursor(5000)
+        for await (const rows of cursor) await copy(rows)
+      })
     }
     await store.set(COMPLETE_MARKER_KEY, marker)
     log.info({ entries: copied }, 'revocation state copied from PostgreSQL to the store')
@@ -222,12 +248,16 @@ export default fp(async (app) => {
   const revocations: RevocationState = {
     async isRevoked (token) {
       const keys = [COMPLETE_MARKER_KEY, revokedTokenKey(token.jti), agentChangedKey(token.agentId)]
-      if (token.credentialId !== undefined) keys.push(credentialChangedKey(token.credentialId))
+      keys.push(token.credentialId === undefined ? COMPLETE_MARKER_KEY : credentialChangedKey(token.credentialId))
+      // The default organization is never suspended: its tokens cost no fifth key.
+      if (token.orgId !== DEFAULT_ORG_ID) keys.push(organizationChangedKey(token.orgId))
       if (trustsStore()) {
         try {
-          const [complete, jti, agentMark, credentialMark] = await store.mget(keys)
+          const [complete, jti, agentMark, credentialMark, organizationMark] = await store.mget(keys)
           if (complete !== null) {
-            return jti !== null || killedBy(msOf(agentMark ?? null), token.issuedAtMs) || killedBy(msOf(credentialMark ?? null), token.issuedAtMs)
+            return jti !== null || killedBy(msOf(agentMark ?? null), token.issuedAtMs) ||
+              (token.credentialId !== undefined && killedBy(msOf(credentialMark ?? null), token.issuedAtMs)) ||
+              killedBy(msOf(organizationMark ?? null), token.issuedAtMs)
           }
           trusted = false
           startRefill()
@@ -237,14 +267,17 @@ export default fp(async (app) => {
         }
       }
       const durable = await durableStateOf(sql, token)
-      return durable.jti_revoked || killedBy(durable.agent_mark?.getTime(), token.issuedAtMs) || killedBy(durable.credential_mark?.getTime(), token.issuedAtMs)
+      return durable.jti_revoked || killedBy(durable.agent_mark?.getTime(), token.issuedAtMs) || killedBy(durable.credential_mark?.getTime(), token.issuedAtMs) ||
+        killedBy(durable.organization_mark?.getTime(), token.issuedAtMs)
     },
 
-    async changedSince (agentId, credentialId, sinceMs) {
+    async changedSince (orgId, agentId, credentialId, sinceMs) {
       if (!trustsStore()) return true
       try {
-        const [complete, agentMark, credentialMark] = await store.mget([COMPLETE_MARKER_KEY, agentChangedKey(agentId), credentialChangedKey(credentialId)])
-        if (complete !== null) return killedBy(msOf(agentMark ?? null), sinceMs) || killedBy(msOf(credentialMark ?? null), sinceMs)
+        const keys = [COMPLETE_MARKER_KEY, agentChangedKey(agentId), credentialChangedKey(credentialId)]
+        if (orgId !== DEFAULT_ORG_ID) keys.push(organizationChangedKey(orgId))
+        const [complete, agentMark, credentialMark, organizationMark] = await store.mget(keys)
+        if (complete !== null) return killedBy(msOf(agentMark ?? null), sinceMs) || killedBy(msOf(credentialMark ?? null), sinceMs) || killedBy(msOf(organizationMark ?? null), sinceMs)
         trusted = false
         startRefill()
       } catch {
@@ -256,7 +289,7 @@ export default fp(async (app) => {
     async revokeToken (token, reason, recordIn) {
       const ttlMs = token.expiresAtMs - Date.now()
       if (ttlMs <= 0) return
-      await sql.begin(async (tx) => {
+      await inOrganization(sql, token.orgId, async (tx) => {
         const inserted = await tx`
           insert into token_revocations (jti, agent_id, expires_at, reason)
           values (${token.jti}, ${token.agentId}, ${new Date(token.expiresAtMs)}, ${reason})
@@ -272,8 +305,9 @@ export default fp(async (app) => {
       }
     },
 
-    async publishWatermarks ({ agents = [], credentials = [], atMs }) {
+    async publishWatermarks ({ agents = [], credentials = [], organizations = [], atMs }) {
       const entries = [
+        ...organizations.map((id) => ({ key: organizationChangedKey(id), value: String(atMs), ttlMs: watermarkTtlMs })),
         ...agents.map((id) => ({ key: agentChangedKey(id), value: String(atMs), ttlMs: watermarkTtlMs })),
         ...credentials.map((id) => ({ key: credentialChangedKey(id), value: String(atMs), ttlMs: watermarkTtlMs }))
       ]
@@ -286,8 +320,11 @@ export default fp(async (app) => {
     },
 
     async prune () {
-      const deleted = await sql`delete from token_revocations where expires_at < now()`
-      return deleted.count
+      let deleted = 0
+      for (const orgId of await organizationIds(sql)) {
+        deleted += (await inOrganization(sql, orgId, async (tx) => await tx`delete from token_revocations where expires_at < now()`)).count
+      }
+      return deleted
     },
 
     sync: checkSync,

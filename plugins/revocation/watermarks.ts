@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
  * the token endpoint, bearer auth and introspection read on each request. A Redis failure does not fail the
  * request: PostgreSQL holds the change and readers fall back to it (see state.ts).
  */
-export async function publishChanges (deps: Pick<FastifyInstance, 'revocations'>, changed: { agentIds?: string[], credentialIds?: string[] }, at: Date): Promise<void> {
-  if ((changed.agentIds ?? []).length + (changed.credentialIds ?? []).length === 0) return
-  await deps.revocations.publishWatermarks({ agents: changed.agentIds, credentials: changed.credentialIds, atMs: at.getTime() })
+export async function publishChanges (deps: Pick<FastifyInstance, 'revocations'>, changed: { agentIds?: string[], credentialIds?: string[], orgIds?: string[] }, at: Date): Promise<void> {
+  if ((changed.agentIds ?? []).length + (changed.credentialIds ?? []).length + (changed.orgIds ?? []).length === 0) return
+  await deps.revocations.publishWatermarks({ agents: changed.agentIds, credentials: changed.credentialIds, organizations: changed.orgIds, atMs: at.getTime() })
 }

@@ -5,7 +5,7 @@ import { errors, jwtVerify, type JWTPayload } from 'jose'
 import { ProblemError } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
 import { actorOf } from '../audit/public.js'
-import { tokenRefOf } from '../revocation/public.js'
+import { issuedAtMsOf, tokenRefOf } from '../revocation/public.js'
 import type { IssuerContext } from './issuer-context.js'
 
 /** The verified caller of a management API request. */
@@ -77,7 +77,7 @@ function checkClaims (payload: JWTPayload): AccessTokenClaims {
   if (typeof claims.scope !== 'string') invalid('scope', 'is not a string')
   if (claims.credential_id !== undefined && (typeof claims.credential_id !== 'string' || !UUID.test(claims.credential_id))) invalid('credential_id', 'is not a credential id')
   const latestMs = Date.now() + CLOCK_TOLERANCE_SECONDS * 1000
-  if (claims.iat * 1000 > latestMs || tokenRefOf(claims).issuedAtMs > latestMs) invalid('iat', 'is in the future')
+  if (claims.iat * 1000 > latestMs || issuedAtMsOf(claims) > latestMs) invalid('iat', 'is in the future')
   return claims
 }
 
@@ -196,7 +196,7 @@ export default fp(async (app) => {
       request.log.warn({ expected: issuerContext.issuer, iss: issuer }, 'access token from another issuer refused')
       throw bearerError(401, 'invalid_token', `the access token was issued by ${issuer}, not by this server (ISSUER is ${issuerContext.issuer})`)
     }
-    const token = tokenRefOf(claims)
+    const token = tokenRefOf(issuerContext.orgId, claims)
     // Revoked by jti, or issued before its agent was suspended/decommissioned or its credential revoked.
     // A store failure here is not the caller's fault: it propagates (503), it is not an auth failure.
     if (await app.revocations.isRevoked(token)) throw bearerError(401, 'invalid_token', 'the access token has been revoked')

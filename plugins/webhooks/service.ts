@@ -172,7 +172,7 @@ export function webhookService (deps: WebhookDeps, wake: () => void) {
           secret_sealed: seal(kek, Buffer.from(secret, 'utf8'), secretContext(orgId, id)),
           after_seq: await lastSeq(tx)
         })
-        await deps.audit.recordIn(tx, { type: 'webhook.created', ...actor, data: { webhook_id: id, url_origin: urlOrigin(url), events, org_id: orgId } })
+        await deps.audit.recordIn(tx, { type: 'webhook.created', ...actor, data: { webhook_id: id, url_origin: urlOrigin(url), events } })
         return row
       })
       return { ...toWebhook(row), secret }
@@ -193,7 +193,7 @@ export function webhookService (deps: WebhookDeps, wake: () => void) {
       const { row, resumed } = await inOrganization(deps.sql, orgId, async (tx) => {
         const current = await existing(tx, id, true)
         const changes: SubscriptionChanges = {}
-        const data: Record<string, unknown> = { webhook_id: id, org_id: orgId }
+        const data: Record<string, unknown> = { webhook_id: id }
         if (url !== undefined && url !== current.url) { changes.url = url; data.url_origin = { from: urlOrigin(current.url), to: urlOrigin(url) } }
         if (events !== undefined && JSON.stringify(events) !== JSON.stringify(current.events)) { changes.events = events; data.events = { from: current.events, to: events } }
         if (body.description !== undefined && body.description !== current.description) changes.description = body.description
@@ -219,7 +219,7 @@ export function webhookService (deps: WebhookDeps, wake: () => void) {
       await inOrganization(deps.sql, orgId, async (tx) => {
         const current = await existing(tx, id, true)
         await deleteSubscription(tx, id)
-        await deps.audit.recordIn(tx, { type: 'webhook.deleted', ...actor, data: { webhook_id: id, url_origin: urlOrigin(current.url), org_id: orgId } })
+        await deps.audit.recordIn(tx, { type: 'webhook.deleted', ...actor, data: { webhook_id: id, url_origin: urlOrigin(current.url) } })
       })
     },
 
@@ -238,7 +238,7 @@ export function webhookService (deps: WebhookDeps, wake: () => void) {
           previous_secret_sealed: current.secret_sealed,
           previous_secret_expires_at: overlapEnds
         })
-        await deps.audit.recordIn(tx, { type: 'webhook.secret_rotated', ...actor, data: { webhook_id: id, org_id: orgId, previous_secret_expires_at: overlapEnds.toISOString() } })
+        await deps.audit.recordIn(tx, { type: 'webhook.secret_rotated', ...actor, data: { webhook_id: id, previous_secret_expires_at: overlapEnds.toISOString() } })
         return row
       })
       return { ...toWebhook(row), secret }
@@ -294,5 +294,5 @@ export type WebhookService = ReturnType<typeof webhookService>
 
 /** The audit event recorded when the server disables a subscription. */
 export function disabledEvent (row: SubscriptionRow, reason: 'gone' | 'failing', details: Record<string, unknown>): AuditEvent {
-  return { type: 'webhook.disabled', actor: 'system', ip: null, requestId: null, data: { webhook_id: row.id, org_id: row.org_id, url_origin: urlOrigin(row.url), reason, ...details } }
+  return { orgId: row.org_id, type: 'webhook.disabled', actor: 'system', ip: null, requestId: null, data: { webhook_id: row.id, url_origin: urlOrigin(row.url), reason, ...details } }
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { agentChangedKey, credentialChangedKey } from '../../plugins/revocation/keys.js'
 import { AdminScope } from '../../src/scopes.js'
 import { monthlyUsageKey } from '../../plugins/tokens/usage-keys.js'
-import { LogCapture, setupTestContext } from '../helper.js'
+import { LogCapture, ownerSql, setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 import { mintAccessToken } from '../support/tokens.js'
 
@@ -359,7 +359,7 @@ describe('DELETE /api/v1/agents/{id}', () => {
     expect(shown.statusCode).toBe(200)
     expect(shown.json()).toMatchObject({ id: agent.id, client_id: agent.client_id, status: 'decommissioned' })
 
-    const rows = await app.sql<Array<{ id: string, revoked_at: Date | null }>>`select id, revoked_at from credentials where agent_id = ${agent.id}`
+    const rows = await ownerSql(app)<Array<{ id: string, revoked_at: Date | null }>>`select id, revoked_at from credentials where agent_id = ${agent.id}`
     expect(rows).toHaveLength(2)
     for (const row of rows) expect(row.revoked_at).toBeInstanceOf(Date)
 

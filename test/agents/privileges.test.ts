@@ -5,7 +5,7 @@ import { newId } from '../../src/ids.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
 import { generateClientSecret, hashSecret } from '../../src/secrets.js'
 import { insertCredential } from '../../plugins/clients/credentials/repository.js'
-import { LogCapture, setupTestContext } from '../helper.js'
+import { LogCapture, ownerSql, setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 import { basicAuth, postForm, requestToken } from '../support/oauth.js'
 
@@ -46,12 +46,12 @@ function expectForbidden (response: { statusCode: number, headers: Record<string
 const bootstrapEnv = (): Record<string, string> => ({ BOOTSTRAP_CLIENT_ID: `admin-${randomBytes(4).toString('hex')}`, BOOTSTRAP_CLIENT_SECRET: randomBytes(24).toString('base64url') })
 
 async function agentRow (app: App, clientId: string): Promise<{ id: string, scopes: string[], status: string }> {
-  const [row] = await app.sql<Array<{ id: string, scopes: string[], status: string }>>`select id, scopes, status from agents where client_id = ${clientId}`
+  const [row] = await ownerSql(app)<Array<{ id: string, scopes: string[], status: string }>>`select id, scopes, status from agents where client_id = ${clientId}`
   return row as { id: string, scopes: string[], status: string }
 }
 
 async function liveCredentialIds (app: App, agentId: string): Promise<string[]> {
-  const rows = await app.sql<Array<{ id: string }>>`select id from credentials where agent_id = ${agentId} and revoked_at is null order by id`
+  const rows = await ownerSql(app)<Array<{ id: string }>>`select id from credentials where agent_id = ${agentId} and revoked_at is null order by id`
   return rows.map((row) => row.id)
 }
 
@@ -88,7 +88,7 @@ describe('granting management scopes', () => {
 
     const refused = await app.inject({ method: 'POST', url: '/api/v1/agents', headers, payload: { name: 'auditor', scopes: ['orders:read', AdminScope.AuditRead, AdminScope.TokensIntrospect] } })
     expectForbidden(refused, [AdminScope.AuditRead, AdminScope.TokensIntrospect])
-    expect(await app.sql`select id from agents where name = 'auditor'`).toHaveLength(0)
+    expect(await ownerSql(app)`select id from agents where name = 'auditor'`).toHaveLength(0)
 
     const widened = await app.inject({ method: 'PATCH', url: `/api/v1/agents/${peer.id}`, headers, payload: { scopes: ['orders:read', 'orders:write', AdminScope.AgentsWrite] } })
     expect(widened.statusCode, widened.body).toBe(200)
@@ -215,7 +215,7 @@ describe('the bootstrap admin', () => {
     // A second credential, as the rotation procedure of earlier releases made through the API.
     const otherId = newId()
     const otherSecret = generateClientSecret(otherId)
-    await insertCredential(app.sql, { id: otherId, agent_id: admin.id, secret_hash: await hashSecret(otherSecret), expires_at: null })
+    await insertCredential(ownerSql(app), { id: otherId, agent_id: admin.id, secret_hash: await hashSecret(otherSecret), expires_at: null })
     await tokenOf(app, env.BOOTSTRAP_CLIENT_ID as string, env.BOOTSTRAP_CLIENT_SECRET as string)
     await tokenOf(app, env.BOOTSTRAP_CLIENT_ID as string, otherSecret)
     const live = await liveCredentialIds(app, admin.id)
@@ -239,15 +239,15 @@ describe('the bootstrap admin', () => {
     const env = bootstrapEnv()
     let app = await context.build(env)
     const admin = await agentRow(app, env.BOOTSTRAP_CLIENT_ID as string)
-    await app.sql`update credentials set bootstrap = false where agent_id = ${admin.id}`
+    await ownerSql(app)`update credentials set bootstrap = false where agent_id = ${admin.id}`
     const otherId = newId()
-    await insertCredential(app.sql, { id: otherId, agent_id: admin.id, secret_hash: await hashSecret(generateClientSecret(otherId)), expires_at: null })
+    await insertCredential(ownerSql(app), { id: otherId, agent_id: admin.id, secret_hash: await hashSecret(generateClientSecret(otherId)), expires_at: null })
     const live = await liveCredentialIds(app, admin.id)
     await app.close()
 
     app = await context.build(env)
     expect(await liveCredentialIds(app, admin.id)).toEqual(live)
-    const marked = await app.sql<Array<{ id: string }>>`select id from credentials where agent_id = ${admin.id} and bootstrap`
+    const marked = await ownerSql(app)<Array<{ id: string }>>`select id from credentials where agent_id = ${admin.id} and bootstrap`
     expect(marked.map((row) => row.id)).toEqual([live[0]])
     await tokenOf(app, env.BOOTSTRAP_CLIENT_ID as string, env.BOOTSTRAP_CLIENT_SECRET as string)
   })

@@ -1,3 +1,4 @@
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { get as httpGet, type IncomingMessage } from 'node:http'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
@@ -10,7 +11,7 @@ import type { App } from '../../src/app.js'
 import { newId } from '../../src/ids.js'
 import { AdminScope } from '../../src/scopes.js'
 import { mintAccessToken } from '../support/audit-tokens.js'
-import { setupTestContext } from '../helper.js'
+import { ownerSql, setupTestContext } from '../helper.js'
 
 const context = setupTestContext()
 const SEEDED = 50_000
@@ -21,7 +22,7 @@ const collectGarbage = runInNewContext('gc') as () => void
 
 /** Appends `count` token.issued events straight into the table, chained and hashed as the appender would, 1 ms apart. */
 async function seedChain (app: App, count: number): Promise<void> {
-  const [last] = await app.sql<Array<{ seq: string, hash: string, occurred_at: Date }>>`select seq, hash, occurred_at from audit_events order by seq desc limit 1`
+  const [last] = await ownerSql(app)<Array<{ seq: string, hash: string, occurred_at: Date }>>`select seq, hash, occurred_at from audit_events order by seq desc limit 1`
   let seq = BigInt(last?.seq ?? 0)
   let prevHash = last?.hash ?? GENESIS_HASH
   let at = last?.occurred_at.getTime() ?? Date.now()
@@ -34,9 +35,9 @@ async function seedChain (app: App, count: number): Promise<void> {
         ip: '10.0.0.1', request_id: `seed-${seq}`, data: { jti: newId(), scope: 'agents:read', n: done + n }, prev_hash: prevHash
       }
       prevHash = hashEvent(row)
-      return { ...row, data: app.sql.json(row.data), hash: prevHash }
+      return { ...row, data: ownerSql(app).json(row.data), hash: prevHash }
     })
-    await app.sql`insert into audit_events ${app.sql(rows as never)}`
+    await ownerSql(app)`insert into audit_events ${ownerSql(app)(rows as never)}`
   }
 }
 
@@ -65,7 +66,7 @@ describe('GET /api/v1/audit-events/export', () => {
   it(`streams ${SEEDED} events as NDJSON in chain order, in chunks, without holding them, every line verifying`, async () => {
     const app = await context.build()
     await seedChain(app, SEEDED)
-    const [{ count }] = await app.sql<[{ count: number }]>`select count(*)::int as count from audit_events`
+    const [{ count }] = await ownerSql(app)<[{ count: number }]>`select count(*)::int as count from audit_events`
     const token = await mintAccessToken(app, AdminScope.AuditRead)
     // Over a real socket, so the client's pace pushes back on the server as it would in production.
     const address = await app.listen({ port: 0, host: '127.0.0.1' })
@@ -99,13 +100,13 @@ describe('GET /api/v1/audit-events/export', () => {
 
   it('exports a time range only, with since inclusive and until exclusive, its first line linking to the event before', async () => {
     const app = await context.build()
-    const [from, to] = await app.sql<Array<{ seq: string, occurred_at: Date, prev_hash: string }>>`select seq, occurred_at, prev_hash from audit_events where seq in (101, 201) order by seq`
+    const [from, to] = await ownerSql(app)<Array<{ seq: string, occurred_at: Date, prev_hash: string }>>`select seq, occurred_at, prev_hash from audit_events where seq in (101, 201) order by seq`
     if (from === undefined || to === undefined) throw new Error('the seeded chain is shorter than expected')
     const response = await exportOf(app, `?since=${from.occurred_at.toISOString()}&until=${to.occurred_at.toISOString()}`)
     expect(response.statusCode).toBe(200)
     const result = await consume(response.stream(), () => {})
     expect(result.broken).toBeUndefined()
-    const expected = await app.sql<[{ count: number }]>`select count(*)::int as count from audit_events where occurred_at >= ${from.occurred_at} and occurred_at < ${to.occurred_at}`
+    const expected = await ownerSql(app)<[{ count: number }]>`select count(*)::int as count from audit_events where occurred_at >= ${from.occurred_at} and occurred_at < ${to.occurred_at}`
     expect(result.lines).toBe(expected[0].count)
     expect(result.first).toMatchObject({ seq: 101, prev_hash: from.prev_hash })
     expect(result.last?.seq).toBe(200)
@@ -138,6 +139,6 @@ describe('GET /api/v1/audit-events/export', () => {
 
   it('leaves a chain audit:verify accepts', async () => {
     const app = await context.build()
-    expect(await verifyChain(app.sql)).toMatchObject({ ok: true })
+    expect(await verifyChain(ownerSql(app), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
   })
 })

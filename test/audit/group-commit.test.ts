@@ -1,12 +1,13 @@
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { describe, expect, it } from 'vitest'
 import { verifyChain, type AuditEvent } from '../../plugins/audit/index.js'
 import { newId } from '../../src/ids.js'
-import { setupTestContext, testServerDatabaseUrl } from '../helper.js'
+import { ownerSql, setupTestContext, testServerDatabaseUrl } from '../helper.js'
 
 const context = setupTestContext()
 
 function issued (n: number): AuditEvent {
-  return { type: 'token.issued', actor: `client-${n}`, ip: '192.0.2.1', requestId: `req-${n}`, agentId: newId(), data: { jti: newId(), n } }
+  return { type: 'token.issued', orgId: DEFAULT_ORG_ID, actor: `client-${n}`, ip: '192.0.2.1', requestId: `req-${n}`, agentId: newId(), data: { jti: newId(), n } }
 }
 
 describe('group commit', () => {
@@ -21,20 +22,20 @@ describe('group commit', () => {
     expect(app.audit.stats.events - before.events).toBe(200)
     expect(batches).toBeGreaterThanOrEqual(1)
     expect(batches).toBeLessThanOrEqual(10)
-    const stored = await app.sql<Array<{ request_id: string }>>`select request_id from audit_events where type = 'token.issued'`
+    const stored = await ownerSql(app)<Array<{ request_id: string }>>`select request_id from audit_events where type = 'token.issued'`
     expect(new Set(stored.map((row) => row.request_id))).toEqual(new Set(events.map((event) => event.requestId)))
-    expect(await verifyChain(app.sql)).toMatchObject({ ok: true })
+    expect(await verifyChain(ownerSql(app), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
   })
 
   it('stores data whose members are named like the driver\'s typed parameters (type, value), group-committed or in a transaction', async () => {
     const app = await context.build()
     await app.ready()
     const data = { type: 'private_key_jwt', value: 1, nested: { type: 'x' } }
-    await app.audit.record({ ...issued(1), actor: 'typed-1', data })
-    await app.sql.begin(async (tx) => { await app.audit.recordIn(tx, { ...issued(2), actor: 'typed-2', data }) })
-    const stored = await app.sql<Array<{ data: unknown }>>`select data from audit_events where actor in ('typed-1', 'typed-2') order by seq`
+    await app.audit.record({ ...issued(1), orgId: DEFAULT_ORG_ID, actor: 'typed-1', data })
+    await ownerSql(app).begin(async (tx) => { await app.audit.recordIn(tx, { ...issued(2), orgId: DEFAULT_ORG_ID, actor: 'typed-2', data }) })
+    const stored = await ownerSql(app)<Array<{ data: unknown }>>`select data from audit_events where actor in ('typed-1', 'typed-2') order by seq`
     expect(stored.map((row) => row.data)).toEqual([data, data])
-    expect(await verifyChain(app.sql)).toMatchObject({ ok: true })
+    expect(await verifyChain(ownerSql(app), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
   })
 
   it('resolves a record only once its event is committed', async () => {
@@ -42,7 +43,7 @@ describe('group commit', () => {
     const requestId = `durable-${newId()}`
     await app.audit.record({ ...issued(1), requestId })
     // Read through another path than the appender: the row is there the moment record() resolved.
-    const [row] = await app.sql`select type, actor from audit_events where request_id = ${requestId}`
+    const [row] = await ownerSql(app)`select type, actor from audit_events where request_id = ${requestId}`
     expect(row).toEqual({ type: 'token.issued', actor: 'client-1' })
   })
 
@@ -50,10 +51,10 @@ describe('group commit', () => {
     const app = await context.build()
     const requestId = `together-${newId()}`
     await app.audit.record(
-      { type: 'agent.created', actor: 'admin', requestId, data: { step: 1 } },
-      { type: 'credential.created', actor: 'admin', requestId, data: { step: 2 } }
+      { type: 'agent.created', orgId: DEFAULT_ORG_ID, actor: 'admin', requestId, data: { step: 1 } },
+      { type: 'credential.created', orgId: DEFAULT_ORG_ID, actor: 'admin', requestId, data: { step: 2 } }
     )
-    const rows = await app.sql<Array<{ type: string, seq: string }>>`select type, seq from audit_events where request_id = ${requestId} order by seq`
+    const rows = await ownerSql(app)<Array<{ type: string, seq: string }>>`select type, seq from audit_events where request_id = ${requestId} order by seq`
     expect(rows.map((row) => row.type)).toEqual(['agent.created', 'credential.created'])
     expect(BigInt(rows[1]!.seq) - BigInt(rows[0]!.seq)).toBe(1n)
   })
@@ -62,19 +63,19 @@ describe('group commit', () => {
     const app = await context.build()
     await app.ready()
     // A constraint the database enforces on new rows only: the batch holding the refused row fails as a whole.
-    await app.sql`alter table audit_events add constraint audit_test_refuse check (actor <> 'refused') not valid`
+    await ownerSql(app)`alter table audit_events add constraint audit_test_refuse check (actor <> 'refused') not valid`
     const batchesBefore = app.audit.stats.batches
-    const sameBatch = [app.audit.record(issued(1)), app.audit.record({ ...issued(2), actor: 'refused' }), app.audit.record(issued(3))]
+    const sameBatch = [app.audit.record(issued(1)), app.audit.record({ ...issued(2), orgId: DEFAULT_ORG_ID, actor: 'refused' }), app.audit.record(issued(3))]
     const outcomes = await Promise.allSettled(sameBatch)
     expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected'])
     expect(app.audit.stats.batches).toBe(batchesBefore)
-    await app.sql`alter table audit_events drop constraint audit_test_refuse`
+    await ownerSql(app)`alter table audit_events drop constraint audit_test_refuse`
 
     const requestId = `after-failure-${newId()}`
     await app.audit.record({ ...issued(4), requestId })
-    const [{ count }] = await app.sql<[{ count: number }]>`select count(*)::int as count from audit_events where request_id = ${requestId}`
+    const [{ count }] = await ownerSql(app)<[{ count: number }]>`select count(*)::int as count from audit_events where request_id = ${requestId}`
     expect(count).toBe(1)
-    expect(await verifyChain(app.sql)).toMatchObject({ ok: true })
+    expect(await verifyChain(ownerSql(app), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
   })
 
   it('refuses an event that could never be stored without failing the others of its batch', async () => {
@@ -89,7 +90,7 @@ describe('group commit', () => {
     const app = await context.build()
     await app.audit.record({
       type: 'agent.updated',
-      actor: 'ünïcødé 🔑 \u0000 actor',
+      orgId: DEFAULT_ORG_ID, actor: 'ünïcødé 🔑 \u0000 actor',
       ip: '2001:db8::1',
       requestId: 'r\uD800x',
       agentId: newId().toUpperCase(),
@@ -101,7 +102,7 @@ describe('group commit', () => {
         nested: { deeper: { list: [{ b: 2, a: 1 }] } }
       }
     })
-    expect(await verifyChain(app.sql)).toMatchObject({ ok: true })
+    expect(await verifyChain(ownerSql(app), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
   })
 
   it('commits what is still queued when the app closes', async () => {
@@ -112,7 +113,7 @@ describe('group commit', () => {
     await app.close()
     await pending
     const again = await context.build()
-    const [{ count }] = await again.sql<[{ count: number }]>`select count(*)::int as count from audit_events where request_id = ${requestId}`
+    const [{ count }] = await ownerSql(again)<[{ count: number }]>`select count(*)::int as count from audit_events where request_id = ${requestId}`
     expect(count).toBe(20)
   })
 
@@ -122,10 +123,10 @@ describe('group commit', () => {
     await Promise.all([one.ready(), two.ready()])
     const requestId = `replicas-${newId()}`
     await Promise.all(Array.from({ length: 300 }, (_, n) => (n % 2 === 0 ? one : two).audit.record({ ...issued(n), requestId })))
-    const [{ count }] = await one.sql<[{ count: number }]>`select count(*)::int as count from audit_events where request_id = ${requestId}`
+    const [{ count }] = await ownerSql(one)<[{ count: number }]>`select count(*)::int as count from audit_events where request_id = ${requestId}`
     expect(count).toBe(300)
     expect(one.audit.stats.batches).toBeGreaterThan(0)
     expect(two.audit.stats.batches).toBeGreaterThan(0)
-    expect(await verifyChain(one.sql)).toMatchObject({ ok: true })
+    expect(await verifyChain(ownerSql(one), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
   })
 })

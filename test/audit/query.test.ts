@@ -1,3 +1,4 @@
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { hashEvent, type AuditEvent } from '../../plugins/audit/index.js'
 import type { AuditEventItem } from '../../schemas/audit.js'
@@ -5,7 +6,7 @@ import type { App } from '../../src/app.js'
 import { newId } from '../../src/ids.js'
 import { AdminScope } from '../../src/scopes.js'
 import { mintAccessToken } from '../support/audit-tokens.js'
-import { setupTestContext } from '../helper.js'
+import { ownerSql, setupTestContext } from '../helper.js'
 
 const context = setupTestContext()
 
@@ -15,7 +16,7 @@ const types = ['token.issued', 'auth.failed', 'agent.created'] as const
 interface Row { id: string, seq: string, type: string, agent_id: string | null, actor: string, occurred_at: Date }
 
 async function allRows (app: App): Promise<Row[]> {
-  return await app.sql<Row[]>`select id, seq, type, agent_id, actor, occurred_at from audit_events order by seq desc`
+  return await ownerSql(app)<Row[]>`select id, seq, type, agent_id, actor, occurred_at from audit_events order by seq desc`
 }
 
 async function get (app: App, query: string, scope: string = AdminScope.AuditRead): Promise<{ status: number, body: any, headers: Record<string, unknown> }> {
@@ -44,7 +45,7 @@ beforeAll(async () => {
   for (let round = 0; round < 6; round += 1) {
     const events: AuditEvent[] = Array.from({ length: 7 }, (_, n) => ({
       type: types[(round + n) % 3] as AuditEvent['type'],
-      actor: n % 2 === 0 ? 'client-even' : 'client-odd',
+      orgId: DEFAULT_ORG_ID, actor: n % 2 === 0 ? 'client-even' : 'client-odd',
       agentId: agents[n % 2],
       ip: '203.0.113.9',
       requestId: `seed-${round}-${n}`,
@@ -126,7 +127,7 @@ describe('GET /api/v1/audit-events', () => {
     const anonymous = await app.inject({ method: 'GET', url: '/api/v1/audit-events', headers: { 'x-request-id': 'no-token-request' } })
     expect(anonymous.statusCode).toBe(401)
     expect(anonymous.headers['www-authenticate']).toMatch(/^Bearer/)
-    const [failed] = await app.sql`select type, actor from audit_events where request_id = 'no-token-request'`
+    const [failed] = await ownerSql(app)`select type, actor from audit_events where request_id = 'no-token-request'`
     expect(failed).toEqual({ type: 'auth.failed', actor: 'anonymous' })
 
     const forged = await app.inject({ method: 'GET', url: '/api/v1/audit-events', headers: { authorization: 'Bearer abc.def.ghi' } })

@@ -9,7 +9,7 @@ import { revokeAllCredentials } from '../../plugins/clients/credentials/reposito
 import { agentChangedKey, credentialChangedKey } from '../../plugins/revocation/keys.js'
 import { ADMIN_SCOPES } from '../../src/scopes.js'
 import { credentialIdOfSecret, verifySecret } from '../../src/secrets.js'
-import { LogCapture, setupTestContext } from '../helper.js'
+import { LogCapture, ownerSql, setupTestContext } from '../helper.js'
 import { auditEvents } from '../support/management.js'
 
 const context = setupTestContext()
@@ -20,12 +20,12 @@ interface CredentialRow { id: string, secret_hash: string, revoked_at: Date | nu
 const newSecret = (): string => randomBytes(24).toString('base64url')
 
 async function agentByClientId (app: App, clientId: string): Promise<Row | undefined> {
-  const [row] = await app.sql<Row[]>`select id, client_id, scopes, status from agents where client_id = ${clientId}`
+  const [row] = await ownerSql(app)<Row[]>`select id, client_id, scopes, status from agents where client_id = ${clientId}`
   return row
 }
 
 async function credentialsOf (app: App, agentId: string): Promise<CredentialRow[]> {
-  return [...await app.sql<CredentialRow[]>`select id, secret_hash, revoked_at from credentials where agent_id = ${agentId} order by id`]
+  return [...await ownerSql(app)<CredentialRow[]>`select id, secret_hash, revoked_at from credentials where agent_id = ${agentId} order by id`]
 }
 
 describe('BOOTSTRAP_CLIENT_ID / BOOTSTRAP_CLIENT_SECRET', () => {
@@ -89,7 +89,7 @@ describe('BOOTSTRAP_CLIENT_ID / BOOTSTRAP_CLIENT_SECRET', () => {
     let app = await context.build(env)
     const agent = await agentByClientId(app, clientId) as Row
     // The API refuses this (409); an earlier release, or a hand-edited database, may have done it.
-    await updateAgent(app.sql, agent.id, { status: 'suspended', scopes: ['agents:read', 'reports:read'] }, new Date(), true)
+    await updateAgent(ownerSql(app), agent.id, { status: 'suspended', scopes: ['agents:read', 'reports:read'] }, new Date(), true)
     await app.close()
 
     app = await context.build(env)
@@ -108,8 +108,8 @@ describe('BOOTSTRAP_CLIENT_ID / BOOTSTRAP_CLIENT_SECRET', () => {
     let app = await context.build(env)
     const agent = await agentByClientId(app, clientId) as Row
     // The API refuses this (409); an earlier release may have done it.
-    await revokeAllCredentials(app.sql, agent.id)
-    await updateAgent(app.sql, agent.id, { status: 'decommissioned' })
+    await revokeAllCredentials(ownerSql(app), agent.id)
+    await updateAgent(ownerSql(app), agent.id, { status: 'decommissioned' })
     await app.close()
 
     const logs = new LogCapture()
@@ -128,7 +128,7 @@ describe('BOOTSTRAP_CLIENT_ID / BOOTSTRAP_CLIENT_SECRET', () => {
       context.build({ BOOTSTRAP_CLIENT_ID: clientId, BOOTSTRAP_CLIENT_SECRET: secret }),
       context.build({ BOOTSTRAP_CLIENT_ID: clientId, BOOTSTRAP_CLIENT_SECRET: secret })
     ])
-    const agents = await one.sql`select id from agents where client_id = ${clientId}`
+    const agents = await ownerSql(one)`select id from agents where client_id = ${clientId}`
     expect(agents).toHaveLength(1)
     const credentials = await credentialsOf(two, agents[0]?.id as string)
     expect(credentials).toHaveLength(1)
@@ -179,13 +179,13 @@ describe('first admin on the embedded default', () => {
 
     app = await context.build(env)
     expect(written.filter((chunk) => chunk.includes('client_secret'))).toHaveLength(1)
-    expect(await app.sql`select id from agents`).toHaveLength(1)
+    expect(await ownerSql(app)`select id from agents`).toHaveLength(1)
   })
 
   it('does nothing with DATABASE_URL set', async () => {
     const written = captureStdout()
     const app = await context.build()
-    const [{ count }] = await app.sql<[{ count: string }]>`select count(*) from agents where description = 'Created at first start of the embedded default'`
+    const [{ count }] = await ownerSql(app)<[{ count: string }]>`select count(*) from agents where description = 'Created at first start of the embedded default'`
     expect(count).toBe('0')
     expect(written.filter((chunk) => chunk.includes('client_secret'))).toHaveLength(0)
   })

@@ -3,7 +3,7 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'j
 import * as oauth from 'oauth4webapi'
 import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
-import { setupTestContext } from '../helper.js'
+import { ownerSql, setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 import { basicAuth, postForm } from '../support/oauth.js'
 
@@ -67,7 +67,7 @@ describe('registering a private_key_jwt credential', () => {
       expect(Object.keys(item.jwk).every((member) => ['kty', 'crv', 'x', 'y', 'n', 'e', 'kid', 'alg'].includes(member))).toBe(true)
       expect(item.jwk.d).toBeUndefined()
     }
-    const [row] = await app.sql<Array<{ secret_hash: string | null }>>`select secret_hash from credentials where agent_id = ${agent.id} limit 1`
+    const [row] = await ownerSql(app)<Array<{ secret_hash: string | null }>>`select secret_hash from credentials where agent_id = ${agent.id} limit 1`
     expect(row?.secret_hash).toBeNull()
   })
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { credentialChangedKey } from '../../plugins/revocation/keys.js'
 import { AdminScope } from '../../src/scopes.js'
 import { credentialIdOfSecret, verifySecret } from '../../src/secrets.js'
-import { LogCapture, setupTestContext } from '../helper.js'
+import { LogCapture, ownerSql, setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 
 const context = setupTestContext()
@@ -27,7 +27,7 @@ describe('POST /api/v1/agents/{id}/credentials', () => {
     expect(credentialIdOfSecret(secret)).toBe(credential.id)
     expect(Buffer.from(secret.split('_').slice(1).join('_'), 'base64url')).toHaveLength(32)
 
-    const [row] = await app.sql<Array<Record<string, unknown>>>`select * from credentials where id = ${credential.id}`
+    const [row] = await ownerSql(app)<Array<Record<string, unknown>>>`select * from credentials where id = ${credential.id}`
     expect(row?.secret_hash).toMatch(/^\$argon2id\$/)
     expect(await verifySecret(row?.secret_hash as string, secret)).toBe(true)
     expect(JSON.stringify(row)).not.toContain(secret.slice(33))
@@ -84,7 +84,7 @@ describe('POST /api/v1/agents/{id}/credentials', () => {
     const conflict = await app.inject({ method: 'POST', url: `/api/v1/agents/${retired.id}/credentials`, headers, payload: {} })
     expect(conflict.statusCode).toBe(409)
     expect(conflict.headers['content-type']).toMatch(/^application\/problem\+json/)
-    expect((await app.sql`select 1 from credentials where agent_id = ${retired.id}`).length).toBe(0)
+    expect((await ownerSql(app)`select 1 from credentials where agent_id = ${retired.id}`).length).toBe(0)
 
     expect((await app.inject({ method: 'POST', url: `/api/v1/agents/${UNKNOWN_ID}/credentials`, headers, payload: {} })).statusCode).toBe(404)
   })
@@ -134,13 +134,13 @@ describe('DELETE /api/v1/agents/{id}/credentials/{credential_id}', () => {
     const before = Date.now()
     const response = await app.inject({ method: 'DELETE', url, headers })
     expect(response.statusCode).toBe(204)
-    const [row] = await app.sql<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${credential.id}`
+    const [row] = await ownerSql(app)<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${credential.id}`
     expect(row?.revoked_at).toBeInstanceOf(Date)
     expect(Number(await app.store.get(credentialChangedKey(credential.id)))).toBeGreaterThanOrEqual(before)
 
     // Idempotent: the second DELETE is a 204 that changes and records nothing.
     expect((await app.inject({ method: 'DELETE', url, headers })).statusCode).toBe(204)
-    const [again] = await app.sql<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${credential.id}`
+    const [again] = await ownerSql(app)<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${credential.id}`
     expect(again?.revoked_at?.getTime()).toBe(row?.revoked_at?.getTime())
     const events = (await auditEvents(app, 'credential.revoked')).filter((e) => e.agent_id === agent.id)
     expect(events).toEqual([{ type: 'credential.revoked', agent_id: agent.id, actor: 'ops-admin', data: { credential_id: credential.id, reason: 'revoked' } }])
@@ -155,7 +155,7 @@ describe('DELETE /api/v1/agents/{id}/credentials/{credential_id}', () => {
     expect((await app.inject({ method: 'DELETE', url: `/api/v1/agents/${mine.id}/credentials/${UNKNOWN_ID}`, headers })).statusCode).toBe(404)
     expect((await app.inject({ method: 'DELETE', url: `/api/v1/agents/${mine.id}/credentials/${theirCredential.id}`, headers })).statusCode).toBe(404)
     expect((await app.inject({ method: 'DELETE', url: `/api/v1/agents/${UNKNOWN_ID}/credentials/${theirCredential.id}`, headers })).statusCode).toBe(404)
-    const [row] = await app.sql<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${theirCredential.id}`
+    const [row] = await ownerSql(app)<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${theirCredential.id}`
     expect(row?.revoked_at).toBeNull()
     expect((await app.inject({ method: 'DELETE', url: `/api/v1/agents/${mine.id}/credentials/not-a-uuid`, headers })).statusCode).toBe(400)
   })
@@ -167,7 +167,7 @@ describe('DELETE /api/v1/agents/{id}/credentials/{credential_id}', () => {
     const response = await app.inject({ method: 'DELETE', url: `/api/v1/agents/${agent.id}/credentials/${credential.id}` })
     expect(response.statusCode).toBe(401)
     expect(response.headers['www-authenticate']).toMatch(/^Bearer /)
-    const [row] = await app.sql<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${credential.id}`
+    const [row] = await ownerSql(app)<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${credential.id}`
     expect(row?.revoked_at).toBeNull()
   })
 
@@ -177,7 +177,7 @@ describe('DELETE /api/v1/agents/{id}/credentials/{credential_id}', () => {
     const credential = await createCredential(app, agent.id)
     const response = await app.inject({ method: 'DELETE', url: `/api/v1/agents/${agent.id}/credentials/${credential.id}`, headers: await authHeaders(app) })
     expect(response.statusCode).toBe(204)
-    const [row] = await app.sql<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${credential.id}`
+    const [row] = await ownerSql(app)<Array<{ revoked_at: Date | null }>>`select revoked_at from credentials where id = ${credential.id}`
     expect(row?.revoked_at).toBeInstanceOf(Date)
   })
 })
@@ -192,9 +192,9 @@ describe('secrets stay secret', () => {
     await app.inject({ method: 'GET', url: `/api/v1/agents/${agent.id}/credentials`, headers: await authHeaders(app) })
     await app.inject({ method: 'DELETE', url: `/api/v1/agents/${agent.id}`, headers: await authHeaders(app) })
 
-    const credentialRows = JSON.stringify(await app.sql`select * from credentials`)
-    const auditRows = JSON.stringify(await app.sql`select * from audit_events`)
-    const agentRows = JSON.stringify(await app.sql`select * from agents`)
+    const credentialRows = JSON.stringify(await ownerSql(app)`select * from credentials`)
+    const auditRows = JSON.stringify(await ownerSql(app)`select * from audit_events`)
+    const agentRows = JSON.stringify(await ownerSql(app)`select * from agents`)
     expect(logs.lines.length).toBeGreaterThan(0)
     for (const secret of secrets) {
       const random = secret.split('_').slice(1).join('_')

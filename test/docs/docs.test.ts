@@ -8,10 +8,10 @@ import { loadSigningKeys } from '../../plugins/infra/keys.js'
 import { COMPLETE_MARKER_KEY } from '../../plugins/revocation/state.js'
 import { loadConfig } from '../../src/config.js'
 import { projectRoot } from '../../src/paths.js'
-import { agentChangedKey, credentialChangedKey, revokedTokenKey } from '../../plugins/revocation/keys.js'
+import { agentChangedKey, credentialChangedKey, organizationChangedKey, revokedTokenKey } from '../../plugins/revocation/keys.js'
 import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../../src/runtime.js'
 import { monthlyUsageKey } from '../../plugins/tokens/usage-keys.js'
-import { createEmptyDatabase, setupTestContext, withSql } from '../helper.js'
+import { createEmptyDatabase, ownerSql, setupTestContext, withSql } from '../helper.js'
 import { configVariables } from '../support/config-variables.js'
 import { ServerProcess } from '../support/server-process.js'
 
@@ -158,7 +158,7 @@ describe('docs agree with the code', () => {
     const app = await context.build()
     const database = read('docs/devops/database.md')
     const documented = tablesByHeading(database)
-    const columns = await app.sql<Array<{ table_name: string, column_name: string, type: string }>>`
+    const columns = await ownerSql(app)<Array<{ table_name: string, column_name: string, type: string }>>`
       select table_name, column_name,
              case when data_type = 'ARRAY' then substr(udt_name, 2) || '[]'
                   when data_type = 'timestamp with time zone' then 'timestamptz'
@@ -175,7 +175,7 @@ describe('docs agree with the code', () => {
       if (/^[a-z_]+$/.test(heading)) expect(actual.has(heading), `database.md describes ${heading}, which does not exist`).toBe(true)
     }
 
-    const indexes = await app.sql<Array<{ tablename: string, indexname: string }>>`select tablename, indexname from pg_indexes where schemaname = 'public'`
+    const indexes = await ownerSql(app)<Array<{ tablename: string, indexname: string }>>`select tablename, indexname from pg_indexes where schemaname = 'public'`
     const text = sections(database)
     for (const table of actual.keys()) {
       const listed = /^Indexes: ([\s\S]*?)\.(?: |\n|$)/m.exec(text.get(table) ?? '')?.[1] ?? ''
@@ -183,7 +183,7 @@ describe('docs agree with the code', () => {
       expect(new Set(names), `indexes of ${table}`).toEqual(new Set(indexes.filter((row) => row.tablename === table).map((row) => row.indexname)))
     }
 
-    const foreignKeys = await app.sql<Array<{ table_name: string, column_name: string, target: string }>>`
+    const foreignKeys = await ownerSql(app)<Array<{ table_name: string, column_name: string, target: string }>>`
       select c.conrelid::regclass::text as table_name, a.attname as column_name,
              c.confrelid::regclass::text || ' (' || af.attname || ')' as target
       from pg_constraint c
@@ -196,12 +196,12 @@ describe('docs agree with the code', () => {
     }))
     expect(new Set(documentedKeys)).toEqual(new Set(foreignKeys.map((key) => `${key.table_name}.${key.column_name} → ${key.target}`)))
 
-    const triggers = await app.sql<Array<{ tgname: string }>>`select tgname from pg_trigger where not tgisinternal`
+    const triggers = await ownerSql(app)<Array<{ tgname: string }>>`select tgname from pg_trigger where not tgisinternal`
     const documentedTriggers = [...database.matchAll(/`(audit_events_no_[a-z_]+)`/g)].map((match) => match[1])
     expect(new Set(documentedTriggers)).toEqual(new Set(triggers.map((row) => row.tgname)))
 
     // The refusal database.md quotes: start-up recorded the key material, so there is a row to refuse.
-    const refused = await app.sql`update audit_events set actor = actor`.catch((error: { message: string, code: string }) => error)
+    const refused = await ownerSql(app)`update audit_events set actor = actor`.catch((error: { message: string, code: string }) => error)
     expect(refused).toMatchObject({ code: '42501', message: 'audit_events is append-only: UPDATE is not allowed' })
     expect(database).toContain('`audit_events is append-only: UPDATE is not allowed`')
     expect(database).toContain('SQLSTATE 42501')
@@ -436,15 +436,16 @@ describe('docs agree with the code', () => {
     const keys = (tablesByHeading(read('docs/devops/architecture.md')).get('What Redis holds') ?? []).map((cells) => unquote(cells[0] as string))
     expect(keys.sort()).toEqual([
       'rate:{route}:{key}',
-      'rate:authfail:{client_id}:{ip}',
+      'rate:authfail:{org}{client_id}:{ip}',
       revokedTokenKey('{jti}'),
       agentChangedKey('{agent_id}'),
       credentialChangedKey('{credential_id}'),
+      organizationChangedKey('{org_id}'),
       COMPLETE_MARKER_KEY,
       monthlyUsageKey('{agent_id}', '{YYYY-MM}')
     ].sort())
     expect(read('plugins/infra/rate-limit.ts')).toContain('`rate:${params.route ?? params.routeInfo?.url')
-    expect(read('plugins/clients/authentication/index.ts')).toContain('`rate:authfail:${clientId}:${ip}`')
+    expect(read('plugins/clients/authentication/index.ts')).toContain('`rate:authfail:${organizationSegment(orgId)}${clientId}:${ip}`')
     const patterns = (tablesByHeading(read('docs/devops/operations.md')).get('Redis key patterns') ?? []).map((cells) => unquote(cells[0] as string))
     expect(patterns).toEqual(['rate:*', 'revoked:*', 'monthly:*'])
 

@@ -6,7 +6,7 @@ import { buildApp, type App } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { withHeartbeat } from '../../src/embedded.js'
 import { loggerOptions } from '../../src/logger.js'
-import { LogCapture } from '../helper.js'
+import { LogCapture, ownerSql } from '../helper.js'
 
 let app: App | undefined
 afterEach(async () => { await app?.close(); app = undefined })
@@ -35,7 +35,7 @@ describe('embedded default (no DATABASE_URL, REDIS_URL or JWT keys)', () => {
     expect(creating).toBeLessThan(messages.findIndex((message) => message.startsWith('DATABASE_URL not set')))
     expect(statSync(join(dataDir, 'jwt-private.pem')).mode & 0o777).toBe(0o600)
     const kid = app.keys.current.kid
-    await app.sql`insert into agents (id, client_id, name) values ('0190a000-0000-7000-8000-000000000001', 'persisted', 'kept across restarts')`
+    await ownerSql(app)`insert into agents (id, client_id, name) values ('0190a000-0000-7000-8000-000000000001', 'persisted', 'kept across restarts')`
     await app.close()
 
     const secondLogs = new LogCapture()
@@ -45,7 +45,7 @@ describe('embedded default (no DATABASE_URL, REDIS_URL or JWT keys)', () => {
     expect(secondLogs.text).not.toContain('applied migration')
     expect(secondLogs.text).toContain('"msg":"starting the embedded PostgreSQL"')
     expect(secondLogs.text).not.toContain('creating the embedded PostgreSQL database')
-    const [agent] = await app.sql`select name from agents where client_id = 'persisted'`
+    const [agent] = await ownerSql(app)`select name from agents where client_id = 'persisted'`
     expect(agent?.name).toBe('kept across restarts')
   })
 })

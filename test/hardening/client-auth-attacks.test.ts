@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { ConfigError, loadConfig } from '../../src/config.js'
 import { HashQueueFull, HashSlots, hashSlots } from '../../src/secrets.js'
-import { setupTestContext } from '../helper.js'
+import { ownerSql, setupTestContext } from '../helper.js'
 import { auditEvents, createAgent, createCredential } from '../support/management.js'
 import { basicAuth, postForm, requestToken } from '../support/oauth.js'
 
@@ -49,7 +49,7 @@ describe('the failure limiter under concurrency', () => {
     const { clientId, secret } = await agentWithCredential(app)
     for (let i = 0; i < 4; i++) expect((await requestToken(app, clientId, secret, {}, '203.0.113.21')).statusCode).toBe(200)
     // Verified secrets are answered from memory: a second credential's secret is verified again each time.
-    const second = (await createCredential(app, (await app.sql`select id from agents where client_id = ${clientId}`)[0]?.id)).client_secret as string
+    const second = (await createCredential(app, (await ownerSql(app)`select id from agents where client_id = ${clientId}`)[0]?.id)).client_secret as string
     expect((await requestToken(app, clientId, second, {}, '203.0.113.21')).statusCode).toBe(200)
     expect((await requestToken(app, clientId, 'wrong-1', {}, '203.0.113.21')).statusCode).toBe(401)
     expect((await requestToken(app, clientId, 'wrong-2', {}, '203.0.113.21')).statusCode).toBe(401)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { setupTestContext } from '../helper.js'
+import { ownerSql, setupTestContext } from '../helper.js'
 import { describeColumnTypes } from '../support/column-types.js'
 import { authHeaders, createAgent } from '../support/management.js'
 
@@ -33,14 +33,14 @@ describe('what the column types found, pinned (each was a 500, or stored altered
       ['PATCH', `/api/v1/agents/${id}`, { metadata: { a: { b: ['x', '\uD800'] } } }, 'body/metadata/a/b/1'],
       ['POST', '/api/v1/agents', { name: 'n', metadata: { a: JSON.parse(`${'['.repeat(3000)}${']'.repeat(3000)}`) } }, 'body/metadata/a/0/0/0/0/0/0/0']
     ]
-    const before = await app.sql`select count(*)::int as n from agents`
+    const before = await ownerSql(app)`select count(*)::int as n from agents`
     for (const [method, url, body, location] of cases) {
       const response = await app.inject({ method, url, headers, ...(body === undefined ? {} : { payload: JSON.stringify(body) }) })
       expect(response.statusCode, `${method} ${url}: ${response.body}`).toBe(400)
       expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
       expect(response.json().errors.map((error: { location: string }) => error.location), url).toContain(location)
     }
-    expect(await app.sql`select count(*)::int as n from agents`).toEqual(before)
+    expect(await ownerSql(app)`select count(*)::int as n from agents`).toEqual(before)
   })
 
   it('says what is wrong in words, not by quoting a pattern', async () => {

@@ -1,3 +1,4 @@
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { connect } from 'node:net'
 import type { LightMyRequestResponse } from 'fastify'
@@ -161,7 +162,7 @@ describe('hostile tokens at the management API', () => {
     const sub = newId()
     const token = await mintAccessToken(app, { jti, sub })
     expect((await list(app, `Bearer ${token}`)).statusCode).toBe(200)
-    await app.revocations.revokeToken({ jti, agentId: sub, issuedAtMs: Date.now(), expiresAtMs: Date.now() + 300_000 }, 'test')
+    await app.revocations.revokeToken({ orgId: DEFAULT_ORG_ID, jti, agentId: sub, issuedAtMs: Date.now(), expiresAtMs: Date.now() + 300_000 }, 'test')
     const response = await list(app, `Bearer ${token}`)
     expectRefused(response, 401, 'invalid_token')
     expect(response.json().detail).toBe('the access token has been revoked')

@@ -1,3 +1,4 @@
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { InjectOptions, LightMyRequestResponse } from 'fastify'
@@ -6,7 +7,7 @@ import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { newId, timeOfId } from '../../src/ids.js'
 import { AdminScope } from '../../src/scopes.js'
-import { LogCapture, setupTestContext } from '../helper.js'
+import { LogCapture, ownerSql, setupTestContext } from '../helper.js'
 import { mintAccessToken } from '../support/tokens.js'
 
 const context = setupTestContext()
@@ -99,7 +100,7 @@ describe('secrets never leak', () => {
       secrets.addToken(label, token)
       expect((await call({ method: 'GET', url: '/api/v1/agents', headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(200)
     }
-    await app.revocations.revokeToken({ jti, agentId: alpha.id, credentialId: credentials[0]?.id, issuedAtMs: timeOfId(jti), expiresAtMs: Date.now() + 300_000 }, 'test')
+    await app.revocations.revokeToken({ orgId: DEFAULT_ORG_ID, jti, agentId: alpha.id, credentialId: credentials[0]?.id, issuedAtMs: timeOfId(jti), expiresAtMs: Date.now() + 300_000 }, 'test')
     expect((await call({ method: 'DELETE', url: `/api/v1/agents/${alpha.id}/credentials/${credentials[1]?.id as string}`, headers: admin })).statusCode).toBe(204)
     expect((await call({ method: 'PATCH', url: `/api/v1/agents/${beta.id}`, headers: admin, payload: { status: 'suspended' } })).statusCode).toBe(200)
     for (const token of [revokedByJti, viaCredential, viaAgent]) {
@@ -143,19 +144,19 @@ describe('secrets never leak', () => {
     }
     // Every column of every table (audit_events included), read afresh after the app closed.
     const rebuilt = await context.build()
-    const tables = await rebuilt.sql<Array<{ table_name: string }>>`
+    const tables = await ownerSql(rebuilt)<Array<{ table_name: string }>>`
       select table_name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE'`
     expect(tables.map((t) => t.table_name)).toEqual(expect.arrayContaining(['agents', 'credentials', 'audit_events', 'token_revocations']))
     for (const { table_name: table } of tables) {
-      const rows = await rebuilt.sql.unsafe(`select * from "${table}"`)
+      const rows = await ownerSql(rebuilt).unsafe(`select * from "${table}"`)
       const text = JSON.stringify(rows)
       expect(secrets.foundIn(text), `in table ${table}`).toEqual([])
       if (table !== 'credentials') expect(text, `argon2 hash in ${table}`).not.toContain('$argon2')
     }
     // The one place a hash belongs: credentials.secret_hash, and only there.
-    const hashes = await rebuilt.sql<Array<{ secret_hash: string }>>`select secret_hash from credentials`
+    const hashes = await ownerSql(rebuilt)<Array<{ secret_hash: string }>>`select secret_hash from credentials`
     expect(hashes.every((row) => row.secret_hash.startsWith('$argon2id$'))).toBe(true)
-    const auditText = JSON.stringify(await rebuilt.sql`select * from audit_events`)
+    const auditText = JSON.stringify(await ownerSql(rebuilt)`select * from audit_events`)
     expect(auditText).toContain('auth.failed')
   })
 })

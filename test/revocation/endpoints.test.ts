@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { App } from '../../src/app.js'
-import { setupTestContext } from '../helper.js'
+import { ownerSql, setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 import { basicAuth, claimsOf, postForm, requestToken } from '../support/oauth.js'
 import { hasRedisServer, OwnRedisServer } from '../support/redis-server.js'
@@ -169,7 +169,7 @@ describe('POST /oauth2/revoke (RFC 7009)', () => {
     expect(refused.headers['www-authenticate']).toContain('invalid_token')
     const [event] = (await auditEvents(app, 'token.revoked')).filter((e) => e.data.jti === claimsOf(token).jti)
     expect(event).toMatchObject({ agent_id: admin.agentId, actor: admin.clientId, data: { revoked_by: admin.clientId } })
-    const rows = await app.sql`select jti, agent_id, reason from token_revocations where jti = ${claimsOf(token).jti}`
+    const rows = await ownerSql(app)`select jti, agent_id, reason from token_revocations where jti = ${claimsOf(token).jti}`
     expect(rows).toHaveLength(1)
   })
 

@@ -1,10 +1,11 @@
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { generateKeyPairSync } from 'node:crypto'
 import { createClient } from 'redis'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { newId, timeOfId } from '../../src/ids.js'
 import { COMPLETE_MARKER_KEY, type TokenRef } from '../../plugins/revocation/state.js'
-import { createTestDatabase, LogCapture, setupTestContext } from '../helper.js'
+import { createTestDatabase, LogCapture, ownerSql, setupTestContext } from '../helper.js'
 import { hasRedisServer, OwnRedisServer } from '../support/redis-server.js'
 import { ServerProcess } from '../support/server-process.js'
 
@@ -27,8 +28,8 @@ async function ownRedis (args: string[] = []): Promise<OwnRedisServer> {
  */
 async function revokedInPostgresOnly (app: App): Promise<TokenRef> {
   const jti = newId()
-  const token: TokenRef = { jti, agentId: newId(), issuedAtMs: timeOfId(jti), expiresAtMs: Date.now() + 3600_000 }
-  await app.sql`insert into token_revocations (jti, agent_id, expires_at, reason) values (${jti}, ${token.agentId}, ${new Date(token.expiresAtMs)}, 'test')`
+  const token: TokenRef = { orgId: DEFAULT_ORG_ID, jti, agentId: newId(), issuedAtMs: timeOfId(jti), expiresAtMs: Date.now() + 3600_000 }
+  await ownerSql(app)`insert into token_revocations (jti, agent_id, expires_at, reason) values (${jti}, ${token.agentId}, ${new Date(token.expiresAtMs)}, 'test')`
   return token
 }
 

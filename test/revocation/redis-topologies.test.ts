@@ -1,9 +1,10 @@
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { newId, timeOfId } from '../../src/ids.js'
 import { tokenRefOf, type TokenRef } from '../../plugins/revocation/state.js'
-import { setupTestContext } from '../helper.js'
+import { ownerSql, setupTestContext } from '../helper.js'
 import { createAgent, createCredential } from '../support/management.js'
 import { basicAuth, claimsOf, postForm, requestToken } from '../support/oauth.js'
 import { hasRedisServer } from '../support/redis-server.js'
@@ -153,13 +154,13 @@ describe.skipIf(!hasRedisServer)('Redis Cluster: revocations spread over slots a
     const credentialMarked = await createCredential(app, (clients[1] as Client).agentId)
     const jti = newId()
     const before: TokenRef[] = [
-      tokenRefOf(claimsOf(live[0]?.[1] as string) as Parameters<typeof tokenRefOf>[0]),
-      { jti, agentId: (clients[1] as Client).agentId, credentialId: credentialMarked.id, issuedAtMs: timeOfId(jti), expiresAtMs: Date.now() + 3600_000 }
+      tokenRefOf(DEFAULT_ORG_ID, claimsOf(live[0]?.[1] as string) as Parameters<typeof tokenRefOf>[1]),
+      { orgId: DEFAULT_ORG_ID, jti, agentId: (clients[1] as Client).agentId, credentialId: credentialMarked.id, issuedAtMs: timeOfId(jti), expiresAtMs: Date.now() + 3600_000 }
     ]
     await sleep(2)
     const atMs = Date.now()
-    await app.sql`update agents set tokens_invalid_before = ${new Date(atMs)} where id = ${agentMarked.agentId}`
-    await app.sql`update credentials set revoked_at = ${new Date(atMs)} where id = ${credentialMarked.id}`
+    await ownerSql(app)`update agents set tokens_invalid_before = ${new Date(atMs)} where id = ${agentMarked.agentId}`
+    await ownerSql(app)`update credentials set revoked_at = ${new Date(atMs)} where id = ${credentialMarked.id}`
     await app.revocations.publishWatermarks({ agents: [agentMarked.agentId], credentials: [credentialMarked.id], atMs })
 
     // The keys are spread over every master (no hash tag pins them to one).
@@ -171,8 +172,8 @@ describe.skipIf(!hasRedisServer)('Redis Cluster: revocations spread over slots a
       expect(await app.revocations.isRevoked(before[0] as TokenRef)).toBe(true)
       expect(await app.revocations.isRevoked(before[1] as TokenRef)).toBe(true)
       expect(await app.revocations.isRevoked({ ...(before[1] as TokenRef), credentialId: clients[1]?.credentialId })).toBe(false)
-      expect(await app.revocations.changedSince(agentMarked.agentId, newId(), atMs - 1)).toBe(true)
-      expect(await app.revocations.changedSince(clients[2]?.agentId as string, clients[2]?.credentialId as string, atMs - 1)).toBe(false)
+      expect(await app.revocations.changedSince(DEFAULT_ORG_ID, agentMarked.agentId, newId(), atMs - 1)).toBe(true)
+      expect(await app.revocations.changedSince(DEFAULT_ORG_ID, clients[2]?.agentId as string, clients[2]?.credentialId as string, atMs - 1)).toBe(false)
       // Answered by the store: a CROSSSLOT refusal would have withdrawn its trust.
       expect(app.revocations.trustsStore()).toBe(true)
     }

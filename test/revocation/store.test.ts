@@ -1,22 +1,23 @@
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newId, timeOfId } from '../../src/ids.js'
 import { COMPLETE_MARKER_KEY, type TokenRef } from '../../plugins/revocation/state.js'
-import { setupTestContext } from '../helper.js'
+import { ownerSql, setupTestContext } from '../helper.js'
 import { hasRedisServer, OwnRedisServer } from '../support/redis-server.js'
 
 const context = setupTestContext()
 
 async function agentIn (app: Awaited<ReturnType<typeof context.build>>): Promise<string> {
   const id = newId()
-  await app.sql`insert into agents (id, client_id, name) values (${id}, ${'c_' + id}, 'revocation test')`
+  await ownerSql(app)`insert into agents (id, client_id, name) values (${id}, ${'c_' + id}, 'revocation test')`
   return id
 }
 
 function tokenOf (agentId: string, credentialId?: string): TokenRef {
   const jti = newId()
-  return { jti, agentId, credentialId, issuedAtMs: timeOfId(jti), expiresAtMs: Date.now() + 3600_000 }
+  return { orgId: DEFAULT_ORG_ID, jti, agentId, credentialId, issuedAtMs: timeOfId(jti), expiresAtMs: Date.now() + 3600_000 }
 }
 
 describe('revocation state', () => {
@@ -28,7 +29,7 @@ describe('revocation state', () => {
     await app.revocations.revokeToken(revoked, 'test')
     expect(await app.revocations.isRevoked(revoked)).toBe(true)
     expect(await app.revocations.isRevoked(other)).toBe(false)
-    const rows = await app.sql`select jti, agent_id, reason from token_revocations`
+    const rows = await ownerSql(app)`select jti, agent_id, reason from token_revocations`
     expect(rows.map((r) => r.jti)).toEqual([revoked.jti])
     expect(await app.store.get(`revoked:${revoked.jti}`)).toBe('1')
   })
@@ -39,7 +40,7 @@ describe('revocation state', () => {
     const before = tokenOf(agentId)
     await sleep(3)
     const markMs = Date.now()
-    await app.sql`update agents set tokens_invalid_before = ${new Date(markMs)} where id = ${agentId}`
+    await ownerSql(app)`update agents set tokens_invalid_before = ${new Date(markMs)} where id = ${agentId}`
     await app.revocations.publishWatermarks({ agents: [agentId], atMs: markMs })
     await sleep(3)
     const after = tokenOf(agentId)
@@ -51,12 +52,12 @@ describe('revocation state', () => {
     const app = await context.build()
     const agentId = await agentIn(app)
     const [revokedCredential, liveCredential] = [newId(), newId()]
-    await app.sql`insert into credentials (id, agent_id, secret_hash) values (${revokedCredential}, ${agentId}, 'x'), (${liveCredential}, ${agentId}, 'y')`
+    await ownerSql(app)`insert into credentials (id, agent_id, secret_hash) values (${revokedCredential}, ${agentId}, 'x'), (${liveCredential}, ${agentId}, 'y')`
     const ofRevoked = tokenOf(agentId, revokedCredential)
     const ofLive = tokenOf(agentId, liveCredential)
     await sleep(2)
     const markMs = Date.now()
-    await app.sql`update credentials set revoked_at = ${new Date(markMs)} where id = ${revokedCredential}`
+    await ownerSql(app)`update credentials set revoked_at = ${new Date(markMs)} where id = ${revokedCredential}`
     await app.revocations.publishWatermarks({ credentials: [revokedCredential], atMs: markMs })
     expect(await app.revocations.isRevoked(ofRevoked)).toBe(true)
     expect(await app.revocations.isRevoked(ofLive)).toBe(false)
@@ -65,11 +66,11 @@ describe('revocation state', () => {
   it('prunes rows of tokens that expired anyway', async () => {
     const app = await context.build()
     const agentId = await agentIn(app)
-    await app.sql`insert into token_revocations (jti, agent_id, expires_at) values ('old', ${agentId}, now() - interval '1 minute')`
+    await ownerSql(app)`insert into token_revocations (jti, agent_id, expires_at) values ('old', ${agentId}, now() - interval '1 minute')`
     const live = tokenOf(agentId)
     await app.revocations.revokeToken(live, 'test')
     expect(await app.revocations.prune()).toBe(1)
-    expect((await app.sql`select jti from token_revocations where agent_id = ${agentId}`).map((r) => r.jti)).toEqual([live.jti])
+    expect((await ownerSql(app)`select jti from token_revocations where agent_id = ${agentId}`).map((r) => r.jti)).toEqual([live.jti])
   })
 
   it('two replicas on one PostgreSQL and Redis: a revocation through one holds on the other at once', async (test) => {

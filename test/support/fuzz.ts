@@ -1,3 +1,4 @@
+import { ownerSql } from '../helper.js'
 import { gzipSync } from 'node:zlib'
 import type { InjectOptions, LightMyRequestResponse } from 'fastify'
 import fc from 'fast-check'
@@ -550,12 +551,12 @@ export function expectErrorBody (response: LightMyRequestResponse, kind: ErrorKi
  * rejected request.
  */
 export async function databaseFingerprint (app: App): Promise<{ tables: Record<string, string>, events: Record<string, number>, lastUsed: Record<string, string | null> }> {
-  const tables = await app.sql<Array<{ table_name: string }>>`
+  const tables = await ownerSql(app)<Array<{ table_name: string }>>`
     select table_name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE' and table_name <> 'audit_events' order by table_name`
-  const hashes = await app.sql.unsafe<Array<{ name: string, hash: string }>>(tables.map(({ table_name: name }) =>
+  const hashes = await ownerSql(app).unsafe<Array<{ name: string, hash: string }>>(tables.map(({ table_name: name }) =>
     `select '${name}' as name, md5(coalesce(string_agg((to_jsonb(t) - 'last_used_at')::text, '|' order by (to_jsonb(t) - 'last_used_at')::text), '')) as hash from "${name}" t`).join(' union all '))
-  const events = await app.sql<Array<{ type: string, count: number }>>`select type, count(*)::int as count from audit_events group by type`
-  const lastUsed = await app.sql<Array<{ id: string, last_used_at: Date | null }>>`select id, last_used_at from credentials`
+  const events = await ownerSql(app)<Array<{ type: string, count: number }>>`select type, count(*)::int as count from audit_events group by type`
+  const lastUsed = await ownerSql(app)<Array<{ id: string, last_used_at: Date | null }>>`select id, last_used_at from credentials`
   return {
     tables: Object.fromEntries(hashes.map((row) => [row.name, row.hash])),
     events: Object.fromEntries(events.map((row) => [row.type, row.count])),

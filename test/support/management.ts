@@ -1,3 +1,4 @@
+import { ownerSql } from '../helper.js'
 import type { App } from '../../src/app.js'
 import { ADMIN_SCOPES } from '../../src/scopes.js'
 import { mintAccessToken } from './tokens.js'
@@ -30,6 +31,6 @@ export interface RecordedEvent {
 
 /** Audit events in chain order, optionally only those of the types given. */
 export async function auditEvents (app: App, ...types: string[]): Promise<RecordedEvent[]> {
-  const rows = await app.sql<RecordedEvent[]>`select type, agent_id, actor, data from audit_events order by seq`
+  const rows = await ownerSql(app)<RecordedEvent[]>`select type, agent_id, actor, data from audit_events order by seq`
   return types.length === 0 ? [...rows] : rows.filter((row) => types.includes(row.type))
 }

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
 import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
-import { LogCapture, setupTestContext } from '../helper.js'
+import { LogCapture, ownerSql, setupTestContext } from '../helper.js'
 import { auditEvents, authHeaders, createAgent, createCredential } from '../support/management.js'
 import { basicAuth, claimsOf, headerOf, postForm, requestToken } from '../support/oauth.js'
 import { GRANTS } from '../../plugins/tokens/grants/index.js'
@@ -222,7 +222,7 @@ describe('records, counters, and Redis trouble', () => {
     const token = (await requestToken(app, clientId, secret)).json().access_token as string
     await requestToken(app, clientId, 'wrong-secret-value-123')
     const random = secret.split('_').slice(1).join('_')
-    const dump = JSON.stringify(await app.sql`select * from credentials`) + JSON.stringify(await app.sql`select * from audit_events`)
+    const dump = JSON.stringify(await ownerSql(app)`select * from credentials`) + JSON.stringify(await ownerSql(app)`select * from audit_events`)
     for (const value of [random, token, token.split('.')[2] as string, 'wrong-secret-value-123']) {
       expect(logs.text).not.toContain(value)
       expect(dump).not.toContain(value)

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { setupTestContext } from '../helper.js'
 import { authHeaders, createAgent } from '../support/management.js'
 import { freePort } from '../support/redis-server.js'
@@ -117,7 +118,7 @@ describe('webhook delivery across restarts and replicas', () => {
     const subscriptions = [await subscribe(one, ['token.issued']), await subscribe(two, ['token.issued'])]
     receiver.otherwise = { status: 204 }
     const count = 40
-    await Promise.all(Array.from({ length: count }, async (_, n) => await (n % 2 === 0 ? one : two).audit.record({ type: 'token.issued', actor: `replica-${n % 2}`, data: { n } })))
+    await Promise.all(Array.from({ length: count }, async (_, n) => await (n % 2 === 0 ? one : two).audit.record({ orgId: DEFAULT_ORG_ID, type: 'token.issued', actor: `replica-${n % 2}`, data: { n } })))
     const received = await receiver.until((requests) => requests.length >= 2 * count, 30_000)
     await new Promise((resolve) => setTimeout(resolve, 300))
     expect(receiver.received).toHaveLength(2 * count)

@@ -2,9 +2,10 @@ import type { LookupFunction } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { AUDIT_EVENT_TYPES } from '../../plugins/audit/public.js'
 import type { App } from '../../src/app.js'
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
 import { auditEvents, authHeaders, createAgent } from '../support/management.js'
-import { setupTestContext } from '../helper.js'
+import { ownerSql, setupTestContext } from '../helper.js'
 import { eventually, Receiver, verify } from './receiver.js'
 
 const context = setupTestContext()
@@ -54,7 +55,7 @@ describe('webhook subscriptions', () => {
     expect(listed.body).not.toContain('whsec_')
     expect(JSON.stringify(await webhook(app, created.id))).not.toContain('whsec_')
 
-    const rows = await app.sql`select * from webhook_subscriptions`
+    const rows = await ownerSql(app)`select * from webhook_subscriptions`
     expect(JSON.stringify(rows)).not.toContain(created.secret.slice(6))
     expect(String(rows[0]?.secret_sealed)).toMatch(/^v1\./)
     const events = await webhookEvents(app, created.id, 'webhook.created')
@@ -88,7 +89,7 @@ describe('webhook subscriptions', () => {
     const app = await context.build()
     const { id, secret } = await subscribe(app)
     // Every type the trail knows, recorded as the trail records them; then real API acts on top.
-    for (const type of AUDIT_EVENT_TYPES) await app.audit.record({ type, actor: 'test', data: { n: type } })
+    for (const type of AUDIT_EVENT_TYPES) await app.audit.record({ orgId: DEFAULT_ORG_ID, type, actor: 'test', data: { n: type } })
     const agent = await createAgent(app, { name: 'delivered' })
     await receiver.until((received) => received.filter((request) => request.json.type !== 'webhook.test').length >= AUDIT_EVENT_TYPES.length + 1)
     await receiver.until((received) => received.some((request) => request.json.event?.agent_id === agent.id))
@@ -226,7 +227,7 @@ describe('webhook subscriptions', () => {
     expect(JSON.stringify(event)).not.toContain(newSecret.slice(6))
 
     // The overlap over, only the new secret signs.
-    await app.sql`update webhook_subscriptions set previous_secret_expires_at = now() - interval '1 second'`
+    await ownerSql(app)`update webhook_subscriptions set previous_secret_expires_at = now() - interval '1 second'`
     await createAgent(app, { name: 'after overlap' })
     const [, later] = await receiver.until((received) => received.length >= 2)
     expect(String(later!.headers['webhook-signature']).split(' ')).toHaveLength(1)

@@ -51,7 +51,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: read,
     config
-  }, async (request) => await service.list(request.query))
+  }, async (request) => await service.list(request.issuerContext.orgId, request.query))
 
   app.get('/api/v1/agents/:id', {
     schema: {
@@ -64,7 +64,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: read,
     config
-  }, async (request) => await service.get(request.params.id))
+  }, async (request) => await service.get(request.issuerContext.orgId, request.params.id))
 
   app.patch('/api/v1/agents/:id', {
     schema: {
@@ -108,7 +108,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: read,
     config
-  }, async (request) => await service.usage(request.params.id, request.query.month))
+  }, async (request) => await service.usage(request.issuerContext.orgId, request.params.id, request.query.month))
 }
 
 export default agents

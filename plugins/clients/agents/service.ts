@@ -1,6 +1,6 @@
 import type { AuditActor, AuditEvent } from '../../audit/public.js'
 import { badRequest, conflict, notFound, serviceUnavailable } from '../../../src/errors.js'
-import type { Queryable } from '../../../src/database.js'
+import { inOrganization, type Queryable } from '../../../src/database.js'
 import { newId } from '../../../src/ids.js'
 import { generateClientId } from '../../../src/secrets.js'
 import { monthlyUsageKey, utcMonth } from '../../tokens/public.js'
@@ -118,7 +118,7 @@ export function agentService (deps: Deps) {
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
       authorize(deps.config, caller, { kind: 'agent.create', scopes: body.scopes ?? [] })
-      const row = await deps.sql.begin(async (tx) => {
+      const row = await inOrganization(deps.sql, actor.orgId, async (tx) => {
         const row = await insertAgent(tx, {
           id: newId(),
           client_id: generateClientId(),
@@ -141,16 +141,16 @@ export function agentService (deps: Deps) {
     },
 
     /** One page in creation order: each agent exactly once across pages, whatever is created meanwhile. */
-    async list (query: ListAgentsQuery): Promise<AgentPage> {
+    async list (orgId: string, query: ListAgentsQuery): Promise<AgentPage> {
       const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
-      const rows = await listAgents(deps.sql, { status: query.status, owner: query.owner, clientId: query.client_id, after, limit: query.limit + 1 })
+      const rows = await inOrganization(deps.sql, orgId, async (tx) => await listAgents(tx, { status: query.status, owner: query.owner, clientId: query.client_id, after, limit: query.limit + 1 }))
       const items = rows.slice(0, query.limit)
       const last = items.at(-1)
       return { items: items.map(toAgent), next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last.id) : null }
     },
 
-    async get (id: string): Promise<Agent> {
-      return toAgent(await existingAgent(deps.sql, id))
+    async get (orgId: string, id: string): Promise<Agent> {
+      return toAgent(await inOrganization(deps.sql, orgId, async (tx) => await existingAgent(tx, id)))
     },
 
     /**
@@ -164,7 +164,7 @@ export function agentService (deps: Deps) {
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
       const at = new Date()
-      const { after, changes, narrowed } = await deps.sql.begin(async (tx) => {
+      const { after, changes, narrowed } = await inOrganization(deps.sql, actor.orgId, async (tx) => {
         const current = await existingAgent(tx, id, 'update')
         if (current.status === 'decommissioned') throw conflict(`agent ${id} is decommissioned: its record is read-only and it can never be reactivated`)
         const changes = changesOf(current, body)
@@ -187,7 +187,7 @@ export function agentService (deps: Deps) {
      */
     async decommission (id: string, actor: AuditActor, caller: Caller): Promise<void> {
       const at = new Date()
-      const outcome = await deps.sql.begin(async (tx) => {
+      const outcome = await inOrganization(deps.sql, actor.orgId, async (tx) => {
         const current = await existingAgent(tx, id, 'update')
         authorize(deps.config, caller, { kind: 'agent.decommission', target: current })
         if (current.status === 'decommissioned') return undefined
@@ -207,8 +207,8 @@ export function agentService (deps: Deps) {
      * Tokens issued to the agent in a UTC month, from the counter the token endpoint keeps in the store.
      * The counter lives only there, so when the store fails this is a 503 with Retry-After, never a guess.
      */
-    async usage (id: string, month: string = utcMonth()): Promise<Usage> {
-      await existingAgent(deps.sql, id)
+    async usage (orgId: string, id: string, month: string = utcMonth()): Promise<Usage> {
+      await inOrganization(deps.sql, orgId, async (tx) => await existingAgent(tx, id))
       let count: string | null
       try {
         count = await deps.store.get(monthlyUsageKey(id, month))

@@ -2,8 +2,10 @@ import { createHmac, hkdfSync, randomBytes, type KeyObject } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type ProtectedHeaderParameters } from 'jose'
+import { inOrganization } from '../../../src/database.js'
 import { InvalidClient, OAuthError, SlowDown, TemporarilyUnavailable } from '../../../src/errors.js'
 import { ExpiringCache } from '../../../src/expiring-cache.js'
+import { organizationSegment } from '../../../src/store.js'
 import { credentialIdOfSecret, HashQueueFull, unmatchableHash, verifySecret } from '../../../src/secrets.js'
 import { findAgentByClientId } from '../agents/repository.js'
 import { ASSERTION_ALGORITHMS, algorithmsOf, keyOfJwk } from '../credentials/jwk.js'
@@ -57,6 +59,8 @@ const FAILURE_WINDOW_MS = 60_000
 const FINGERPRINT_HEX_DIGITS = 12
 
 interface CachedVerification {
+  /** The organization whose issuer verified it: a cached entry answers for that issuer only. */
+  orgId: string
   agentId: string
   credentialId: string
   scopes: string[]
@@ -97,19 +101,21 @@ export default fp(async (app) => {
   const dummyHash = await unmatchableHash()
   app.decorateRequest('client', null)
 
-  function keyOf (presented: PresentedCredentials): string {
-    return createHmac('sha256', cacheKey).update(presented.clientId).update('\0').update(presented.secret).digest('base64url')
+  // The organization is part of every cache key: client_ids are unique within an organization only.
+  function keyOf (orgId: string, presented: PresentedCredentials): string {
+    return createHmac('sha256', cacheKey).update(orgId).update('\0').update(presented.clientId).update('\0').update(presented.secret).digest('base64url')
   }
 
-  function noteUse (credentialId: string): void {
+  function noteUse (orgId: string, credentialId: string): void {
     const now = Date.now()
     if (now - (lastUsedWritten.get(credentialId) ?? 0) < LAST_USED_INTERVAL_MS) return
     lastUsedWritten.set(credentialId, now)
     if (lastUsedWritten.size > CACHE_MAX_ENTRIES) lastUsedWritten.clear()
-    touchLastUsed(sql, [credentialId], new Date(now)).catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not record credential use') })
+    inOrganization(sql, orgId, async (tx) => { await touchLastUsed(tx, [credentialId], new Date(now)) })
+      .catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not record credential use') })
   }
 
-  const failureKey = (clientId: string, ip: string): string => `rate:authfail:${clientId}:${ip}`
+  const failureKey = (orgId: string, clientId: string, ip: string): string => `rate:authfail:${organizationSegment(orgId)}${clientId}:${ip}`
   // A refusal is remembered here for a second: a flood of wrong secrets for one client_id then costs no Redis
   // round trip a request, and the store is asked again once a second. Bounded: attackers choose client_ids.
   const refusedUntil = new Map<string, number>()
@@ -132,9 +138,9 @@ export default fp(async (app) => {
    * round trip, and refuses it when that count passes the limit: N concurrent wrong secrets let at most the limit
    * through to a hash. Resolves to the key to refund when the attempt succeeds, or undefined when nothing was counted.
    */
-  async function reserveAttempt (limitedAs: string, ip: string): Promise<string | undefined> {
+  async function reserveAttempt (orgId: string, limitedAs: string, ip: string): Promise<string | undefined> {
     if (failureLimit === 0) return undefined
-    const key = failureKey(limitedAs, ip)
+    const key = failureKey(orgId, limitedAs, ip)
     refuseRemembered(key)
     let count: number
     try {
@@ -188,7 +194,7 @@ export default fp(async (app) => {
 
   /** A request that names no usable client: counted against its address alone, then recorded and refused. */
   async function failNameless (request: FastifyRequest, endpoint: string, failure: Omit<Failure, 'agentId'>): Promise<never> {
-    await reserveAttempt('', request.ip)
+    await reserveAttempt(request.issuerContext.orgId, '', request.ip)
     return await fail(request, endpoint, { ...failure, agentId: null })
   }
 
@@ -210,18 +216,22 @@ export default fp(async (app) => {
   }
 
   const keyCache = new ExpiringCache<AssertionKey>(CACHE_MAX_ENTRIES)
-  let jtisCleanedAt = 0
-  const assertionKeyOf = (clientId: string, kid: string | undefined): string => createHmac('sha256', cacheKey).update('jwt\0').update(clientId).update('\0').update(kid ?? '').digest('base64url')
+  // When each organization's jtis of expired assertions were last deleted.
+  const jtisCleanedAt = new Map<string, number>()
+  const assertionKeyOf = (orgId: string, clientId: string, kid: string | undefined): string => createHmac('sha256', cacheKey).update('jwt\0').update(orgId).update('\0').update(clientId).update('\0').update(kid ?? '').digest('base64url')
 
   /** The client's live key credentials an assertion may name, its agent (null: none) and the agent's status. */
   interface KeysFound { keys: AssertionKey[], agentId: string | null, status?: string }
 
-  async function assertionKeysOf (clientId: string, kid: string | undefined): Promise<KeysFound> {
+  async function assertionKeysOf (orgId: string, clientId: string, kid: string | undefined): Promise<KeysFound> {
     const readAtMs = Date.now()
-    const rows = await liveKeysOfClient(sql, clientId, kid)
-    const agentId = rows[0]?.agent_id ?? (await findAgentByClientId(sql, clientId))?.id ?? null
+    const { rows, agentId } = await inOrganization(sql, orgId, async (tx) => {
+      const rows = await liveKeysOfClient(tx, clientId, kid)
+      return { rows, agentId: rows[0]?.agent_id ?? (await findAgentByClientId(tx, clientId))?.id ?? null }
+    })
     const status = rows[0]?.agent_status
     const keys = rows.map((row) => ({
+      orgId,
       agentId: row.agent_id,
       credentialId: row.credential_id,
       scopes: row.scopes,
@@ -290,8 +300,9 @@ export default fp(async (app) => {
       return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId, method, description: 'client_assertion kid is malformed' })
     }
     const { kid } = header
-    const cacheKeyOfKid = assertionKeyOf(clientId, kid)
-    refuseRemembered(failureKey(clientId, request.ip))
+    const { orgId } = request.issuerContext
+    const cacheKeyOfKid = assertionKeyOf(orgId, clientId, kid)
+    refuseRemembered(failureKey(orgId, clientId, request.ip))
 
     const cached = keyCache.get(cacheKeyOfKid)
     const confirmed = cached === undefined ? undefined : await confirmCached(cached)
@@ -300,27 +311,28 @@ export default fp(async (app) => {
     let checked = found === undefined ? undefined : await checkAssertion(request, assertion, header, clientId, found.keys)
     // A cached key that does not verify it may be a key rotated without a kid: the keys are read afresh.
     if (found === undefined || checked === undefined || 'badSignature' in checked) {
-      const read = await assertionKeysOf(clientId, kid)
+      const read = await assertionKeysOf(orgId, clientId, kid)
       found = read
       checked = read.status === undefined || read.status === 'active' ? await checkAssertion(request, assertion, header, clientId, read.keys) : undefined
     }
     const limitedAs = found.agentId === null ? '' : clientId
-    const reserved = await reserveAttempt(limitedAs, request.ip)
+    const reserved = await reserveAttempt(orgId, limitedAs, request.ip)
     const named = { clientId, method, agentId: found.agentId }
     if (checked === undefined) return await fail(request, endpoint, { ...named, reason: `agent_${found.status ?? 'unknown'}` })
     if ('reason' in checked) return await fail(request, endpoint, { ...named, reason: checked.reason, description: checked.description })
     // After the signature verified, so an unsigned guess cannot burn a jti; atomic, so two concurrent uses of one
     // assertion cannot both pass.
-    if (!await markAssertionUsed(sql, clientId, checked.payload.jti as string, new Date((checked.payload.exp as number + CLOCK_TOLERANCE_S) * 1000))) {
+    const expiresAt = new Date((checked.payload.exp as number + CLOCK_TOLERANCE_S) * 1000)
+    if (!await inOrganization(sql, orgId, async (tx) => await markAssertionUsed(tx, clientId, checked.payload.jti as string, expiresAt))) {
       return await fail(request, endpoint, { ...named, reason: 'assertion_replayed', description: 'client_assertion jti was already used' })
     }
     if (reserved !== undefined) store.refund(reserved).catch(() => {})
     const { key } = checked
     keyCache.set(cacheKeyOfKid, key, key.verifiedAtMs + CACHE_TTL_MS)
-    noteUse(key.credentialId)
-    if (Date.now() - jtisCleanedAt > JTI_CLEANUP_INTERVAL_MS) {
-      jtisCleanedAt = Date.now()
-      forgetExpiredAssertions(sql).catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not delete expired client assertion jtis') })
+    noteUse(orgId, key.credentialId)
+    if (Date.now() - (jtisCleanedAt.get(orgId) ?? 0) > JTI_CLEANUP_INTERVAL_MS) {
+      jtisCleanedAt.set(orgId, Date.now())
+      inOrganization(sql, orgId, async (tx) => { await forgetExpiredAssertions(tx) }).catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not delete expired client assertion jtis') })
     }
     return { agentId: key.agentId, clientId, credentialId: key.credentialId, scopes: key.scopes, resources: key.resources, credentialExpiresAt: key.credentialExpiresAt, method }
   }
@@ -337,10 +349,10 @@ export default fp(async (app) => {
   /** Confirms a cached verification: from Redis when nothing changed, else from PostgreSQL. */
   async function confirmCached (entry: CachedVerification): Promise<CachedVerification | undefined> {
     if (entry.credentialExpiresAt <= Date.now()) return undefined
-    if (!await revocations.changedSince(entry.agentId, entry.credentialId, entry.verifiedAtMs)) return entry
+    if (!await revocations.changedSince(entry.orgId, entry.agentId, entry.credentialId, entry.verifiedAtMs)) return entry
     // The time of the read, not of its answer: a change committed meanwhile must still look newer.
     const readAtMs = Date.now()
-    const standing = await clientStanding(sql, entry.credentialId)
+    const standing = await inOrganization(sql, entry.orgId, async (tx) => await clientStanding(tx, entry.credentialId))
     if (standing === undefined || standing.agent_status !== 'active' || standing.revoked_at !== null) return undefined
     if (standing.expires_at !== null && standing.expires_at.getTime() <= Date.now()) return undefined
     return { ...entry, scopes: standing.scopes, resources: standing.resources, verifiedAtMs: readAtMs }
@@ -354,28 +366,32 @@ export default fp(async (app) => {
     if (presented.clientId.length === 0 || presented.clientId.length > MAX_CREDENTIAL_LENGTH || presented.secret.length > MAX_CREDENTIAL_LENGTH || presented.clientId.includes('\0')) {
       return await failNameless(request, endpoint, { reason: 'malformed_credentials', clientId: presented.clientId, method: presented.method })
     }
-    const key = keyOf(presented)
+    const { orgId } = request.issuerContext
+    const key = keyOf(orgId, presented)
     const cached = cache.get(key)
     if (cached !== undefined) {
       const confirmed = await confirmCached(cached)
       if (confirmed !== undefined) {
         if (confirmed !== cached) remember(key, confirmed)
-        noteUse(confirmed.credentialId)
+        noteUse(orgId, confirmed.credentialId)
         return { agentId: confirmed.agentId, clientId: presented.clientId, credentialId: confirmed.credentialId, scopes: confirmed.scopes, resources: confirmed.resources, credentialExpiresAt: confirmed.credentialExpiresAt, method: presented.method }
       }
       cache.delete(key)
     }
 
-    refuseRemembered(failureKey(presented.clientId, request.ip))
+    refuseRemembered(failureKey(orgId, presented.clientId, request.ip))
     // The secret names its credential, so at most one hash is verified whatever the agent holds; a secret that
     // names none (the bootstrap admin's) is checked against the agent's bootstrap credential, else its single live one.
     const readAtMs = Date.now()
-    const rows = await liveCredentialsOfClient(sql, presented.clientId, credentialIdOfSecret(presented.secret))
+    const { rows, agentId } = await inOrganization(sql, orgId, async (tx) => {
+      const rows = await liveCredentialsOfClient(tx, presented.clientId, credentialIdOfSecret(presented.secret))
+      const row: ClientCredentialRow | undefined = rows.length === 1 || rows[0]?.bootstrap === true ? rows[0] : undefined
+      return { rows, agentId: row?.agent_id ?? (await findAgentByClientId(tx, presented.clientId))?.id ?? null }
+    })
     const row: ClientCredentialRow | undefined = rows.length === 1 || rows[0]?.bootstrap === true ? rows[0] : undefined
     // Made-up client_ids share their address's allowance (and one share of the hashing slots), not one each.
-    const agentId = row?.agent_id ?? (await findAgentByClientId(sql, presented.clientId))?.id ?? null
     const limitedAs = agentId === null ? '' : presented.clientId
-    const reserved = await reserveAttempt(limitedAs, request.ip)
+    const reserved = await reserveAttempt(orgId, limitedAs, request.ip)
     // Every refusal from here costs one hash, the dummy's when there is no hash to check: timing tells no unknown
     // client_id or credential from a wrong secret.
     const matches = await verifyFairly(row?.secret_hash ?? dummyHash, presented.secret, limitedAs, reserved)
@@ -388,6 +404,7 @@ export default fp(async (app) => {
 
     const credentialExpiresAt = row.expires_at?.getTime() ?? Infinity
     remember(key, {
+      orgId,
       agentId: row.agent_id,
       credentialId: row.credential_id,
       scopes: row.scopes,
@@ -395,7 +412,7 @@ export default fp(async (app) => {
       credentialExpiresAt,
       verifiedAtMs: readAtMs
     })
-    noteUse(row.credential_id)
+    noteUse(orgId, row.credential_id)
     return { agentId: row.agent_id, clientId: row.client_id, credentialId: row.credential_id, scopes: row.scopes, resources: row.resources, credentialExpiresAt, method: presented.method }
   })
 }, { name: 'client-auth', dependencies: ['postgres', 'redis', 'revocations', 'audit', 'metrics', 'config', 'keys'] })

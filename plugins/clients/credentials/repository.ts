@@ -110,9 +110,9 @@ export interface ClientCredentialRow {
  */
 export async function liveCredentialsOfClient (sql: Queryable, clientId: string, credentialId?: string): Promise<ClientCredentialRow[]> {
   return await sql<ClientCredentialRow[]>`
-    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes, a.resources,
+    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources,
            c.id as credential_id, c.secret_hash, c.expires_at, c.bootstrap
-    from agents a join credentials c on c.agent_id = a.id
+    from agents a join credentials c on c.agent_id = a.id join organizations o on o.id = a.org_id
     where a.client_id = ${clientId}
       and c.type = 'client_secret' and c.revoked_at is null and (c.expires_at is null or c.expires_at > now())
       ${credentialId === undefined ? sql`` : sql`and c.id = ${credentialId}`}
@@ -135,9 +135,9 @@ const MAX_KEYS_TRIED = 10
  */
 export async function liveKeysOfClient (sql: Queryable, clientId: string, kid?: string): Promise<ClientKeyRow[]> {
   return await sql<ClientKeyRow[]>`
-    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes, a.resources,
+    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources,
            c.id as credential_id, c.public_jwk, c.jwk_thumbprint, c.expires_at
-    from agents a join credentials c on c.agent_id = a.id
+    from agents a join credentials c on c.agent_id = a.id join organizations o on o.id = a.org_id
     where a.client_id = ${clientId}
       and c.type = 'private_key_jwt' and c.revoked_at is null and (c.expires_at is null or c.expires_at > now())
       ${kid === undefined ? sql`` : sql`and (c.jwk_thumbprint = ${kid} or c.public_jwk->>'kid' = ${kid})`}
@@ -152,7 +152,7 @@ export async function liveKeysOfClient (sql: Queryable, clientId: string, kid?: 
 export async function markAssertionUsed (sql: Queryable, clientId: string, jti: string, expiresAt: Date): Promise<boolean> {
   const rows = await sql`
     insert into client_assertion_jtis (client_id, jti, expires_at) values (${clientId}, ${jti}, ${expiresAt})
-    on conflict (client_id, jti) do update set expires_at = excluded.expires_at
+    on conflict (org_id, client_id, jti) do update set expires_at = excluded.expires_at
       where client_assertion_jtis.expires_at <= now()
     returning 1`
   return rows.length === 1
@@ -166,9 +166,9 @@ export async function forgetExpiredAssertions (sql: Queryable): Promise<void> {
 /** The current standing of a credential and its agent, for re-checking a cached verification. */
 export async function clientStanding (sql: Queryable, credentialId: string): Promise<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null } | undefined> {
   const [row] = await sql<Array<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null }>>`
-    select a.id as agent_id, a.client_id, a.status as agent_status, a.scopes, a.resources,
+    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources,
            c.id as credential_id, c.expires_at, c.revoked_at
-    from credentials c join agents a on a.id = c.agent_id
+    from credentials c join agents a on a.id = c.agent_id join organizations o on o.id = a.org_id
     where c.id = ${credentialId}`
   return row
 }

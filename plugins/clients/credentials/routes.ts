@@ -48,7 +48,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: app.requireScopes(AdminScope.AgentsRead),
     config
-  }, async (request) => await service.list(request.params.id))
+  }, async (request) => await service.list(request.issuerContext.orgId, request.params.id))
 
   app.delete('/api/v1/agents/:id/credentials/:credential_id', {
     schema: {

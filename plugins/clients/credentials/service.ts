@@ -1,3 +1,4 @@
+import { inOrganization } from '../../../src/database.js'
 import type { AuditActor } from '../../audit/public.js'
 import { badRequest, conflict, notFound } from '../../../src/errors.js'
 import { newId } from '../../../src/ids.js'
@@ -70,12 +71,12 @@ export function credentialService (deps: Deps) {
     async create (agentId: string, body: CreateCredentialBody | undefined, actor: AuditActor, caller: Caller): Promise<IssuedCredential> {
       const expiresAt = expiryOf(body)
       // Checked before hashing, so a request for an unknown, retired or forbidden agent costs no argon2 work.
-      const found = await existingAgent(deps.sql, agentId)
+      const found = await inOrganization(deps.sql, actor.orgId, async (tx) => await existingAgent(tx, agentId))
       refuseDecommissioned(found)
       authorize(deps.config, caller, { kind: 'credential.create', target: found })
       const id = newId()
       const material = await materialOf(id, body)
-      const { agent, row } = await deps.sql.begin(async (tx) => {
+      const { agent, row } = await inOrganization(deps.sql, actor.orgId, async (tx) => {
         // FOR SHARE: a concurrent decommissioning (FOR UPDATE) waits for this insert and then revokes it too, or
         // this waits for it and sees the agent decommissioned; never a live credential on a retired agent.
         const agent = await existingAgent(tx, agentId, 'share')
@@ -102,9 +103,8 @@ export function credentialService (deps: Deps) {
     },
 
     /** Every credential of the agent, live, expired or revoked, oldest first: never a secret or a hash. */
-    async list (agentId: string): Promise<CredentialList> {
-      const agent = await existingAgent(deps.sql, agentId)
-      const rows = await listCredentials(deps.sql, agentId)
+    async list (orgId: string, agentId: string): Promise<CredentialList> {
+      const { agent, rows } = await inOrganization(deps.sql, orgId, async (tx) => ({ agent: await existingAgent(tx, agentId), rows: await listCredentials(tx, agentId) }))
       return { items: rows.map((row) => toCredential(row, agent.client_id)) }
     },
 
@@ -115,7 +115,7 @@ export function credentialService (deps: Deps) {
      */
     async revoke (agentId: string, credentialId: string, actor: AuditActor, caller: Caller): Promise<void> {
       const at = new Date()
-      const revoked = await deps.sql.begin(async (tx) => {
+      const revoked = await inOrganization(deps.sql, actor.orgId, async (tx) => {
         const agent = await existingAgent(tx, agentId, 'share')
         const credential = await findCredential(tx, agentId, credentialId)
         if (credential === undefined) throw notFound(`agent ${agentId} has no credential ${credentialId}`)
