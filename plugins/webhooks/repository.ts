@@ -191,3 +191,12 @@ export async function findDelivery (sql: Queryable, subscriptionId: string, id: 
   const [row] = await sql<DeliveryRow[]>`select * from webhook_deliveries where subscription_id = ${subscriptionId} and id = ${id}`
   return row
 }
+
+/**
+ * The organizations whose subscriptions are delivered: the active ones (a suspended organization's events wait, a
+ * deleted one's are never sent). The organizations table has no row-level security. Belongs to the organizations
+ * capability once it publishes one.
+ */
+export async function activeOrganizationIds (sql: Queryable): Promise<string[]> {
+  return (await sql<Array<{ id: string }>>`select id from organizations where status = 'active' order by id`).map((row) => row.id)
+}

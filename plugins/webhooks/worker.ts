@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto'
 import type { LookupFunction } from 'node:net'
 import { hostname } from 'node:os'
-import { DEFAULT_ORG_ID, inOrganization, type Queryable } from '../../src/database.js'
+import { inOrganization, type Queryable } from '../../src/database.js'
 import { EnvelopeError } from '../../src/envelope.js'
 import { newId } from '../../src/ids.js'
 import { outboundRequest } from '../../src/outbound.js'
 import { readChain, type StoredAuditEvent } from '../audit/public.js'
 import { nextDelayMs, outcomeOfError, outcomeOfResponse, type AttemptOutcome } from './attempt.js'
 import {
-  advanceCursors, claimSubscriptions, findSubscription, headDelivery, insertDeliveries, recordAttempt, releaseLeases, renewLease,
+  activeOrganizationIds, advanceCursors, claimSubscriptions, findSubscription, headDelivery, insertDeliveries, recordAttempt, releaseLeases, renewLease,
   subscriptionsWithDueDelivery, updateSubscription, type DeliveryRow, type NewDelivery, type SubscriptionRow
 } from './repository.js'
 import { disabledEvent, secretsOf, subscribesTo, type WebhookDeps } from './service.js'
@@ -24,14 +24,6 @@ const EVENT_BATCH_MS = 50
 const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000
 // A receiver's answer is not kept: enough of it to be read and dropped.
 const MAX_RESPONSE_BYTES = 4096
-
-/**
- * The organizations whose subscriptions this worker serves. Today only the default organization exists; when
- * organizations land, this lists every active one (the rest of the worker already works per organization).
- */
-async function organizationsServed (): Promise<string[]> {
-  return [DEFAULT_ORG_ID]
-}
 
 /** The body of one audit event's delivery: Standard Webhooks' {type, timestamp, data}, and where it is in the trail. */
 export function eventPayload (event: StoredAuditEvent): string {
@@ -72,7 +64,8 @@ function deliveriesOf (subscription: SubscriptionRow, events: StoredAuditEvent[]
  * pending deliveries (cursor and deliveries in one transaction), then attempts its oldest pending delivery, and the
  * next only once that one succeeded or was given up. A failure waits for its retry without holding up the other
  * subscriptions. Everything is in PostgreSQL: a replica that dies loses nothing, its leases run out and another
- * replica (or itself, restarted) carries on, re-sending at most the attempt it was making.
+ * replica (or itself, restarted) carries on, re-sending at most the attempt it was making. Each active organization
+ * is served in transactions of its own (inOrganization), from its own chain.
  */
 export class DeliveryWorker {
   /** Names this worker in the leases it holds. */
@@ -165,7 +158,7 @@ export class DeliveryWorker {
    */
   async #round (): Promise<void> {
     let leased = 0
-    for (const orgId of await organizationsServed()) {
+    for (const orgId of await activeOrganizationIds(this.deps.sql)) {
       if (this.#stopping) return
       const due = await inOrganization(this.deps.sql, orgId, async (tx) => {
         const claimed = await claimSubscriptions(tx, this.owner, this.#leaseMs, CLAIM_LIMIT)
