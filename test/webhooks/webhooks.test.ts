@@ -1,8 +1,11 @@
 import type { LookupFunction } from 'node:net'
+import type { FastifyRequest } from 'fastify'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { AUDIT_EVENT_TYPES } from '../../plugins/audit/public.js'
+import { issuerContextOf } from '../../plugins/tokens/issuer-context.js'
 import type { App } from '../../src/app.js'
 import { DEFAULT_ORG_ID } from '../../src/database.js'
+import { newId } from '../../src/ids.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
 import { auditEvents, authHeaders, createAgent } from '../support/management.js'
 import { ownerSql, setupTestContext } from '../helper.js'
@@ -336,5 +339,38 @@ describe('SSRF rules for receivers', () => {
     expect(delivery?.last_error).toMatch(/refused: hooks\.example resolves to no public address/)
     const metrics = await app.inject({ method: 'GET', url: '/metrics' })
     expect(metrics.body).toMatch(/agentidp_webhook_attempts_total\{outcome="refused"\} [1-9]/)
+  })
+})
+
+describe('organizations', () => {
+  it('delivers each organization\'s events to its own subscriptions only, and lists only its own', async () => {
+    const app = await context.build()
+    const [beta] = await ownerSql(app)<Array<{ id: string }>>`insert into organizations (id, slug, name) values (${newId()}, ${`beta-${Date.now()}`}, 'Beta') returning id`
+    // The seam organizations resolve through (a header stands in for the /o/{slug} prefix): the same issuer and keys,
+    // another organization.
+    const betaIssuer = issuerContextOf({ orgId: beta!.id, origin: app.config.issuer, basePath: '', keys: app.keys, tokenAudience: app.config.tokenAudience })
+    const fallback = app.defaultIssuer
+    app.issuerFor = async (request: FastifyRequest) => request.headers['x-test-org'] === 'beta' ? betaIssuer : fallback
+    const asBeta = { ...await authHeaders(app), 'x-test-org': 'beta' }
+
+    const other = await Receiver.start()
+    try {
+      await subscribe(app, { events: ['agent.created'] })
+      const created = await app.inject({ method: 'POST', url: '/api/v1/webhooks', headers: asBeta, payload: { url: other.url, events: ['agent.created'] } })
+      expect(created.statusCode, created.body).toBe(201)
+      const listed = await app.inject({ method: 'GET', url: '/api/v1/webhooks', headers: asBeta })
+      expect(listed.json().items.map((item: { id: string }) => item.id)).toEqual([created.json().id])
+
+      expect((await app.inject({ method: 'POST', url: '/api/v1/agents', headers: asBeta, payload: { name: 'in beta' } })).statusCode).toBe(201)
+      await createAgent(app, { name: 'in default' })
+      await other.until((received) => received.length >= 1)
+      await receiver.until((received) => received.length >= 1)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      expect(other.received.map((request) => request.json.data.name)).toEqual(['in beta'])
+      expect(receiver.received.map((request) => request.json.data.name)).toEqual(['in default'])
+      expect(() => verify(created.json().secret, other.received[0]!)).not.toThrow()
+    } finally {
+      await other.close()
+    }
   })
 })
