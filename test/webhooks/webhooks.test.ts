@@ -286,6 +286,24 @@ describe('webhook subscriptions', () => {
   })
 })
 
+describe('without a key to seal secrets', () => {
+  it('refuses to create or rotate with a 503 problem that says why, storing nothing', async () => {
+    const app = await context.build()
+    const { id } = await subscribe(app)
+    // What production without KEY_ENCRYPTION_KEY has (plugins/infra/keys.ts).
+    ;(app as { keyEncryptionKey: Buffer | undefined }).keyEncryptionKey = undefined
+    const count = async (): Promise<number> => (await ownerSql(app)<[{ n: number }]>`select count(*)::int as n from webhook_subscriptions`)[0].n
+    const before = await count()
+    const created = await app.inject({ method: 'POST', url: '/api/v1/webhooks', headers: await authHeaders(app), payload: { url: receiver.url, events: ['*'] } })
+    expect(created.statusCode).toBe(503)
+    expect(created.headers['content-type']).toContain('application/problem+json')
+    expect(created.json().detail).toContain('KEY_ENCRYPTION_KEY')
+    const rotated = await app.inject({ method: 'POST', url: `/api/v1/webhooks/${id}/rotate-secret`, headers: await authHeaders(app) })
+    expect(rotated.statusCode).toBe(503)
+    expect(await count()).toBe(before)
+  })
+})
+
 describe('who may manage webhooks', () => {
   it('reading needs webhooks:read; subscribing needs webhooks:write and audit:read; only holders grant the scopes', async () => {
     const app = await context.build()
