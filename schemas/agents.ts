@@ -66,15 +66,21 @@ const MetadataSchema = StorableJsonObjectSchema({
 })
 export type AgentMetadata = Static<typeof MetadataSchema>
 
+const DpopBoundSchema = Type.Boolean({
+  description: 'RFC 9449 §5.2: when true, the agent gets tokens only with a DPoP proof, and every one is bound to the proof\'s key (token_type DPoP, cnf.jkt). Turning it on kills the agent\'s earlier tokens'
+})
+
 export const AgentSchema = Type.Object({
   id: Type.String({ format: 'uuid', description: 'The agent id (UUIDv7); the `sub` of its tokens' }),
   client_id: Type.String({ description: 'The OAuth client_id; the same across credential rotations' }),
+  did: Type.String({ description: 'Its did:web (W3C DID 1.0): {issuer\'s DID}:agents:{id}, resolved at {issuer}/agents/{id}/did.json to its live private_key_jwt keys' }),
   name: Type.String(),
   description: Type.Union([Type.String(), Type.Null()]),
   owner: Type.Union([Type.String(), Type.Null()]),
   scopes: Type.Array(Type.String()),
   resources: Type.Array(Type.String()),
   status: AgentStatusSchema,
+  dpop_bound_access_tokens: Type.Boolean({ description: 'Whether every token of the agent must be bound to a DPoP key (RFC 9449)' }),
   // Not Type.Record: its key pattern ^.*$ does not match a key holding a line break, and the serializer would drop
   // that member from the answer while it is stored.
   metadata: Type.Object({}, { additionalProperties: true }),
@@ -89,6 +95,7 @@ export const CreateAgentBodySchema = Type.Object({
   owner: Type.Optional(OwnerSchema),
   scopes: Type.Optional(ScopesSchema),
   resources: Type.Optional(ResourcesSchema),
+  dpop_bound_access_tokens: Type.Optional(DpopBoundSchema),
   metadata: Type.Optional(MetadataSchema)
 }, { additionalProperties: false })
 export type CreateAgentBody = Static<typeof CreateAgentBodySchema>
@@ -99,6 +106,7 @@ export const UpdateAgentBodySchema = Type.Object({
   owner: Type.Optional(nullable(OwnerSchema)),
   scopes: Type.Optional(ScopesSchema),
   resources: Type.Optional(ResourcesSchema),
+  dpop_bound_access_tokens: Type.Optional(DpopBoundSchema),
   metadata: Type.Optional(MetadataSchema),
   status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('suspended')], {
     description: 'suspended refuses new tokens at once on every replica; active reactivates a suspended agent. Decommission with DELETE'

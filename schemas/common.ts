@@ -28,6 +28,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   403: 'Authenticated, but not allowed',
   404: 'Not found',
   409: 'Conflict with the current state',
+  410: 'Gone for good',
   413: 'Request body too large',
   415: 'Unsupported content type',
   429: 'Too many requests',

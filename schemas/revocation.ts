@@ -24,6 +24,7 @@ export const IntrospectionSchema = Type.Object({
   exp: Type.Optional(Type.Integer()),
   iat: Type.Optional(Type.Integer()),
   jti: Type.Optional(Type.String()),
-  token_type: Type.Optional(Type.Literal('Bearer'))
+  token_type: Type.Optional(Type.Union([Type.Literal('Bearer'), Type.Literal('DPoP')], { description: 'DPoP for a token bound to a key (RFC 9449 §6.2)' })),
+  cnf: Type.Optional(Type.Object({ jkt: Type.String({ description: 'RFC 7638 thumbprint of the key the token is bound to' }) }, { description: 'RFC 9449 §6.2: present when the token is DPoP-bound' }))
 })
 export type Introspection = Static<typeof IntrospectionSchema>

@@ -12,20 +12,21 @@ const Parameter = (description: string, example = '') => Type.String({ maxLength
  * (RFC 8707 allows several). Unknown parameters are ignored, as RFC 6749 §3.2 requires.
  */
 export const TokenRequestBodySchema = Type.Object({
-  grant_type: Parameter('client_credentials', 'client_credentials'),
+  grant_type: Parameter('client_credentials, or urn:ietf:params:oauth:grant-type:jwt-bearer', 'client_credentials'),
   scope: Type.Optional(Parameter('Space-separated scopes; absent: every scope the agent may hold')),
   // As many as an agent may hold; each must be one of them or the default audience (else invalid_target).
   resource: Type.Optional(Type.Union([Parameter('RFC 8707 resource indicator: becomes aud; TOKEN_AUDIENCE or one of the agent\'s resources'), Type.Array(Type.String({ maxLength: 2048 }), { maxItems: AGENT_MAX_RESOURCES })])),
   client_id: Type.Optional(Parameter('client_secret_post, or optionally private_key_jwt')),
   client_secret: Type.Optional(Parameter('client_secret_post only')),
   client_assertion_type: Type.Optional(Parameter('private_key_jwt only: urn:ietf:params:oauth:client-assertion-type:jwt-bearer')),
-  client_assertion: Type.Optional(Parameter('private_key_jwt only: a JWT signed with a registered key (RFC 7523 §2.2)'))
+  client_assertion: Type.Optional(Parameter('private_key_jwt only: a JWT signed with a registered key (RFC 7523 §2.2)')),
+  assertion: Type.Optional(Parameter('jwt-bearer only: the external JWT a federated credential trusts (RFC 7523 §2.1)'))
 }, { additionalProperties: Type.Unknown() })
 export type TokenRequestBody = Static<typeof TokenRequestBodySchema>
 
 export const TokenResponseSchema = Type.Object({
   access_token: Type.String({ description: 'RFC 9068 JWT (typ at+jwt), signed with the current key\'s algorithm: RS256, ES256 or EdDSA' }),
-  token_type: Type.Literal('Bearer'),
+  token_type: Type.Union([Type.Literal('Bearer'), Type.Literal('DPoP')], { description: 'DPoP when the request carried a DPoP proof: the token is bound to its key (cnf.jkt) and must be sent as Authorization: DPoP with a proof (RFC 9449)' }),
   expires_in: Type.Integer(),
   scope: Type.String()
 })

@@ -4,7 +4,7 @@ import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import auditEvents, { auditTrail } from '../plugins/audit/index.js'
-import clients, { clientAuthentication } from '../plugins/clients/index.js'
+import clients, { clientAuthentication, clientFederation } from '../plugins/clients/index.js'
 import docs from '../plugins/docs/index.js'
 import configPlugin from '../plugins/infra/config.js'
 import keys from '../plugins/infra/keys.js'
@@ -13,9 +13,10 @@ import postgres from '../plugins/infra/postgres.js'
 import rateLimit from '../plugins/infra/rate-limit.js'
 import redis from '../plugins/infra/redis.js'
 import oidc from '../plugins/oidc/index.js'
+import organizations, { organizationIssuers, rewriteOrganizationUrl } from '../plugins/organizations/index.js'
 import operations from '../plugins/operations/index.js'
 import revocation, { revocationState } from '../plugins/revocation/index.js'
-import tokens, { bearerAuthentication, issuerContext } from '../plugins/tokens/index.js'
+import tokens, { bearerAuthentication, dpopProofs, issuerContext } from '../plugins/tokens/index.js'
 import webhooks, { webhookDelivery } from '../plugins/webhooks/index.js'
 import type { Config } from './config.js'
 import { handleError, handleNotFound } from './errors.js'
@@ -74,6 +75,8 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
     http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, Math.ceil(config.headersTimeoutMs / 2)) },
     // Starting the embedded PostgreSQL and migrating it can take a while on a busy laptop or CI machine.
     pluginTimeout: 120_000,
+    // {ISSUER}/o/{slug}/… is an organization's: routed as the same route, its issuer resolved per request.
+    rewriteUrl: rewriteOrganizationUrl,
     genReqId: (request) => {
       const given = request.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
@@ -119,16 +122,19 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(redis)
   await app.register(rateLimit)
   // What capabilities publish to each other, decorated on the root in dependency order: the issuer context, the
-  // revocation state, the audit trail, Bearer authentication of the management API, client authentication of the
-  // OAuth endpoints.
+  // DPoP proof checks, the revocation state, the audit trail, Bearer and DPoP authentication of the management API,
+  // client authentication of the OAuth endpoints, verification of federated (RFC 7523 §2.1) assertions.
   await app.register(issuerContext)
+  await app.register(organizationIssuers)
+  await app.register(dpopProofs)
   await app.register(revocationState)
   await app.register(auditTrail)
   await app.register(bearerAuthentication)
   await app.register(clientAuthentication)
+  await app.register(clientFederation)
   await app.register(cors, {
     origin: config.corsOrigin === '*' ? '*' : config.corsOrigin,
-    exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate'],
+    exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate', 'dpop-nonce'],
     // An OPTIONS without Origin and Access-Control-Request-Method is no browser preflight; the strict answer would
     // be a text/plain 400, the one error body that is not JSON. A 204 with the CORS headers gives nothing away.
     strictPreflight: false
@@ -141,6 +147,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(auditEvents)
   await app.register(tokens)
   await app.register(revocation)
+  await app.register(organizations)
   await app.register(oidc)
   await app.register(webhooks)
   // The webhook delivery worker: registered last, so it stops first when the app closes, before the pool ends.

@@ -58,8 +58,18 @@ export interface Config {
   /** Whether GET /metrics answers anyone; when not, it needs METRICS_TOKEN or an access token with metrics:read. */
   metricsPublic: boolean
   tokenTtlSeconds: number
+  /**
+   * DPOP_NONCE: 'required' makes every DPoP proof carry a nonce of this server (RFC 9449 §8, §9); 'optional' checks a
+   * nonce only when a proof carries one.
+   */
+  dpopNonce: 'optional' | 'required'
   /** Default `aud` of access tokens when the request names no `resource`. */
   tokenAudience: string
+  /**
+   * FEDERATION_ALLOW_PRIVATE_NETWORKS: key sets and discovery documents of federation issuers may be fetched over
+   * http and from loopback, private or link-local addresses (tests, private clusters). Off: https to public ones only.
+   */
+  federationAllowPrivateNetworks: boolean
   rateLimit: {
     tokenPerMinute: number
     apiPerMinute: number
@@ -321,6 +331,9 @@ export function loadConfig (env: Env = process.env): Config {
     throw new ConfigError('KEY_ENCRYPTION_KEY', 'must be 32 random bytes in base64, as `openssl rand -base64 32` prints them')
   }
 
+  const dpopNonce = text(env, 'DPOP_NONCE') ?? 'optional'
+  if (dpopNonce !== 'optional' && dpopNonce !== 'required') throw new ConfigError('DPOP_NONCE', `must be optional or required, got "${dpopNonce}"`)
+
   const metricsToken = text(env, 'METRICS_TOKEN')
   const metricsPublic = flag(env, 'METRICS_PUBLIC', !production && metricsToken === undefined)
   if (metricsPublic && metricsToken !== undefined) {
@@ -357,6 +370,8 @@ export function loadConfig (env: Env = process.env): Config {
     metricsPublic,
     tokenTtlSeconds: integer(env, 'TOKEN_TTL_SECONDS', 3600, 60, 86_400),
     tokenAudience,
+    dpopNonce,
+    federationAllowPrivateNetworks: flag(env, 'FEDERATION_ALLOW_PRIVATE_NETWORKS', false),
     rateLimit: {
       tokenPerMinute: integer(env, 'RATE_LIMIT_TOKEN_PER_MIN', 600, 0, 10_000_000),
       apiPerMinute: integer(env, 'RATE_LIMIT_API_PER_MIN', 1200, 0, 10_000_000),

@@ -14,6 +14,7 @@ export const PROBLEM_TYPES = {
   406: { type: 'urn:agentidp:problem:not-acceptable', title: 'Not Acceptable' },
   408: { type: 'urn:agentidp:problem:request-timeout', title: 'Request Timeout' },
   409: { type: 'urn:agentidp:problem:conflict', title: 'Conflict' },
+  410: { type: 'urn:agentidp:problem:gone', title: 'Gone' },
   413: { type: 'urn:agentidp:problem:content-too-large', title: 'Content Too Large' },
   415: { type: 'urn:agentidp:problem:unsupported-media-type', title: 'Unsupported Media Type' },
   429: { type: 'urn:agentidp:problem:too-many-requests', title: 'Too Many Requests' },
@@ -55,6 +56,8 @@ export const badRequest = (detail: string, errors?: Problem['errors']): ProblemE
 export const forbidden = (detail: string, missingScopes?: string[]): ProblemError => new ProblemError(403, detail, {}, undefined, missingScopes)
 export const notFound = (detail: string): ProblemError => new ProblemError(404, detail)
 export const conflict = (detail: string): ProblemError => new ProblemError(409, detail)
+/** 410: the resource existed and never will again (a decommissioned agent's DID document). */
+export const gone = (detail: string): ProblemError => new ProblemError(410, detail)
 export const serviceUnavailable = (detail: string): ProblemError => new ProblemError(503, detail, { 'retry-after': '5' })
 
 /**
@@ -87,6 +90,10 @@ export class InvalidClient extends OAuthError {
     super(401, 'invalid_client', description, { 'www-authenticate': `${scheme} realm="agentidp", error="invalid_client"` })
   }
 }
+/** RFC 6749 §5.2 invalid_grant: the grant (an RFC 7523 assertion) is invalid, expired, replayed or matches no trust. */
+export class InvalidGrant extends OAuthError {
+  constructor (description: string) { super(400, 'invalid_grant', description) }
+}
 export class UnsupportedGrantType extends OAuthError {
   constructor (description: string) { super(400, 'unsupported_grant_type', description) }
 }
@@ -105,6 +112,14 @@ export class SlowDown extends OAuthError {
   constructor (description: string, retryAfterSeconds?: number) {
     super(429, 'slow_down', description, retryAfterSeconds === undefined ? {} : { 'retry-after': String(retryAfterSeconds) })
   }
+}
+/** RFC 9449 §5: a DPoP proof that is missing where one is required, malformed, or fails one of its checks (§4.3). */
+export class InvalidDpopProof extends OAuthError {
+  constructor (description: string) { super(400, 'invalid_dpop_proof', description) }
+}
+/** RFC 9449 §8: the proof must carry a nonce of this server's; DPoP-Nonce gives the one to use. */
+export class UseDpopNonce extends OAuthError {
+  constructor (description: string, nonce: string) { super(400, 'use_dpop_nonce', description, { 'dpop-nonce': nonce }) }
 }
 export class TemporarilyUnavailable extends OAuthError {
   constructor (description = 'the service is temporarily unavailable, retry shortly', retryAfterSeconds = 5) {

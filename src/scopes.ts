@@ -3,7 +3,10 @@ export const AdminScope = {
   AgentsRead: 'agents:read',
   AgentsWrite: 'agents:write',
   AuditRead: 'audit:read',
+  KeysWrite: 'keys:write',
   MetricsRead: 'metrics:read',
+  OrganizationsRead: 'organizations:read',
+  OrganizationsWrite: 'organizations:write',
   TokensIntrospect: 'tokens:introspect',
   /** Read webhook subscriptions and their deliveries (never a secret). */
   WebhooksRead: 'webhooks:read',
@@ -13,6 +16,15 @@ export const AdminScope = {
 
 /** Every admin scope: what the bootstrap admin holds. */
 export const ADMIN_SCOPES: string[] = Object.values(AdminScope)
+
+/**
+ * The platform's scopes: authority over every organization (and the deployment's metrics), held in the default
+ * organization only. No agent of another organization is ever granted one, whoever asks.
+ */
+export const PLATFORM_SCOPES: readonly string[] = [AdminScope.OrganizationsRead, AdminScope.OrganizationsWrite, AdminScope.MetricsRead]
+
+/** What an organization's first admin holds: every admin scope but the platform's. */
+export const ORGANIZATION_ADMIN_SCOPES: string[] = ADMIN_SCOPES.filter((scope) => !PLATFORM_SCOPES.includes(scope))
 
 const MANAGEMENT_SCOPES: ReadonlySet<string> = new Set(ADMIN_SCOPES)
 

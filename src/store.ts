@@ -34,6 +34,11 @@ export interface KeyValueStore {
   setMany(entries: Array<{ key: string, value: string, ttlMs?: number }>): Promise<void>
   del(key: string): Promise<void>
   /**
+   * Sets the value, expiring after ttlMs, only if the key does not exist: true when this call set it. Atomic, so of
+   * two concurrent calls for one key exactly one is true (single-use marks: DPoP proof jtis).
+   */
+  setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>
+  /**
    * The store's maxmemory-policy ('noeviction' for the in-process store, which never evicts). Rejects with
    * StoreRefused when the store answers but refuses the question (CONFIG not allowed), with another error when it
    * does not answer.
@@ -109,7 +114,7 @@ interface RedisCommands {
   ping(): Promise<unknown>
   get(key: string): Promise<string | null>
   mGet(keys: string[]): Promise<Array<string | null>>
-  set(key: string, value: string, options?: { PX: number }): Promise<unknown>
+  set(key: string, value: string, options?: { PX: number } | { condition: 'NX', expiration: { type: 'PX', value: number } }): Promise<unknown>
   del(key: string): Promise<unknown>
   eval(script: string, options: { keys: string[], arguments: string[] }): Promise<unknown>
   configGet(parameter: string): Promise<unknown>
@@ -245,6 +250,11 @@ export class RedisStore implements KeyValueStore {
     await this.#run(this.#client.del(key), 'DEL')
   }
 
+  async setIfAbsent (key: string, value: string, ttlMs: number): Promise<boolean> {
+    const reply = await this.#run(this.#client.set(key, value, { condition: 'NX', expiration: { type: 'PX', value: Math.max(1, Math.ceil(ttlMs)) } }), 'SET NX')
+    return reply === 'OK'
+  }
+
   async maxmemoryPolicy (): Promise<string> {
     if (this.#cluster === undefined) return await this.#policyOf(this.#client)
     // Each master keeps its own slots: the Cluster keeps every key only if every master does.
@@ -356,6 +366,12 @@ export class MemoryStore implements KeyValueStore {
 
   async del (key: string): Promise<void> {
     this.#entries.delete(key)
+  }
+
+  async setIfAbsent (key: string, value: string, ttlMs: number): Promise<boolean> {
+    if (this.#live(key) !== undefined) return false
+    this.#entries.set(key, { value, expiresAt: Date.now() + ttlMs })
+    return true
   }
 
   async maxmemoryPolicy (): Promise<string> {

@@ -6,7 +6,8 @@ export const AUDIT_EVENT_TYPES = [
   'credential.created', 'credential.revoked',
   'token.issued', 'token.revoked',
   'auth.failed', 'authz.denied',
-  'key.current', 'key.previous_published',
+  'key.current', 'key.previous_published', 'key.rotated',
+  'organization.created', 'organization.updated', 'organization.suspended', 'organization.reactivated', 'organization.deleted',
   'webhook.created', 'webhook.updated', 'webhook.deleted', 'webhook.secret_rotated', 'webhook.disabled'
 ] as const
 

@@ -1,7 +1,8 @@
 import type { FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { conflict, forbidden, type ProblemError } from '../../src/errors.js'
-import { ADMIN_SCOPES, AdminScope, managementScopesOf } from '../../src/scopes.js'
+import { ADMIN_SCOPES, AdminScope, managementScopesOf, PLATFORM_SCOPES } from '../../src/scopes.js'
 import { refused, type Denial } from '../tokens/public.js'
 import type { AgentChanges, AgentRow } from './agents/repository.js'
 
@@ -10,6 +11,8 @@ import type { AgentChanges, AgentRow } from './agents/repository.js'
  * than its agent holds: taking a scope away kills the tokens that carry it); at /oauth2/revoke its agent's.
  */
 export interface Caller {
+  /** The organization the caller acts in (its token's issuer's): it acts on that organization's agents only. */
+  orgId: string
   agentId: string
   clientId: string
   scopes: ReadonlySet<string>
@@ -86,11 +89,15 @@ export function refusalOf (config: Pick<Config, 'bootstrapClientId'>, caller: Ca
     }
   }
   const granted = action.kind === 'agent.create' ? action.scopes : action.kind === 'agent.update' ? action.changes.scopes ?? [] : []
+  const platform = caller.orgId === DEFAULT_ORG_ID ? [] : granted.filter((scope) => PLATFORM_SCOPES.includes(scope))
+  if (platform.length > 0) {
+    return deny(403, `${list(platform)} are the platform's scopes: they are held in the default organization only, never granted in another`, 'platform_scope', platform)
+  }
   const ungrantable = notHeld(caller, granted)
   if (ungrantable.length > 0) {
     return deny(403, `the caller does not hold the management scopes ${list(ungrantable)}: an agent grants only the management scopes it holds itself`, 'management_scope_not_held', ungrantable)
   }
-  if (target !== undefined && target.client_id === config.bootstrapClientId && target.status !== 'decommissioned') {
+  if (target !== undefined && caller.orgId === DEFAULT_ORG_ID && target.client_id === config.bootstrapClientId && target.status !== 'decommissioned') {
     const what = bootstrapAdminRefusal(action)
     if (what !== undefined) {
       return deny(409, `agent ${target.id} is the bootstrap admin (BOOTSTRAP_CLIENT_ID): it cannot ${what} through the API. BOOTSTRAP_CLIENT_ID and BOOTSTRAP_CLIENT_SECRET govern it: to rotate its secret or retire it, change them and restart`, 'bootstrap_admin')
@@ -116,5 +123,5 @@ export function principalCaller (request: FastifyRequest): Caller {
   const principal = request.principal
   // requireScopes runs as preValidation on every management route: a handler without a principal is a wiring bug.
   if (principal === undefined) throw new Error(`${request.method} ${request.routeOptions.url ?? ''} has no authenticated principal`)
-  return { agentId: principal.agentId, clientId: principal.clientId, scopes: principal.scopes }
+  return { orgId: request.issuerContext.orgId, agentId: principal.agentId, clientId: principal.clientId, scopes: principal.scopes }
 }

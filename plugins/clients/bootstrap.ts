@@ -155,6 +155,26 @@ async function createFirstAdmin (deps: Deps): Promise<void> {
 }
 
 /**
+ * An organization's first admin agent, inside the caller's transaction for that organization (inOrganization):
+ * an agent holding `scopes` with one client secret, and the events that record both (the caller appends them with
+ * the rest of its change). The secret is returned once, for the response; only its hash is stored.
+ */
+export async function insertAdminAgent (tx: Queryable, scopes: string[], actor: AuditActor, secretHash: (secret: string) => Promise<string> = hashSecret): Promise<{ agent: AgentRow, secret: string, events: AuditEvent[] }> {
+  const agent = await insertAgent(tx, { ...newAdminAgent(generateClientId(), 'The organization\'s first admin'), name: 'organization admin', scopes, metadata: {} })
+  const credentialId = newId()
+  const secret = generateClientSecret(credentialId)
+  await insertCredential(tx, { id: credentialId, agent_id: agent.id, secret_hash: await secretHash(secret), expires_at: null })
+  return {
+    agent,
+    secret,
+    events: [
+      { type: 'agent.created', agentId: agent.id, ...actor, data: { client_id: agent.client_id, name: agent.name, owner: agent.owner, scopes: agent.scopes } },
+      { type: 'credential.created', agentId: agent.id, ...actor, data: { credential_id: credentialId, expires_at: null } }
+    ]
+  }
+}
+
+/**
  * Start-up bootstrap of the admin agent (like Keycloak's bootstrap admin), safe when replicas start together:
  * BOOTSTRAP_CLIENT_ID/SECRET when set; otherwise, on the embedded default only (never in production), a generated
  * first admin printed once.

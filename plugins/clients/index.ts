@@ -13,4 +13,5 @@ const clients: FastifyPluginAsync = async (app) => {
 
 export default clients
 export { default as clientAuthentication } from './authentication/index.js'
+export { default as clientFederation } from './federation/index.js'
 export * from './public.js'

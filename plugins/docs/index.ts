@@ -24,7 +24,7 @@ export default fp(async (app) => {
       servers: [{ url: '/', description: `this server (ISSUER ${app.defaultIssuer.issuer})` }],
       components: {
         securitySchemes: {
-          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token from /oauth2/token with the scopes the operation names' },
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token from /oauth2/token with the scopes the operation names. A DPoP-bound token (token_type DPoP) goes as Authorization: DPoP <token> with a DPoP proof header instead (RFC 9449; docs/guide/dpop.md)' },
           clientSecretBasic: { type: 'http', scheme: 'basic', description: 'client_id and client_secret, form-urlencoded, as RFC 6749 §2.3.1 says' }
         }
       }

@@ -1,9 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from 'typebox'
 import { DiscoverySchema, JwksSchema } from '../../schemas/oidc.js'
-import { ADMIN_SCOPES } from '../../src/scopes.js'
+import { DEFAULT_ORG_ID } from '../../src/database.js'
+import { ADMIN_SCOPES, ORGANIZATION_ADMIN_SCOPES } from '../../src/scopes.js'
 import { ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS } from '../clients/public.js'
-import { GRANTS, type IssuerContext } from '../tokens/public.js'
+import { DPOP_ALGORITHMS, GRANTS, type IssuerContext } from '../tokens/public.js'
+import dids from './dids.js'
 
 type Discovery = Static<typeof DiscoverySchema>
 
@@ -11,7 +13,7 @@ type Discovery = Static<typeof DiscoverySchema>
 // a published overlap (JWT_PREVIOUS_PUBLIC_KEYS).
 const CACHE_CONTROL = 'public, max-age=300'
 
-/** OIDC Discovery / RFC 8414 metadata and the RFC 7517 JWK Set. */
+/** OIDC Discovery / RFC 8414 metadata, the RFC 7517 JWK Set and the did:web documents of the issuer and its agents. */
 const oidc: FastifyPluginAsyncTypebox = async (app) => {
   // Per issuer context: a context is built once and shared by its requests, and one with other keys is another
   // context, so its metadata is built afresh.
@@ -38,7 +40,10 @@ const oidc: FastifyPluginAsyncTypebox = async (app) => {
       token_endpoint_auth_methods_supported: Object.keys(CLIENT_AUTH_METHODS),
       // What a private_key_jwt client assertion may be signed with: asymmetric only.
       token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
-      scopes_supported: ADMIN_SCOPES,
+      // RFC 9449 §5.1: what a DPoP proof may be signed with, at the token endpoint and the management API alike.
+      dpop_signing_alg_values_supported: [...DPOP_ALGORITHMS],
+      // An organization other than the default holds no platform scope: it does not advertise one.
+      scopes_supported: context.orgId === DEFAULT_ORG_ID ? ADMIN_SCOPES : ORGANIZATION_ADMIN_SCOPES,
       // No authorization endpoint and no ID tokens: agents use client_credentials. OIDC Discovery requires these
       // members; an empty list says honestly that no response type is served.
       response_types_supported: [],
@@ -60,6 +65,8 @@ const oidc: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/.well-known/jwks.json', {
     schema: { tags: ['discovery'], summary: 'RFC 7517 JWK Set: the current signing key and previous keys still in use', response: { 200: JwksSchema } }
   }, async (request, reply) => reply.header('cache-control', CACHE_CONTROL).send(request.issuerContext.keys.jwks))
+
+  await app.register(dids)
 }
 
 export default oidc

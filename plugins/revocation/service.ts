@@ -43,7 +43,7 @@ export function revocationService (app: FastifyInstance) {
       if (claims.client_id !== client.clientId) {
         // The token's agent as it is now; were it gone, the scopes the token carries.
         const owner = await inOrganization(app.sql, request.issuerContext.orgId, async (tx) => await findAgent(tx, claims.sub)) ?? { id: claims.sub, client_id: claims.client_id, scopes: parseScope(claims.scope), status: 'active' as const }
-        const caller = { agentId: client.agentId, clientId: client.clientId, scopes: new Set(client.scopes) }
+        const caller = { orgId: request.issuerContext.orgId, agentId: client.agentId, clientId: client.clientId, scopes: new Set(client.scopes) }
         const refusal = refusalOf(app.config, caller, { kind: 'token.revoke', target: owner })
         if (refusal !== undefined) throw refused(new InvalidRequest(`the token was not issued to this client: ${refusal.detail}`), refusal.denial)
       }
@@ -81,7 +81,9 @@ export function revocationService (app: FastifyInstance) {
         exp: claims.exp,
         iat: claims.iat,
         jti: claims.jti,
-        token_type: 'Bearer'
+        // RFC 9449 §6.2: a bound token says so, and names its key, so a resource server can check the proof.
+        token_type: claims.cnf === undefined ? 'Bearer' : 'DPoP',
+        cnf: claims.cnf
       }
     }
   }

@@ -2,10 +2,12 @@ import { createHash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest, preValidationAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { errors, jwtVerify, type JWTPayload } from 'jose'
-import { ProblemError } from '../../src/errors.js'
+import { OAuthError, ProblemError } from '../../src/errors.js'
 import { ExpiringCache } from '../../src/expiring-cache.js'
 import { actorOf } from '../audit/public.js'
 import { issuedAtMsOf, tokenRefOf } from '../revocation/public.js'
+import { DPOP_ALGORITHMS, requestUrlOf, type DpopProof } from './dpop.js'
+import { headerCount } from './headers.js'
 import type { IssuerContext } from './issuer-context.js'
 
 /** The verified caller of a management API request. */
@@ -16,6 +18,8 @@ export interface Principal {
   jti: string
   /** Issue time in epoch ms (from the time-ordered jti when it carries one). */
   issuedAtMs: number
+  /** How the token was presented: Bearer, or DPoP with a proof of its key. */
+  scheme: TokenScheme
 }
 
 /** The claims of an access token this server issued (RFC 9068). */
@@ -30,6 +34,10 @@ export interface AccessTokenClaims extends JWTPayload {
   scope: string
   /** The credential the token was issued against (private claim of /oauth2/token), when it names one. */
   credential_id?: string
+  /** The organization whose issuer issued it (tokens from before organizations have none: the default's). */
+  org_id?: string
+  /** RFC 9449 §6.1: the token is bound to the DPoP key with this RFC 7638 thumbprint. */
+  cnf?: { jkt: string }
 }
 
 declare module 'fastify' {
@@ -56,8 +64,10 @@ declare module 'fastify' {
  */
 export const MAX_TOKEN_LENGTH = 8192
 // RFC 6750 §2.1 b64token after the scheme, which is case-insensitive (RFC 9110 §11.1): "bearer" is Bearer too.
-const BEARER_SCHEME = /^bearer(?: |$)/i
-const BEARER = /^bearer ([A-Za-z0-9\-._~+/]+=*)$/i
+// RFC 9449 §7.1: a DPoP-bound token is sent under the DPoP scheme, in the same token68 syntax.
+const TOKEN_SCHEME = /^(bearer|dpop)(?: |$)/i
+const TOKEN_CREDENTIALS = /^(?:bearer|dpop) ([A-Za-z0-9\-._~+/]+=*)$/i
+const JKT = /^[A-Za-z0-9_-]{43}$/
 // Seconds of clock skew tolerated between replicas for exp, nbf and iat.
 const CLOCK_TOLERANCE_SECONDS = 5
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -76,6 +86,7 @@ function checkClaims (payload: JWTPayload): AccessTokenClaims {
   if (typeof claims.client_id !== 'string') invalid('client_id', 'is not a string')
   if (typeof claims.scope !== 'string') invalid('scope', 'is not a string')
   if (claims.credential_id !== undefined && (typeof claims.credential_id !== 'string' || !UUID.test(claims.credential_id))) invalid('credential_id', 'is not a credential id')
+  if (claims.cnf !== undefined && (typeof claims.cnf !== 'object' || claims.cnf === null || typeof claims.cnf.jkt !== 'string' || !JKT.test(claims.cnf.jkt))) invalid('cnf', 'is not a DPoP key confirmation')
   const latestMs = Date.now() + CLOCK_TOLERANCE_SECONDS * 1000
   if (claims.iat * 1000 > latestMs || issuedAtMsOf(claims) > latestMs) invalid('iat', 'is in the future')
   return claims
@@ -96,18 +107,33 @@ function foreignIssuerOf (error: unknown): string | undefined {
 
 /** How many Authorization headers the request carried (Node folds repeats into the first one). */
 export function authorizationHeaderCount (request: FastifyRequest): number {
-  const raw = request.raw.rawHeaders
-  let count = 0
-  for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === 'authorization') count += 1
-  return count
+  return headerCount(request, 'authorization')
 }
 
-/** RFC 6750 §3: a 400, 401 or 403 that tells the client what went wrong in WWW-Authenticate. */
-function bearerError (status: 400 | 401 | 403, error: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | undefined, detail: string, scope?: string, missingScopes?: string[]): ProblemError {
+/** The scheme a management API request presented its token under: RFC 6750 Bearer, or RFC 9449 DPoP with a proof. */
+export type TokenScheme = 'Bearer' | 'DPoP'
+
+type ChallengeError = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce'
+
+/**
+ * A challenge of RFC 6750 §3 (Bearer) or RFC 9449 §7.1 (DPoP, naming the proof algorithms this server accepts);
+ * `error` and its description only when the request carried credentials of that scheme.
+ */
+function challenge (scheme: TokenScheme, error?: ChallengeError, detail?: string, scope?: string): string {
   const params = ['realm="agentidp"']
-  if (error !== undefined) params.push(`error="${error}"`, `error_description="${detail.replace(/"/g, "'")}"`)
+  if (error !== undefined) params.push(`error="${error}"`, `error_description="${(detail ?? '').replace(/"/g, "'")}"`)
   if (scope !== undefined) params.push(`scope="${scope}"`)
-  return new ProblemError(status, detail, { 'www-authenticate': `Bearer ${params.join(', ')}` }, undefined, missingScopes)
+  if (scheme === 'DPoP') params.push(`algs="${DPOP_ALGORITHMS.join(' ')}"`)
+  return `${scheme} ${params.join(', ')}`
+}
+
+/**
+ * A 400, 401 or 403 that tells the client what went wrong in WWW-Authenticate, under the scheme it used. A request
+ * that presented no usable credentials (`scheme` 'any') is offered both schemes (RFC 9449 §7.2).
+ */
+function authenticationError (status: 400 | 401 | 403, scheme: TokenScheme | 'any', error: ChallengeError | undefined, detail: string, options: { scope?: string, missingScopes?: string[], headers?: Record<string, string> } = {}): ProblemError {
+  const value = scheme === 'any' ? `${challenge('Bearer')}, ${challenge('DPoP')}` : challenge(scheme, error, detail, options.scope)
+  return new ProblemError(status, detail, { ...options.headers, 'www-authenticate': value }, undefined, options.missingScopes)
 }
 
 /** A request refused for want of authority (not of authentication): recorded as one authz.denied event. */
@@ -137,8 +163,9 @@ export function refused<E extends Error> (error: E, denial: Denial): E {
 }
 
 /**
- * Management API authentication: Bearer access tokens issued by this server, verified locally against the
- * published keys, with scopes per route. Failures are recorded as auth.failed.
+ * Management API authentication: access tokens issued by this server, verified locally against the published keys,
+ * with scopes per route: Bearer tokens (RFC 6750), and DPoP-bound tokens under the DPoP scheme with a proof of their
+ * key (RFC 9449 §7). Failures are recorded as auth.failed.
  */
 export default fp(async (app) => {
   // A token that verified is remembered until it expires, under its SHA-256 (the cache never holds a token):
@@ -172,48 +199,76 @@ export default fp(async (app) => {
     return claims
   })
 
-  async function authenticate (request: FastifyRequest): Promise<Principal> {
+  /**
+   * The RFC 9449 proof of a DPoP request (§7.1): one for this request's method and URL (built from the issuer, never
+   * from Host), with the token's hash as ath, signed by the key the token is bound to. Its refusals are 401s
+   * under the DPoP scheme (use_dpop_nonce with a DPoP-Nonce header).
+   */
+  async function checkProof (request: FastifyRequest, reply: FastifyReply, token: string, claims: AccessTokenClaims): Promise<void> {
+    const jkt = claims.cnf?.jkt
+    if (jkt === undefined) throw authenticationError(401, 'DPoP', 'invalid_token', 'the access token is not bound to a DPoP key: send it as Bearer')
+    let proof: DpopProof | null
+    try {
+      proof = await app.verifyDpopProof(request, { htu: requestUrlOf(request), accessToken: token })
+    } catch (error) {
+      if (!(error instanceof OAuthError)) throw error
+      throw authenticationError(401, 'DPoP', error.error as ChallengeError, error.description, { headers: error.headers })
+    }
+    if (proof === null) throw authenticationError(401, 'DPoP', 'invalid_dpop_proof', 'a DPoP proof (the DPoP header) is required with a DPoP access token')
+    if (proof.jkt !== jkt) throw authenticationError(401, 'DPoP', 'invalid_dpop_proof', 'the DPoP proof is signed with another key than the access token is bound to')
+    if (proof.nextNonce !== undefined) reply.header('dpop-nonce', proof.nextNonce)
+  }
+
+  async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<Principal> {
     const header = request.headers.authorization
-    if (header === undefined) throw bearerError(401, undefined, 'a Bearer access token is required')
+    if (header === undefined) throw authenticationError(401, 'any', undefined, 'a Bearer access token is required')
     // Node keeps only the first of repeated Authorization headers; which one a proxy in front saw is anyone's
     // guess, so a request that carries two is refused (RFC 6750 §3.1: more than one method is invalid_request).
-    if (typeof header !== 'string' || authorizationHeaderCount(request) > 1) throw bearerError(400, 'invalid_request', 'the request carries more than one Authorization header')
-    // Another scheme is no Bearer credential at all: 401 with the challenge and no error code (RFC 6750 §3.1).
-    if (!BEARER_SCHEME.test(header)) throw bearerError(401, undefined, 'a Bearer access token is required; the Authorization header uses another scheme')
-    const match = BEARER.exec(header)
-    if (match === null) throw bearerError(400, 'invalid_request', 'the Authorization header must be "Bearer <access token>"')
+    if (typeof header !== 'string' || authorizationHeaderCount(request) > 1) throw authenticationError(400, 'Bearer', 'invalid_request', 'the request carries more than one Authorization header')
+    // Another scheme is no token credential at all: 401 with the challenges and no error code (RFC 6750 §3.1).
+    const schemeMatch = TOKEN_SCHEME.exec(header)
+    if (schemeMatch === null) throw authenticationError(401, 'any', undefined, 'a Bearer access token is required; the Authorization header uses another scheme')
+    const scheme: TokenScheme = (schemeMatch[1] as string).toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer'
+    const refuse = (status: 400 | 401, error: ChallengeError, detail: string): ProblemError => authenticationError(status, scheme, error, detail)
+    const match = TOKEN_CREDENTIALS.exec(header)
+    if (match === null) throw refuse(400, 'invalid_request', `the Authorization header must be "${scheme} <access token>"`)
+    const presented = match[1] as string
     let claims: AccessTokenClaims
     const { issuerContext } = request
     try {
       // Management API tokens must be meant for this server: aud includes the issuer.
-      claims = await app.verifyAccessToken(match[1] as string, issuerContext, { audience: issuerContext.issuer })
+      claims = await app.verifyAccessToken(presented, issuerContext, { audience: issuerContext.issuer })
     } catch (error) {
-      if (error instanceof errors.JWTExpired) throw bearerError(401, 'invalid_token', 'the access token has expired')
+      if (error instanceof errors.JWTExpired) throw refuse(401, 'invalid_token', 'the access token has expired')
       const issuer = foreignIssuerOf(error)
-      if (issuer === undefined) throw bearerError(401, 'invalid_token', 'the access token is invalid')
+      if (issuer === undefined) throw refuse(401, 'invalid_token', 'the access token is invalid')
       // Signed by our key, yet issued under another name: ISSUER changed, or differs between replicas, or the
       // client took its token from http://127.0.0.1 while ISSUER says localhost. Worth a line for the operator.
       request.log.warn({ expected: issuerContext.issuer, iss: issuer }, 'access token from another issuer refused')
-      throw bearerError(401, 'invalid_token', `the access token was issued by ${issuer}, not by this server (ISSUER is ${issuerContext.issuer})`)
+      throw refuse(401, 'invalid_token', `the access token was issued by ${issuer}, not by this server (ISSUER is ${issuerContext.issuer})`)
     }
+    // RFC 9449 §7.2: a token bound to a key is worthless without it, so it is never taken as a Bearer token.
+    if (scheme === 'Bearer' && claims.cnf !== undefined) throw authenticationError(401, 'DPoP', 'invalid_token', 'the access token is bound to a DPoP key: send it as Authorization: DPoP with a DPoP proof')
+    if (scheme === 'DPoP') await checkProof(request, reply, presented, claims)
     const token = tokenRefOf(issuerContext.orgId, claims)
     // Revoked by jti, or issued before its agent was suspended/decommissioned or its credential revoked.
     // A store failure here is not the caller's fault: it propagates (503), it is not an auth failure.
-    if (await app.revocations.isRevoked(token)) throw bearerError(401, 'invalid_token', 'the access token has been revoked')
+    if (await app.revocations.isRevoked(token)) throw refuse(401, 'invalid_token', 'the access token has been revoked')
     return {
       agentId: claims.sub,
       clientId: claims.client_id,
       scopes: new Set(claims.scope.split(' ').filter(Boolean)),
       jti: claims.jti,
-      issuedAtMs: token.issuedAtMs
+      issuedAtMs: token.issuedAtMs,
+      scheme
     }
   }
 
   app.decorate('requireScopes', (...scopes: string[]): preValidationAsyncHookHandler => {
-    return async function requireScopes (request: FastifyRequest, _reply: FastifyReply) {
+    return async function requireScopes (request: FastifyRequest, reply: FastifyReply) {
       let principal: Principal
       try {
-        principal = await authenticate(request)
+        principal = await authenticate(request, reply)
       } catch (error) {
         if (!(error instanceof ProblemError)) throw error
         // A refusal changes nothing in the database: its event is group-committed in a transaction of its own.
@@ -223,7 +278,7 @@ export default fp(async (app) => {
       request.principal = principal
       const missing = scopes.filter((scope) => !principal.scopes.has(scope))
       if (missing.length > 0) {
-        throw refused(bearerError(403, 'insufficient_scope', `this operation needs the scope ${missing.join(' ')}`, scopes.join(' '), missing), {
+        throw refused(authenticationError(403, principal.scheme, 'insufficient_scope', `this operation needs the scope ${missing.join(' ')}`, { scope: scopes.join(' '), missingScopes: missing }), {
           actor: principal.clientId, actorAgentId: principal.agentId, action: `${request.method} ${request.routeOptions.url ?? request.url}`, reason: 'insufficient_scope', missingScopes: missing
         })
       }
@@ -254,4 +309,4 @@ export default fp(async (app) => {
       request.log.warn({ err: { message: (failure as Error).message } }, 'could not record a refused request in the audit trail')
     }
   })
-}, { name: 'auth', dependencies: ['issuer-context', 'audit', 'revocations'] })
+}, { name: 'auth', dependencies: ['issuer-context', 'audit', 'revocations', 'dpop'] })

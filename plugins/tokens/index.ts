@@ -35,7 +35,7 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['oauth2'],
       summary: `Token endpoint: ${Object.keys(GRANTS).join(', ')}`,
-      description: 'Authenticate with client_secret_basic (form-urlencoded id and secret, RFC 6749 §2.3.1), client_secret_post or private_key_jwt (RFC 7523 §2.2), exactly one. Returns an RFC 9068 JWT access token. Errors are RFC 6749 §5.2 JSON.',
+      description: 'Authenticate with client_secret_basic (form-urlencoded id and secret, RFC 6749 §2.3.1), client_secret_post or private_key_jwt (RFC 7523 §2.2), exactly one; with grant_type urn:ietf:params:oauth:grant-type:jwt-bearer (RFC 7523 §2.1) client authentication is optional and `assertion` is an external JWT a federated credential trusts. Returns an RFC 9068 JWT access token. With a DPoP header (RFC 9449 proof: typ dpop+jwt, htm POST, htu this endpoint), the token is bound to the proof\'s key: token_type DPoP and cnf.jkt; a bad proof is 400 invalid_dpop_proof, a missing or stale nonce under DPOP_NONCE=required 400 use_dpop_nonce with a DPoP-Nonce header. Errors are RFC 6749 §5.2 JSON.',
       consumes: ['application/x-www-form-urlencoded'],
       security: [{ clientSecretBasic: [] }, {}],
       body: TokenRequestBodySchema,
@@ -43,6 +43,7 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
     },
     bodyLimit: 16 * 1024,
     perClientRateLimit: app.config.rateLimit.tokenPerMinute,
+    clientAuthentication: (request) => requestedGrant(request).clientAuthentication,
     beforeAuthentication: [
       async function selectGrant (request) {
         dropUnreadParameters(request.body, requestedGrant(request))
@@ -50,11 +51,20 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
       // The issue time is taken before the client's standing is read: see authenticateClient.
       async function takeIssueTime (request) {
         request.jti = newId()
+      },
+      // RFC 9449 §5: htu is this issuer's token endpoint as the issuer context names it, never the Host header.
+      async function checkDpopProof (request) {
+        request.dpopProof = await app.verifyDpopProof(request, { htu: request.issuerContext.url('/oauth2/token') })
       }
     ],
-    handler: async (request, reply, client) => {
+    handler: async (request, reply) => {
       const grantType = request.body.grant_type
-      const issuance = await requestedGrant(request).handle({ app, request, body: request.body, client, jti: request.jti as string })
+      const issuance = await requestedGrant(request).handle({ app, request, body: request.body, client: request.client, jti: request.jti as string })
+      const client = request.client ?? issuance.client
+      // A grant with optional client authentication names the client when the request authenticated none.
+      if (client === undefined) throw new Error(`grant ${grantType} established no client`)
+      const nextNonce = request.dpopProof?.nextNonce
+      if (nextNonce !== undefined) reply.header('dpop-nonce', nextNonce)
       return reply.send(await issueAccessToken(app, request, { grantType, client, jti: request.jti as string, issuance }))
     }
   })
@@ -63,5 +73,6 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
 export default tokens
 
 export { default as bearerAuthentication } from './bearer.js'
+export { default as dpopProofs } from './dpop.js'
 export { default as issuerContext } from './issuer-context.js'
 export * from './public.js'

@@ -1,6 +1,6 @@
 import { sign, type KeyObject } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { InvalidRequest } from '../../src/errors.js'
+import { InvalidDpopProof, InvalidRequest } from '../../src/errors.js'
 import { timeOfId } from '../../src/ids.js'
 import { monthlyUsageKey, utcMonth } from './usage-keys.js'
 import { actorOf } from '../audit/public.js'
@@ -9,10 +9,10 @@ import type { AuthenticatedClient } from '../clients/public.js'
 import type { Issuance } from './grants/index.js'
 import type { SigningAlgorithm } from '../infra/keys.js'
 
-/** A successful token response (RFC 6749 §5.1). */
+/** A successful token response (RFC 6749 §5.1; token_type DPoP for a token bound to a key, RFC 9449 §5). */
 export interface TokenResponse {
   access_token: string
-  token_type: 'Bearer'
+  token_type: 'Bearer' | 'DPoP'
   expires_in: number
   scope: string
 }
@@ -59,7 +59,9 @@ export async function signJwt (input: string, key: { alg: SigningAlgorithm, priv
  * Issues the RFC 9068 access token a grant decided on to an authenticated client and records it: the token.issued
  * event is committed (group commit) before the token is returned, and the client's agent's monthly counter counts
  * it once. `jti` is a UUIDv7 made when the request started; its time is the token's issue time (at ms precision).
- * A grant's own claims never replace one set here.
+ * A grant's own claims never replace one set here. Whatever the grant, a request with a verified DPoP proof
+ * (`request.dpopProof`) gets a token bound to the proof's key (RFC 9449 §6.1: cnf.jkt, token_type DPoP), and a
+ * client whose agent requires DPoP (dpop_bound_access_tokens) gets none without one.
  */
 export async function issueAccessToken (
   app: FastifyInstance,
@@ -69,11 +71,15 @@ export async function issueAccessToken (
   const { config } = app
   const { issuer, keys } = request.issuerContext
   const { client, jti, issuance } = grant
+  const proof = request.dpopProof
+  if (proof === null && client.dpopBoundAccessTokens) throw new InvalidDpopProof('this client must send a DPoP proof (its agent has dpop_bound_access_tokens): tokens are issued to it only bound to a key')
   const issuedAtMs = timeOfId(jti)
   const iat = Math.floor(issuedAtMs / 1000)
   const claims: AccessTokenClaims = {
     ...issuance.claims,
     iss: issuer,
+    // Which organization issued it, beside iss: resource servers serving several tenants key on it.
+    org_id: request.issuerContext.orgId,
     sub: issuance.subject,
     aud: issuance.audience,
     // No token outlives the credential the client authenticated with.
@@ -83,7 +89,9 @@ export async function issueAccessToken (
     client_id: client.clientId,
     scope: issuance.scope.join(' '),
     // Set even when undefined (JSON leaves it out), so a grant's claims cannot name a credential.
-    credential_id: issuance.credentialId
+    credential_id: issuance.credentialId,
+    // Likewise: only a proof verified for this request binds a token to a key.
+    cnf: proof === null ? undefined : { jkt: proof.jkt }
   }
   const input = signingInput({ alg: keys.current.alg, typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey)
   const [token] = await Promise.all([
@@ -93,12 +101,12 @@ export async function issueAccessToken (
       type: 'token.issued',
       agentId: claims.sub,
       ...actorOf(request, client.clientId),
-      data: { jti, scope: claims.scope, aud: claims.aud, client_id: claims.client_id, grant_type: grant.grantType, credential_id: claims.credential_id ?? null, exp: claims.exp }
+      data: { ...issuance.audit, jti, scope: claims.scope, aud: claims.aud, client_id: claims.client_id, grant_type: grant.grantType, credential_id: claims.credential_id ?? null, exp: claims.exp, ...(proof === null ? {} : { token_type: 'DPoP', jkt: proof.jkt }) }
     }),
     // The counter lives in Redis only; a Redis failure must not refuse the token.
     app.store.incr(monthlyUsageKey(client.agentId, utcMonth(new Date(issuedAtMs))), 400 * 24 * 3600_000)
       .catch((error: Error) => { request.log.warn({ err: { message: error.message } }, 'monthly usage not counted: store unavailable') })
   ])
   app.metrics.tokensIssued.inc({ grant_type: grant.grantType })
-  return { access_token: token, token_type: 'Bearer', expires_in: Math.max(0, claims.exp - iat), scope: claims.scope }
+  return { access_token: token, token_type: proof === null ? 'Bearer' : 'DPoP', expires_in: Math.max(0, claims.exp - iat), scope: claims.scope }
 }

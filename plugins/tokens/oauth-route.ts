@@ -1,7 +1,8 @@
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, preHandlerAsyncHookHandler } from 'fastify'
 import type { Static, TSchema } from 'typebox'
 import { InvalidRequest } from '../../src/errors.js'
-import type { AuthenticatedClient } from '../clients/public.js'
+import { organizationSegment } from '../../src/store.js'
+import { presentsClientCredentials, type AuthenticatedClient } from '../clients/public.js'
 import { rateLimitStep } from '../infra/rate-limit.js'
 
 /** A client-authenticated OAuth endpoint: POST, form-encoded, answered with RFC 6749 §5.2 errors. */
@@ -13,6 +14,12 @@ export interface OAuthRoute<B extends TSchema, A> {
   bodyLimit: number
   /** Requests a minute per authenticated client; 0 or absent: no such limit. */
   perClientRateLimit?: number
+  /**
+   * Whether this request must authenticate its client (the default) or may (RFC 7523 §3.1: the jwt-bearer grant
+   * authenticates by its assertion). When optional, a request that presents client credentials is still
+   * authenticated, and one that presents none reaches the handler with `request.client` null.
+   */
+  clientAuthentication?: (request: FastifyRequest<{ Body: Static<B> }>) => 'required' | 'optional'
   /** The endpoint's own steps before client authentication, after the body is validated. */
   beforeAuthentication?: Array<(request: FastifyRequest<{ Body: Static<B> }>) => Promise<void>>
   /**
@@ -54,7 +61,8 @@ function dropEmptyParameters (body: unknown): void {
 /**
  * Registers an OAuth endpoint with its steps in one visible order: form body (empty parameters dropped), schema
  * validation, the endpoint's own steps, client authentication (with its failure limiter, keyed by address), then
- * the per-client rate limit, so only a client that proved who it is spends its own quota. Cache-Control: no-store
+ * the per-client rate limit, so only a client that proved who it is spends its own quota (a request whose grant needs
+ * no client authentication and presents none spends its address's). Cache-Control: no-store
  * is set on every /oauth2/ answer, errors included, by the app's onSend hook (src/app.ts); the url type holds
  * every OAuth route under that prefix. The form body parser is the caller's (@fastify/formbody, with its limit).
  */
@@ -63,6 +71,7 @@ export function oauthRoute<B extends TSchema, A = undefined> (app: FastifyInstan
   const alongside = new WeakMap<FastifyRequest, A>()
 
   async function authenticateClient (request: Request): Promise<void> {
+    if (route.clientAuthentication?.(request) === 'optional' && !presentsClientCredentials(request)) return
     if (route.alongsideAuthentication === undefined) {
       request.client = await app.authenticateClient(request, route.endpoint)
       return
@@ -76,7 +85,8 @@ export function oauthRoute<B extends TSchema, A = undefined> (app: FastifyInstan
   const steps = [
     ...(route.beforeAuthentication ?? []),
     authenticateClient,
-    ...(perClient === 0 ? [] : [rateLimitStep(app, route.url, perClient, (request) => (request.client as AuthenticatedClient).clientId)])
+    // A request that authenticated no client (optional authentication) spends its address's quota instead.
+    ...(perClient === 0 ? [] : [rateLimitStep(app, route.url, perClient, (request) => request.client === null ? `address ${request.ip}` : `${organizationSegment(request.issuerContext.orgId)}${request.client.clientId}`)])
   ] as preHandlerAsyncHookHandler[]
 
   app.post<{ Body: Static<B> }>(route.url, {

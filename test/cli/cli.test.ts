@@ -108,6 +108,17 @@ describe('agentidp, against a running server', () => {
     expect((await cli(['token'], { AGENTIDP_CLIENT_ID: agent.client_id, AGENTIDP_CLIENT_SECRET: second.client_secret })).code).toBe(0)
   })
 
+  it('credentials trust registers a federated credential, and refuses claims that are not a JSON object', async () => {
+    await listen()
+    const { agent } = await json(['agents', 'create', '--name', 'deployer'])
+    const trusted = await json(['credentials', 'trust', agent.client_id, '--issuer', 'https://token.actions.githubusercontent.com', '--subject', 'repo:acme/api:ref:refs/heads/main', '--claims', '{"repository_id":"892341"}'])
+    expect(trusted).toMatchObject({ type: 'federated', client_id: agent.client_id, issuer: 'https://token.actions.githubusercontent.com', subject: 'repo:acme/api:ref:refs/heads/main', claims: { repository_id: '892341' } })
+    expect((await json(['credentials', 'list', agent.client_id])).map((c: { type: string }) => c.type).sort()).toEqual(['client_secret', 'federated'])
+    const refused = await cli(['credentials', 'trust', agent.client_id, '--issuer', 'https://issuer.example', '--subject', 's', '--claims', '[1]'])
+    expect(refused).toMatchObject({ code: 2, stderr: 'agentidp: --claims must be a JSON object' })
+    expect((await cli(['credentials', 'trust', agent.client_id, '--subject', 's'])).stderr).toBe('agentidp: credentials trust needs --issuer and --subject')
+  })
+
   it('audit tail shows the latest events of a type, oldest first', async () => {
     await listen()
     const { agent: a } = await json(['agents', 'create', '--name', 'first'])

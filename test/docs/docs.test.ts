@@ -11,6 +11,8 @@ import { projectRoot } from '../../src/paths.js'
 import { agentChangedKey, credentialChangedKey, organizationChangedKey, revokedTokenKey } from '../../plugins/revocation/keys.js'
 import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../../src/runtime.js'
 import { monthlyUsageKey } from '../../plugins/tokens/usage-keys.js'
+import { dpopProofKey } from '../../plugins/tokens/dpop-keys.js'
+import { DEFAULT_ORG_ID } from '../../src/database.js'
 import { createEmptyDatabase, ownerSql, setupTestContext, withSql } from '../helper.js'
 import { configVariables } from '../support/config-variables.js'
 import { ServerProcess } from '../support/server-process.js'
@@ -442,12 +444,13 @@ describe('docs agree with the code', () => {
       credentialChangedKey('{credential_id}'),
       organizationChangedKey('{org_id}'),
       COMPLETE_MARKER_KEY,
-      monthlyUsageKey('{agent_id}', '{YYYY-MM}')
+      monthlyUsageKey('{agent_id}', '{YYYY-MM}'),
+      dpopProofKey(DEFAULT_ORG_ID, '{jkt}', '{jti_sha256}')
     ].sort())
     expect(read('plugins/infra/rate-limit.ts')).toContain('`rate:${params.route ?? params.routeInfo?.url')
     expect(read('plugins/clients/authentication/index.ts')).toContain('`rate:authfail:${organizationSegment(orgId)}${clientId}:${ip}`')
     const patterns = (tablesByHeading(read('docs/devops/operations.md')).get('Redis key patterns') ?? []).map((cells) => unquote(cells[0] as string))
-    expect(patterns).toEqual(['rate:*', 'revoked:*', 'monthly:*'])
+    expect(patterns).toEqual(['rate:*', 'revoked:*', 'monthly:*', 'dpop:*'])
 
     const defined = [...read('plugins/infra/metrics.ts').matchAll(/name: '(agentidp_[a-z_]+)'/g)].map((match) => match[1])
     const listed = (tablesByHeading(read('docs/devops/operations.md')).get('Metrics') ?? [])

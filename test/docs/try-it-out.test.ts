@@ -41,7 +41,7 @@ describe('the API docs page, in a real browser', () => {
     // Prefilled with what the field takes, not "string"; the optional fields empty.
     const fields = operation.locator('.opblock-section-request-body input[type=text]')
     expect(await fields.evaluateAll((inputs) => inputs.map((input) => [input.getAttribute('placeholder'), (input as HTMLInputElement).value]))).toEqual([
-      ['grant_type', 'client_credentials'], ['scope', ''], ['resource', ''], ['client_id', ''], ['client_secret', ''], ['client_assertion_type', ''], ['client_assertion', '']
+      ['grant_type', 'client_credentials'], ['scope', ''], ['resource', ''], ['client_id', ''], ['client_secret', ''], ['client_assertion_type', ''], ['client_assertion', ''], ['assertion', '']
     ])
     await operation.getByRole('button', { name: 'Execute' }).click()
 

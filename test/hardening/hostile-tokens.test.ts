@@ -228,9 +228,13 @@ describe('hostile tokens at the management API', () => {
   it('a garbage or foreign Authorization scheme: 401 with the Bearer challenge; a malformed Bearer: 400 invalid_request', async () => {
     const app = await context.build()
     const token = await mintAccessToken(app)
-    for (const authorization of ['Basic dGVzdDp0ZXN0', `Token ${token}`, `Bearer${token}`, `DPoP ${token}`, 'garbage', '', `JWT ${token}`]) {
+    for (const authorization of ['Basic dGVzdDp0ZXN0', `Token ${token}`, `Bearer${token}`, `DPoP${token}`, 'garbage', '', `JWT ${token}`]) {
       expectRefused(await list(app, authorization), 401)
     }
+    // DPoP is a scheme of this server's (RFC 9449): a token not bound to a key is refused under it, with its challenge.
+    const dpop = await list(app, `DPoP ${token}`)
+    expect(dpop.statusCode).toBe(401)
+    expect(dpop.headers['www-authenticate']).toMatch(/^DPoP realm="agentidp", error="invalid_token"/)
     for (const authorization of ['Bearer', 'Bearer ', `Bearer  ${token}`, 'Bearer "quoted"', 'Bearer a,b', 'Bearer é']) {
       expectRefused(await list(app, authorization), 400, 'invalid_request')
     }

@@ -13,9 +13,9 @@ export async function postForm (app: App, url: string, form: Record<string, stri
   return await app.inject({ method: 'POST', url, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, payload: body.toString(), remoteAddress })
 }
 
-/** client_credentials with client_secret_basic. */
-export async function requestToken (app: App, clientId: string, secret: string, form: Record<string, string | string[]> = {}, remoteAddress?: string) {
-  return await postForm(app, '/oauth2/token', { grant_type: 'client_credentials', ...form }, { authorization: basicAuth(clientId, secret) }, remoteAddress)
+/** client_credentials with client_secret_basic (at an organization's token endpoint when `url` names it). */
+export async function requestToken (app: App, clientId: string, secret: string, form: Record<string, string | string[]> = {}, remoteAddress?: string, url = '/oauth2/token') {
+  return await postForm(app, url, { grant_type: 'client_credentials', ...form }, { authorization: basicAuth(clientId, secret) }, remoteAddress)
 }
 
 /** The payload of a JWT, unverified (tests verify separately where it matters). */

@@ -12,16 +12,18 @@ export interface AgentRow {
   /** RFC 8707 resources the agent may name as a token's audience, besides the default one. */
   resources: string[]
   status: AgentStatus
+  /** RFC 9449 §5.2 (sql/0013): tokens only with a DPoP proof, bound to its key. */
+  dpop_bound_access_tokens: boolean
   metadata: AgentMetadata
   created_at: Date
   updated_at: Date
 }
 
 /** What a new agent is made of; it starts active and the database fills in the timestamps. */
-export type NewAgent = Omit<AgentRow, 'status' | 'created_at' | 'updated_at'>
+export type NewAgent = Omit<AgentRow, 'status' | 'dpop_bound_access_tokens' | 'created_at' | 'updated_at'> & { dpop_bound_access_tokens?: boolean }
 
 /** The columns an update may change. */
-export type AgentChanges = Partial<Pick<AgentRow, 'name' | 'description' | 'owner' | 'scopes' | 'resources' | 'metadata' | 'status'>>
+export type AgentChanges = Partial<Pick<AgentRow, 'name' | 'description' | 'owner' | 'scopes' | 'resources' | 'dpop_bound_access_tokens' | 'metadata' | 'status'>>
 
 /** Row locks a caller inside a transaction may take on the agent it reads. */
 export type AgentLock = 'update' | 'share'
@@ -29,9 +31,9 @@ export type AgentLock = 'update' | 'share'
 /** Inserts an agent with status active. */
 export async function insertAgent (sql: Queryable, agent: NewAgent): Promise<AgentRow> {
   const [row] = await sql<AgentRow[]>`
-    insert into agents (id, client_id, name, description, owner, scopes, resources, metadata)
+    insert into agents (id, client_id, name, description, owner, scopes, resources, dpop_bound_access_tokens, metadata)
     values (${agent.id}, ${agent.client_id}, ${agent.name}, ${agent.description}, ${agent.owner},
-            ${sql.array(agent.scopes)}::text[], ${sql.array(agent.resources)}::text[], ${sql.json(agent.metadata as never)})
+            ${sql.array(agent.scopes)}::text[], ${sql.array(agent.resources)}::text[], ${agent.dpop_bound_access_tokens ?? false}, ${sql.json(agent.metadata as never)})
     returning *`
   return row as AgentRow
 }
@@ -73,7 +75,7 @@ export async function listAgents (sql: Queryable, filter: { status?: AgentStatus
 
 /**
  * Applies the changes (at least one) and bumps updated_at; returns the row as it now is. A status change, or a scope
- * or resource taken away (`narrowed`), also moves the agent's "not before" watermark to `at`: every token issued up
+ * or resource taken away or DPoP binding required (`narrowed`), also moves the agent's "not before" watermark to `at`: every token issued up
  * to then stops being valid.
  */
 export async function updateAgent (sql: Queryable, id: string, changes: AgentChanges, at = new Date(), narrowed = false): Promise<AgentRow> {

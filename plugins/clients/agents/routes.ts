@@ -36,7 +36,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: write,
     config
   }, async (request, reply) => {
-    const agent = await service.create(request.body, principalActor(request), principalCaller(request))
+    const agent = await service.create(request.body, principalActor(request), principalCaller(request), request.issuerContext.issuer)
     return reply.code(201).header('location', `/api/v1/agents/${agent.id}`).send(agent)
   })
 
@@ -51,7 +51,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: read,
     config
-  }, async (request) => await service.list(request.issuerContext.orgId, request.query))
+  }, async (request) => await service.list(request.issuerContext.orgId, request.query, request.issuerContext.issuer))
 
   app.get('/api/v1/agents/:id', {
     schema: {
@@ -64,7 +64,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: read,
     config
-  }, async (request) => await service.get(request.issuerContext.orgId, request.params.id))
+  }, async (request) => await service.get(request.issuerContext.orgId, request.params.id, request.issuerContext.issuer))
 
   app.patch('/api/v1/agents/:id', {
     schema: {
@@ -78,7 +78,7 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: write,
     config
-  }, async (request) => await service.update(request.params.id, request.body, principalActor(request), principalCaller(request)))
+  }, async (request) => await service.update(request.params.id, request.body, principalActor(request), principalCaller(request), request.issuerContext.issuer))
 
   app.delete('/api/v1/agents/:id', {
     schema: {

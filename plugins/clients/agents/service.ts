@@ -1,4 +1,5 @@
 import type { AuditActor, AuditEvent } from '../../audit/public.js'
+import { agentDid } from '../../../src/did-web.js'
 import { badRequest, conflict, notFound, serviceUnavailable } from '../../../src/errors.js'
 import { inOrganization, type Queryable } from '../../../src/database.js'
 import { newId } from '../../../src/ids.js'
@@ -15,17 +16,19 @@ import { publishChanges } from '../../revocation/public.js'
 import type { Deps } from '../deps.js'
 import { findAgent, insertAgent, listAgents, updateAgent, type AgentChanges, type AgentLock, type AgentRow } from './repository.js'
 
-/** The API form of an agents row. */
-export function toAgent (row: AgentRow): Agent {
+/** The API form of an agents row, as the issuer `issuer` shows it (its DID derives from the issuer). */
+export function toAgent (row: AgentRow, issuer: string): Agent {
   return {
     id: row.id,
     client_id: row.client_id,
+    did: agentDid(issuer, row.id),
     name: row.name,
     description: row.description,
     owner: row.owner,
     scopes: row.scopes,
     resources: row.resources,
     status: row.status,
+    dpop_bound_access_tokens: row.dpop_bound_access_tokens,
     metadata: row.metadata,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString()
@@ -75,6 +78,7 @@ function changesOf (current: AgentRow, body: UpdateAgentBody): AgentChanges {
   if (body.owner !== undefined && body.owner !== current.owner) changes.owner = body.owner
   if (body.scopes !== undefined && !sameJson(body.scopes, current.scopes)) changes.scopes = body.scopes
   if (body.resources !== undefined && !sameJson(body.resources, current.resources)) changes.resources = body.resources
+  if (body.dpop_bound_access_tokens !== undefined && body.dpop_bound_access_tokens !== current.dpop_bound_access_tokens) changes.dpop_bound_access_tokens = body.dpop_bound_access_tokens
   if (body.metadata !== undefined && !sameJson(body.metadata, current.metadata)) changes.metadata = body.metadata
   if (body.status !== undefined && body.status !== current.status) changes.status = body.status
   return changes
@@ -87,7 +91,7 @@ export function updateEvents (before: AgentRow, changes: AgentChanges, actor: Au
   if (fields.length > 0) {
     const data: Record<string, unknown> = { fields }
     // Values that decide what the agent may do are kept; free text and metadata are named only.
-    for (const field of ['name', 'owner', 'scopes', 'resources'] as const) {
+    for (const field of ['name', 'owner', 'scopes', 'resources', 'dpop_bound_access_tokens'] as const) {
       if (changes[field] !== undefined) data[field] = { from: before[field], to: changes[field] }
     }
     events.push({ type: 'agent.updated', agentId: before.id, ...actor, data })
@@ -114,7 +118,7 @@ export async function existingAgent (sql: Queryable, id: string, lock?: AgentLoc
 export function agentService (deps: Deps) {
   return {
     /** Registers an active agent with a new client_id; it holds no credential yet. Management scopes: see authorize. */
-    async create (body: CreateAgentBody, actor: AuditActor, caller: Caller): Promise<Agent> {
+    async create (body: CreateAgentBody, actor: AuditActor, caller: Caller, issuer: string): Promise<Agent> {
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
       authorize(deps.config, caller, { kind: 'agent.create', scopes: body.scopes ?? [] })
@@ -127,30 +131,31 @@ export function agentService (deps: Deps) {
           owner: body.owner ?? null,
           scopes: body.scopes ?? [],
           resources: body.resources ?? [],
+          dpop_bound_access_tokens: body.dpop_bound_access_tokens ?? false,
           metadata: body.metadata ?? {}
         })
         await deps.audit.recordIn(tx, {
           type: 'agent.created',
           agentId: row.id,
           ...actor,
-          data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes, resources: row.resources }
+          data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes, resources: row.resources, dpop_bound_access_tokens: row.dpop_bound_access_tokens }
         })
         return row
       })
-      return toAgent(row)
+      return toAgent(row, issuer)
     },
 
     /** One page in creation order: each agent exactly once across pages, whatever is created meanwhile. */
-    async list (orgId: string, query: ListAgentsQuery): Promise<AgentPage> {
+    async list (orgId: string, query: ListAgentsQuery, issuer: string): Promise<AgentPage> {
       const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
       const rows = await inOrganization(deps.sql, orgId, async (tx) => await listAgents(tx, { status: query.status, owner: query.owner, clientId: query.client_id, after, limit: query.limit + 1 }))
       const items = rows.slice(0, query.limit)
       const last = items.at(-1)
-      return { items: items.map(toAgent), next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last.id) : null }
+      return { items: items.map((row) => toAgent(row, issuer)), next_cursor: rows.length > query.limit && last !== undefined ? encodeCursor(last.id) : null }
     },
 
-    async get (orgId: string, id: string): Promise<Agent> {
-      return toAgent(await inOrganization(deps.sql, orgId, async (tx) => await existingAgent(tx, id)))
+    async get (orgId: string, id: string, issuer: string): Promise<Agent> {
+      return toAgent(await inOrganization(deps.sql, orgId, async (tx) => await existingAgent(tx, id)), issuer)
     },
 
     /**
@@ -158,9 +163,9 @@ export function agentService (deps: Deps) {
      * agent is read-only (409), so its record stays as it was when it was retired. The caller's authority over the
      * agent and over the scopes it grants is checked under the row lock (see authorize).
      */
-    async update (id: string, body: UpdateAgentBody, actor: AuditActor, caller: Caller): Promise<Agent> {
+    async update (id: string, body: UpdateAgentBody, actor: AuditActor, caller: Caller, issuer: string): Promise<Agent> {
       // Unknown members are dropped by validation; a body left with none was most likely a typo, not a no-op.
-      if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, resources, metadata, status' }])
+      if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, resources, dpop_bound_access_tokens, metadata, status' }])
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
       const at = new Date()
@@ -171,14 +176,16 @@ export function agentService (deps: Deps) {
         authorize(deps.config, caller, { kind: 'agent.update', target: current, changes })
         // Tokens carrying a scope or resource the agent lost die with it (and cached client verifications re-read
         // them). Tokens name what they carry, but the watermark is per agent: all of its earlier tokens die.
+        // Requiring DPoP narrows too: the agent's Bearer tokens issued before die, so none outlives the requirement.
         const narrowed = (changes.scopes !== undefined && current.scopes.some((scope) => !changes.scopes?.includes(scope))) ||
-          (changes.resources !== undefined && current.resources.some((resource) => !changes.resources?.includes(resource)))
+          (changes.resources !== undefined && current.resources.some((resource) => !changes.resources?.includes(resource))) ||
+          changes.dpop_bound_access_tokens === true
         const after = Object.keys(changes).length === 0 ? current : await updateAgent(tx, id, changes, at, narrowed)
         await deps.audit.recordIn(tx, ...updateEvents(current, changes, actor))
         return { after, changes, narrowed }
       })
       if (changes.status !== undefined || narrowed) await publishChanges(deps, { agentIds: [id] }, at)
-      return toAgent(after)
+      return toAgent(after, issuer)
     },
 
     /**

@@ -22,6 +22,8 @@ export interface AuthenticatedClient {
   scopes: string[]
   /** The RFC 8707 resources the agent may name, besides the default audience. */
   resources: string[]
+  /** RFC 9449 §5.2: the agent gets tokens only with a DPoP proof (agents.dpop_bound_access_tokens). */
+  dpopBoundAccessTokens: boolean
   /** When the credential expires (epoch ms; Infinity for never): no token outlives it. */
   credentialExpiresAt: number
   /** The RFC 7591 name of the method it authenticated with (methods/). */
@@ -65,6 +67,7 @@ interface CachedVerification {
   credentialId: string
   scopes: string[]
   resources: string[]
+  dpopBoundAccessTokens: boolean
   credentialExpiresAt: number
   verifiedAtMs: number
 }
@@ -236,6 +239,7 @@ export default fp(async (app) => {
       credentialId: row.credential_id,
       scopes: row.scopes,
       resources: row.resources,
+      dpopBoundAccessTokens: row.dpop_bound_access_tokens,
       credentialExpiresAt: row.expires_at?.getTime() ?? Infinity,
       verifiedAtMs: readAtMs,
       key: keyOfJwk(row.public_jwk),
@@ -334,7 +338,7 @@ export default fp(async (app) => {
       jtisCleanedAt.set(orgId, Date.now())
       inOrganization(sql, orgId, async (tx) => { await forgetExpiredAssertions(tx) }).catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not delete expired client assertion jtis') })
     }
-    return { agentId: key.agentId, clientId, credentialId: key.credentialId, scopes: key.scopes, resources: key.resources, credentialExpiresAt: key.credentialExpiresAt, method }
+    return { agentId: key.agentId, clientId, credentialId: key.credentialId, scopes: key.scopes, resources: key.resources, dpopBoundAccessTokens: key.dpopBoundAccessTokens, credentialExpiresAt: key.credentialExpiresAt, method }
   }
 
   async function readCredentials (request: FastifyRequest, endpoint: string): Promise<PresentedCredentials> {
@@ -355,7 +359,7 @@ export default fp(async (app) => {
     const standing = await inOrganization(sql, entry.orgId, async (tx) => await clientStanding(tx, entry.credentialId))
     if (standing === undefined || standing.agent_status !== 'active' || standing.revoked_at !== null) return undefined
     if (standing.expires_at !== null && standing.expires_at.getTime() <= Date.now()) return undefined
-    return { ...entry, scopes: standing.scopes, resources: standing.resources, verifiedAtMs: readAtMs }
+    return { ...entry, scopes: standing.scopes, resources: standing.resources, dpopBoundAccessTokens: standing.dpop_bound_access_tokens, verifiedAtMs: readAtMs }
   }
 
   app.decorate('authenticateClient', async (request: FastifyRequest, endpoint: string): Promise<AuthenticatedClient> => {
@@ -374,7 +378,7 @@ export default fp(async (app) => {
       if (confirmed !== undefined) {
         if (confirmed !== cached) remember(key, confirmed)
         noteUse(orgId, confirmed.credentialId)
-        return { agentId: confirmed.agentId, clientId: presented.clientId, credentialId: confirmed.credentialId, scopes: confirmed.scopes, resources: confirmed.resources, credentialExpiresAt: confirmed.credentialExpiresAt, method: presented.method }
+        return { agentId: confirmed.agentId, clientId: presented.clientId, credentialId: confirmed.credentialId, scopes: confirmed.scopes, resources: confirmed.resources, dpopBoundAccessTokens: confirmed.dpopBoundAccessTokens, credentialExpiresAt: confirmed.credentialExpiresAt, method: presented.method }
       }
       cache.delete(key)
     }
@@ -409,10 +413,11 @@ export default fp(async (app) => {
       credentialId: row.credential_id,
       scopes: row.scopes,
       resources: row.resources,
+      dpopBoundAccessTokens: row.dpop_bound_access_tokens,
       credentialExpiresAt,
       verifiedAtMs: readAtMs
     })
     noteUse(orgId, row.credential_id)
-    return { agentId: row.agent_id, clientId: row.client_id, credentialId: row.credential_id, scopes: row.scopes, resources: row.resources, credentialExpiresAt, method: presented.method }
+    return { agentId: row.agent_id, clientId: row.client_id, credentialId: row.credential_id, scopes: row.scopes, resources: row.resources, dpopBoundAccessTokens: row.dpop_bound_access_tokens, credentialExpiresAt, method: presented.method }
   })
 }, { name: 'client-auth', dependencies: ['postgres', 'redis', 'revocations', 'audit', 'metrics', 'config', 'keys'] })

@@ -1,5 +1,6 @@
 import type { Queryable } from '../../../src/database.js'
 import type { CredentialType, PublicJwk } from '../../../schemas/credentials.js'
+import type { FederationRule } from './federated.js'
 
 /** A credentials row without its hash: what every read except verification needs. */
 export interface CredentialRow {
@@ -16,6 +17,8 @@ export interface CredentialRow {
   /** private_key_jwt only (sql/0010): the public key and its RFC 7638 thumbprint; null for a secret. */
   public_jwk: PublicJwk | null
   jwk_thumbprint: string | null
+  /** federated only (sql/0014): its trust rule, where the read joins it (listCredentials); null otherwise. */
+  federation?: FederationRule | null
 }
 
 /** A credential with its argon2id hash, for the few callers that verify a secret. */
@@ -30,24 +33,82 @@ const COLUMNS = 'id, agent_id, created_at, expires_at, revoked_at, last_used_at,
  * Inserts a credential: a secret's hash (only the hash is ever given to the database), or a public key with its
  * thumbprint (type private_key_jwt).
  */
-export async function insertCredential (sql: Queryable, credential: { id: string, agent_id: string, expires_at: Date | null, bootstrap?: boolean } & ({ secret_hash: string } | { public_jwk: PublicJwk, jwk_thumbprint: string })): Promise<CredentialRow> {
+export async function insertCredential (sql: Queryable, credential: { id: string, agent_id: string, expires_at: Date | null, bootstrap?: boolean } & ({ secret_hash: string } | { public_jwk: PublicJwk, jwk_thumbprint: string } | { federation: FederationRule })): Promise<CredentialRow> {
   const secretHash = 'secret_hash' in credential ? credential.secret_hash : null
   const publicJwk = 'public_jwk' in credential ? credential.public_jwk : null
   const thumbprint = 'jwk_thumbprint' in credential ? credential.jwk_thumbprint : null
+  const type: CredentialType = 'federation' in credential ? 'federated' : publicJwk === null ? 'client_secret' : 'private_key_jwt'
   const [row] = await sql<CredentialRow[]>`
     insert into credentials (id, agent_id, secret_hash, expires_at, bootstrap, type, public_jwk, jwk_thumbprint)
     values (${credential.id}, ${credential.agent_id}, ${secretHash}, ${credential.expires_at}, ${credential.bootstrap ?? false},
-            ${publicJwk === null ? 'client_secret' : 'private_key_jwt'}, ${publicJwk === null ? null : sql.json(publicJwk)}, ${thumbprint})
+            ${type}, ${publicJwk === null ? null : sql.json(publicJwk)}, ${thumbprint})
     returning ${sql.unsafe(COLUMNS)}`
-  return row as CredentialRow
+  if (!('federation' in credential)) return row as CredentialRow
+  const rule = credential.federation
+  // org_id is the organization's the transaction works for (inOrganization), by its default.
+  await sql`
+    insert into federated_credentials (credential_id, issuer, subject, audience, claims, jwks, jwks_uri)
+    values (${credential.id}, ${rule.issuer}, ${rule.subject}, ${rule.audience}, ${sql.json(rule.claims as never)},
+            ${rule.jwks === null ? null : sql.json(rule.jwks as never)}, ${rule.jwks_uri})`
+  return { ...row as CredentialRow, federation: rule }
 }
 
-/** Every credential of the agent, live or not, oldest first. */
+/** Every credential of the agent, live or not, oldest first, a federated one with its trust rule. */
 export async function listCredentials (sql: Queryable, agentId: string): Promise<CredentialRow[]> {
   return await sql<CredentialRow[]>`
-    select ${sql.unsafe(COLUMNS)}
-    from credentials where agent_id = ${agentId}
+    select ${sql.unsafe(COLUMNS)},
+           case when f.credential_id is null then null
+                else jsonb_build_object('issuer', f.issuer, 'subject', f.subject, 'audience', f.audience, 'claims', f.claims, 'jwks', f.jwks, 'jwks_uri', f.jwks_uri) end as federation
+    from credentials left join federated_credentials f on f.credential_id = credentials.id
+    where agent_id = ${agentId}
     order by id`
+}
+
+/**
+ * Whether the organization holds a live federated credential with exactly this rule's issuer, subject and claims:
+ * a second would make every token it accepts ambiguous. Takes a transaction-scoped lock on the pair first, so two
+ * registrations of the same rule cannot both see none.
+ */
+export async function liveFederationRuleExists (sql: Queryable, rule: Pick<FederationRule, 'issuer' | 'subject' | 'claims'>): Promise<boolean> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(concat_ws(' ', current_org_id(), ${rule.issuer}::text, ${rule.subject}::text), 0))`
+  const rows = await sql`
+    select 1 from federated_credentials f join credentials c on c.id = f.credential_id
+    where f.org_id = current_org_id() and f.issuer = ${rule.issuer} and f.subject = ${rule.subject} and f.claims = ${sql.json(rule.claims as never)}
+      and c.revoked_at is null and (c.expires_at is null or c.expires_at > now())
+    limit 1`
+  return rows.length > 0
+}
+
+/** A live federated credential of an active agent whose issuer and subject a presented token names. */
+export interface FederatedTrustRow extends FederationRule {
+  credential_id: string
+  expires_at: Date | null
+  agent_id: string
+  client_id: string
+  scopes: string[]
+  resources: string[]
+  dpop_bound_access_tokens: boolean
+}
+
+// Rules that share one issuer and subject differ in their claims: a handful at most.
+const MAX_TRUSTS_TRIED = 10
+
+/**
+ * The live federated credentials of active agents of an active organization, the one the transaction works for,
+ * with exactly this issuer and subject: the only candidates a token naming them can match.
+ */
+export async function federatedTrustsOf (sql: Queryable, issuer: string, subject: string): Promise<FederatedTrustRow[]> {
+  return await sql<FederatedTrustRow[]>`
+    select f.credential_id, f.issuer, f.subject, f.audience, f.claims, f.jwks, f.jwks_uri, c.expires_at,
+           a.id as agent_id, a.client_id, a.scopes, a.resources, a.dpop_bound_access_tokens
+    from federated_credentials f
+      join credentials c on c.id = f.credential_id
+      join agents a on a.id = c.agent_id
+      join organizations o on o.id = a.org_id
+    where f.org_id = current_org_id() and f.issuer = ${issuer} and f.subject = ${subject}
+      and c.revoked_at is null and (c.expires_at is null or c.expires_at > now()) and a.status = 'active' and o.status = 'active'
+    order by f.credential_id
+    limit ${MAX_TRUSTS_TRIED}`
 }
 
 /** The credential if it belongs to the agent, else undefined. */
@@ -64,6 +125,14 @@ export async function liveCredentialsWithHash (sql: Queryable, agentId: string):
     select secret_hash, ${sql.unsafe(COLUMNS)}
     from credentials
     where agent_id = ${agentId} and type = 'client_secret' and revoked_at is null and (expires_at is null or expires_at > now())
+    order by id`
+}
+
+/** The live (not revoked, not expired) private_key_jwt keys of an agent, oldest first: what its DID document lists. */
+export async function liveKeysOfAgent (sql: Queryable, agentId: string): Promise<Array<{ public_jwk: PublicJwk, jwk_thumbprint: string }>> {
+  return await sql<Array<{ public_jwk: PublicJwk, jwk_thumbprint: string }>>`
+    select public_jwk, jwk_thumbprint from credentials
+    where agent_id = ${agentId} and type = 'private_key_jwt' and revoked_at is null and (expires_at is null or expires_at > now())
     order by id`
 }
 
@@ -97,6 +166,8 @@ export interface ClientCredentialRow {
   agent_status: 'active' | 'suspended' | 'decommissioned'
   scopes: string[]
   resources: string[]
+  /** Whether the agent's tokens must be DPoP-bound (sql/0013). */
+  dpop_bound_access_tokens: boolean
   credential_id: string
   secret_hash: string
   expires_at: Date | null
@@ -110,7 +181,7 @@ export interface ClientCredentialRow {
  */
 export async function liveCredentialsOfClient (sql: Queryable, clientId: string, credentialId?: string): Promise<ClientCredentialRow[]> {
   return await sql<ClientCredentialRow[]>`
-    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources,
+    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources, a.dpop_bound_access_tokens,
            c.id as credential_id, c.secret_hash, c.expires_at, c.bootstrap
     from agents a join credentials c on c.agent_id = a.id join organizations o on o.id = a.org_id
     where a.client_id = ${clientId}
@@ -135,7 +206,7 @@ const MAX_KEYS_TRIED = 10
  */
 export async function liveKeysOfClient (sql: Queryable, clientId: string, kid?: string): Promise<ClientKeyRow[]> {
   return await sql<ClientKeyRow[]>`
-    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources,
+    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources, a.dpop_bound_access_tokens,
            c.id as credential_id, c.public_jwk, c.jwk_thumbprint, c.expires_at
     from agents a join credentials c on c.agent_id = a.id join organizations o on o.id = a.org_id
     where a.client_id = ${clientId}
@@ -166,7 +237,7 @@ export async function forgetExpiredAssertions (sql: Queryable): Promise<void> {
 /** The current standing of a credential and its agent, for re-checking a cached verification. */
 export async function clientStanding (sql: Queryable, credentialId: string): Promise<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null } | undefined> {
   const [row] = await sql<Array<Omit<ClientCredentialRow, 'secret_hash'> & { revoked_at: Date | null }>>`
-    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources,
+    select a.id as agent_id, a.client_id, case when o.status = 'active' then a.status else 'organization_' || o.status end as agent_status, a.scopes, a.resources, a.dpop_bound_access_tokens,
            c.id as credential_id, c.expires_at, c.revoked_at
     from credentials c join agents a on a.id = c.agent_id join organizations o on o.id = a.org_id
     where c.id = ${credentialId}`

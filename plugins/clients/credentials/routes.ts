@@ -20,8 +20,8 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/api/v1/agents/:id/credentials', {
     schema: {
       tags,
-      summary: 'Issue a client secret',
-      description: 'The secret is in this response only; AgentIdP stores its argon2id hash. An agent may hold several live credentials, so a secret rotates without downtime: issue the new one, switch the client, revoke the old one. The body is optional. 403 (naming missing_scopes) when the agent holds a management scope the caller does not; 409 for the bootstrap admin (BOOTSTRAP_CLIENT_ID), whose secret is BOOTSTRAP_CLIENT_SECRET.',
+      summary: 'Issue a client secret, register a public key or a federation trust',
+      description: 'No body, or type client_secret: a secret, in this response only; AgentIdP stores its argon2id hash. An agent may hold several live credentials, so a secret rotates without downtime: issue the new one, switch the client, revoke the old one. type private_key_jwt with jwk: a public key its client assertions are signed with. type federated with issuer and subject (audience, claims, jwks or jwks_uri optional): tokens of that external issuer, presented with grant_type urn:ietf:params:oauth:grant-type:jwt-bearer, stand for the agent; 409 when a live federated credential of the organization has the same issuer, subject and claims. 403 (naming missing_scopes) when the agent holds a management scope the caller does not; 409 for the bootstrap admin (BOOTSTRAP_CLIENT_ID), whose secret is BOOTSTRAP_CLIENT_SECRET.',
       security,
       params: AgentParamsSchema,
       body: CreateCredentialBodySchema,

@@ -9,8 +9,9 @@ import { publishChanges } from '../../revocation/public.js'
 import type { Deps } from '../deps.js'
 import type { AgentRow } from '../agents/repository.js'
 import { existingAgent } from '../agents/service.js'
+import { federationRuleOf, refuseFederatedMembers, type FederationRule } from './federated.js'
 import { publicJwkOf } from './jwk.js'
-import { findCredential, insertCredential, listCredentials, revokeCredential, type CredentialRow } from './repository.js'
+import { findCredential, insertCredential, listCredentials, liveFederationRuleExists, revokeCredential, type CredentialRow } from './repository.js'
 
 const iso = (date: Date | null): string | null => date === null ? null : date.toISOString()
 
@@ -23,7 +24,22 @@ function toCredential (row: CredentialRow, clientId: string): Credential {
     expires_at: iso(row.expires_at),
     revoked_at: iso(row.revoked_at),
     last_used_at: iso(row.last_used_at),
-    ...keyMaterialOf(row)
+    ...keyMaterialOf(row),
+    ...federationOf(row)
+  }
+}
+
+/** A federated credential's trust rule, its unset members left out; nothing for another type. */
+function federationOf (row: CredentialRow): Pick<Credential, 'issuer' | 'subject' | 'audience' | 'claims' | 'jwks' | 'jwks_uri'> {
+  const rule = row.federation
+  if (rule === undefined || rule === null) return {}
+  return {
+    issuer: rule.issuer,
+    subject: rule.subject,
+    claims: rule.claims,
+    ...(rule.audience === null ? {} : { audience: rule.audience }),
+    ...(rule.jwks === null ? {} : { jwks: rule.jwks }),
+    ...(rule.jwks_uri === null ? {} : { jwks_uri: rule.jwks_uri })
   }
 }
 
@@ -32,9 +48,20 @@ function keyMaterialOf (row: CredentialRow): Pick<Credential, 'jwk' | 'jwk_thumb
   return row.public_jwk === null || row.jwk_thumbprint === null ? {} : { jwk: row.public_jwk, jwk_thumbprint: row.jwk_thumbprint }
 }
 
-/** The material of a new credential: a generated secret and its hash, or the public key the body registers. */
-async function materialOf (id: string, body: CreateCredentialBody | undefined): Promise<{ secret: string, secret_hash: string } | { public_jwk: PublicJwk, jwk_thumbprint: string }> {
-  if ((body?.type ?? 'client_secret') === 'client_secret') {
+type Material = { secret: string, secret_hash: string } | { public_jwk: PublicJwk, jwk_thumbprint: string } | { federation: FederationRule }
+
+/**
+ * The material of a new credential: a generated secret and its hash, the public key the body registers, or the
+ * federation trust rule it describes.
+ */
+async function materialOf (id: string, body: CreateCredentialBody | undefined, allowPrivateNetworks: boolean): Promise<Material> {
+  const type = body?.type ?? 'client_secret'
+  if (type === 'federated') {
+    if (body?.jwk !== undefined) throw badRequest('jwk is for type private_key_jwt only', [{ location: 'body/jwk', message: 'only with type private_key_jwt' }])
+    return { federation: await federationRuleOf(body as CreateCredentialBody, allowPrivateNetworks) }
+  }
+  refuseFederatedMembers(body, type)
+  if (type === 'client_secret') {
     if (body?.jwk !== undefined) throw badRequest('jwk is for type private_key_jwt only', [{ location: 'body/jwk', message: 'only with type private_key_jwt' }])
     const secret = generateClientSecret(id)
     return { secret, secret_hash: await hashSecret(secret) }
@@ -42,6 +69,14 @@ async function materialOf (id: string, body: CreateCredentialBody | undefined): 
   if (body?.jwk === undefined) throw badRequest('type private_key_jwt requires jwk, the public key', [{ location: 'body/jwk', message: 'required with type private_key_jwt' }])
   const { jwk, thumbprint } = await publicJwkOf(body.jwk as Record<string, unknown>)
   return { public_jwk: jwk, jwk_thumbprint: thumbprint }
+}
+
+/** What credential.created records of a key or a federation rule beside its id: public material only. */
+function credentialEventData (row: CredentialRow): Record<string, unknown> {
+  if (row.jwk_thumbprint !== null) return { credential_type: row.type, jwk_thumbprint: row.jwk_thumbprint }
+  const rule = row.federation
+  if (rule === undefined || rule === null) return {}
+  return { credential_type: row.type, issuer: rule.issuer, subject: rule.subject, audience: rule.audience, claims: rule.claims, jwks_uri: rule.jwks_uri, jwks_inline: rule.jwks !== null }
 }
 
 function expiryOf (body: CreateCredentialBody | undefined): Date | null {
@@ -75,19 +110,22 @@ export function credentialService (deps: Deps) {
       refuseDecommissioned(found)
       authorize(deps.config, caller, { kind: 'credential.create', target: found })
       const id = newId()
-      const material = await materialOf(id, body)
+      const material = await materialOf(id, body, deps.config.federationAllowPrivateNetworks)
       const { agent, row } = await inOrganization(deps.sql, actor.orgId, async (tx) => {
         // FOR SHARE: a concurrent decommissioning (FOR UPDATE) waits for this insert and then revokes it too, or
         // this waits for it and sees the agent decommissioned; never a live credential on a retired agent.
         const agent = await existingAgent(tx, agentId, 'share')
         refuseDecommissioned(agent)
         authorize(deps.config, caller, { kind: 'credential.create', target: agent })
+        if ('federation' in material && await liveFederationRuleExists(tx, material.federation)) {
+          throw conflict('a live federated credential with this issuer, subject and claims exists already: a token it accepts must stand for one agent only')
+        }
         const row = await insertCredential(tx, { id, agent_id: agentId, expires_at: expiresAt, ...material })
         await deps.audit.recordIn(tx, {
           type: 'credential.created',
           agentId,
           ...actor,
-          data: { credential_id: row.id, expires_at: iso(row.expires_at), ...(row.jwk_thumbprint === null ? {} : { credential_type: row.type, jwk_thumbprint: row.jwk_thumbprint }) }
+          data: { credential_id: row.id, expires_at: iso(row.expires_at), ...credentialEventData(row) }
         })
         return { agent, row }
       })
@@ -98,7 +136,8 @@ export function credentialService (deps: Deps) {
         ...('secret' in material ? { client_secret: material.secret } : {}),
         created_at: row.created_at.toISOString(),
         expires_at: iso(row.expires_at),
-        ...keyMaterialOf(row)
+        ...keyMaterialOf(row),
+        ...federationOf(row)
       }
     },
 

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { TokenRequestBody } from '../../../schemas/tokens.js'
 import type { AuthenticatedClient } from '../../clients/public.js'
 import { clientCredentials } from './client-credentials.js'
+import { JWT_BEARER_GRANT_TYPE, jwtBearer } from './jwt-bearer.js'
 
 /** What every grant handler receives: the authenticated client, the request's jti (its issue time), its parameters. */
 export interface GrantContext {
@@ -9,7 +10,8 @@ export interface GrantContext {
   request: FastifyRequest
   /** The request's parameters, only those the grant reads and those every request may carry (COMMON_PARAMETERS). */
   body: TokenRequestBody
-  client: AuthenticatedClient
+  /** The client the request authenticated; null only for a grant whose authentication is 'optional'. */
+  client: AuthenticatedClient | null
   jti: string
 }
 
@@ -21,8 +23,15 @@ export interface Issuance {
   audience: string | string[]
   /** The credential the token is issued against, when there is one: revoking that credential kills the token. */
   credentialId?: string
-  /** Claims of the grant's own (act, cnf); never one the issuer sets. */
+  /** Claims of the grant's own (act); never one the issuer sets (cnf included: the issuer binds, from the request's proof). */
   claims?: Record<string, unknown>
+  /**
+   * The client the token is issued to when the request authenticated none (jwt-bearer: the agent the assertion
+   * stands for); its client_id goes into the token, its credential's expiry bounds it.
+   */
+  client?: AuthenticatedClient
+  /** What token.issued records beside what every grant records (jwt-bearer: the external iss and sub). */
+  audit?: Record<string, unknown>
 }
 
 /** A grant type (RFC 6749 §4, or an extension grant): one file each in this folder. */
@@ -31,7 +40,7 @@ export interface Grant {
   parameters: readonly string[]
   /**
    * Whether the token endpoint authenticates the client before the grant runs. A grant that authenticates the
-   * request itself (jwt-bearer) will say 'optional'; the token endpoint handles 'required' only today.
+   * request itself (jwt-bearer) says 'optional': a client that presents credentials is authenticated all the same.
    */
   clientAuthentication: 'required' | 'optional'
   handle(context: GrantContext): Promise<Issuance>
@@ -42,7 +51,8 @@ export const COMMON_PARAMETERS: readonly string[] = ['grant_type', 'client_id', 
 
 /** Grants by the grant_type on the wire: adding one (token exchange, jwt-bearer) is adding a file and a line. */
 export const GRANTS: Readonly<Record<string, Grant>> = {
-  client_credentials: clientCredentials
+  client_credentials: clientCredentials,
+  [JWT_BEARER_GRANT_TYPE]: jwtBearer
 }
 
 /** The grant registered under `grantType`, if any: an own member only, so `__proto__` or `toString` name none. */

@@ -20,6 +20,14 @@ export const CLIENT_AUTH_METHODS: Readonly<Record<string, ClientAuthMethod>> = {
 
 const METHODS = Object.values(CLIENT_AUTH_METHODS)
 
+/**
+ * Whether the request presents client credentials by any method (readable or not), or any Authorization header:
+ * where client authentication is optional (the jwt-bearer grant), a request that presents them is authenticated.
+ */
+export function presentsClientCredentials (request: FastifyRequest): boolean {
+  return authorizationHeaderCount(request) > 0 || METHODS.some((method) => method.isPresented(request))
+}
+
 /** The credentials a request presents, by exactly one method (RFC 6749 §2.3: a client uses one per request). */
 export function presentedCredentials (request: FastifyRequest): PresentedCredentials {
   // Node keeps the first of repeated Authorization headers, a proxy in front may have judged another: two are two

@@ -1,0 +1,91 @@
+import type { IncomingMessage } from 'node:http'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { inOrganization } from '../../src/database.js'
+import { notFound, serviceUnavailable } from '../../src/errors.js'
+import { issuerContextOf, type IssuerContext } from '../tokens/public.js'
+import { findOrganizationBySlug, publishedKeys, type OrganizationRow } from './repository.js'
+import { signingKeysOf } from './signing-keys.js'
+
+const SLUG = '[a-z0-9][a-z0-9-]{1,61}[a-z0-9]'
+// {ISSUER}/o/{slug}/…: an organization's endpoints. RFC 8414 §3 inserts the issuer's path after the well-known
+// name instead: /.well-known/oauth-authorization-server/o/{slug}.
+const ORGANIZATION_PATH = new RegExp(`^/o/(${SLUG})(/.*)?$`)
+const METADATA_PATH = new RegExp(`^/\\.well-known/oauth-authorization-server/o/(${SLUG})$`)
+const ORGANIZATION_SLUG = Symbol('agentidp.organizationSlug')
+
+/**
+ * Fastify's rewriteUrl: an organization's URL is routed as the same route without its prefix, and the slug is kept
+ * on the request for `issuerFor`. Every route of the default issuer thereby exists under /o/{slug} too.
+ */
+export function rewriteOrganizationUrl (raw: IncomingMessage): string {
+  const url = raw.url ?? '/'
+  const queryAt = url.indexOf('?')
+  const path = queryAt === -1 ? url : url.slice(0, queryAt)
+  const query = queryAt === -1 ? '' : url.slice(queryAt)
+  const metadata = METADATA_PATH.exec(path)
+  if (metadata !== null) {
+    keepSlug(raw, metadata[1] as string)
+    return `/.well-known/oauth-authorization-server${query}`
+  }
+  const prefixed = ORGANIZATION_PATH.exec(path)
+  if (prefixed === null) return url
+  keepSlug(raw, prefixed[1] as string)
+  return `${prefixed[2] ?? '/'}${query}`
+}
+
+function keepSlug (raw: IncomingMessage, slug: string): void {
+  (raw as IncomingMessage & { [ORGANIZATION_SLUG]?: string })[ORGANIZATION_SLUG] = slug
+}
+
+function slugOf (request: FastifyRequest): string | undefined {
+  return (request.raw as IncomingMessage & { [ORGANIZATION_SLUG]?: string })[ORGANIZATION_SLUG]
+}
+
+// How long a replica answers from what it read of an organization (its status and keys): a rotation or suspension
+// made on another replica is seen within this, and suspension kills tokens through Redis at once anyway.
+const RESOLVED_TTL_MS = 5_000
+const RESOLVED_MAX_ENTRIES = 10_000
+
+interface Resolved { context: IssuerContext | undefined, organization: OrganizationRow | undefined, atMs: number }
+
+/** Resolves `/o/{slug}` requests to their organization's issuer context, cached per slug for a few seconds. */
+export function organizationResolver (app: FastifyInstance) {
+  const resolved = new Map<string, Resolved>()
+
+  async function resolve (slug: string): Promise<Resolved> {
+    const known = resolved.get(slug)
+    if (known !== undefined && Date.now() - known.atMs < RESOLVED_TTL_MS) return known
+    const atMs = Date.now()
+    const organization = await findOrganizationBySlug(app.sql, slug)
+    let context: IssuerContext | undefined
+    // The default organization has one issuer, ISSUER: /o/default is not a second name for it.
+    if (organization !== undefined && organization.status !== 'deleted' && organization.slug !== 'default') {
+      const kek = app.keyEncryptionKey
+      if (kek === undefined) throw serviceUnavailable('organizations\' keys cannot be opened: KEY_ENCRYPTION_KEY is not set')
+      const rows = await inOrganization(app.sql, organization.id, async (tx) => await publishedKeys(tx))
+      const keys = signingKeysOf(kek, organization.id, rows)
+      if (keys !== undefined) {
+        context = issuerContextOf({ orgId: organization.id, origin: app.config.issuer, basePath: `/o/${organization.slug}`, keys, tokenAudience: `${app.config.issuer}/o/${organization.slug}` })
+      }
+    }
+    const entry = { context, organization, atMs }
+    if (resolved.size >= RESOLVED_MAX_ENTRIES) resolved.clear()
+    resolved.set(slug, entry)
+    return entry
+  }
+
+  return {
+    /** The issuer a request speaks to: the default's, or its organization's; a 404 for one that does not exist. */
+    async issuerFor (request: FastifyRequest): Promise<IssuerContext> {
+      const slug = slugOf(request)
+      if (slug === undefined) return app.defaultIssuer
+      const { context } = await resolve(slug)
+      if (context === undefined) throw notFound(`no organization ${slug}`)
+      return context
+    },
+    /** Drops what this replica cached of an organization (after this replica changed it). */
+    forget (slug: string): void {
+      resolved.delete(slug)
+    }
+  }
+}
