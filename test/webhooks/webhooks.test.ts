@@ -1,14 +1,12 @@
 import type { LookupFunction } from 'node:net'
-import type { FastifyRequest } from 'fastify'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { AUDIT_EVENT_TYPES } from '../../plugins/audit/public.js'
-import { issuerContextOf } from '../../plugins/tokens/issuer-context.js'
 import type { App } from '../../src/app.js'
 import { DEFAULT_ORG_ID } from '../../src/database.js'
-import { newId } from '../../src/ids.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
 import { auditEvents, authHeaders, createAgent } from '../support/management.js'
 import { ownerSql, setupTestContext } from '../helper.js'
+import { requestToken } from '../support/oauth.js'
 import { eventually, Receiver, verify } from './receiver.js'
 
 const context = setupTestContext()
@@ -361,32 +359,39 @@ describe('SSRF rules for receivers', () => {
 })
 
 describe('organizations', () => {
-  it('delivers each organization\'s events to its own subscriptions only, and lists only its own', async () => {
+  it('delivers each organization\'s events to its own subscriptions only; deleting the organization deletes them', async () => {
     const app = await context.build()
-    const [beta] = await ownerSql(app)<Array<{ id: string }>>`insert into organizations (id, slug, name) values (${newId()}, ${`beta-${Date.now()}`}, 'Beta') returning id`
-    // The seam organizations resolve through (a header stands in for the /o/{slug} prefix): the same issuer and keys,
-    // another organization.
-    const betaIssuer = issuerContextOf({ orgId: beta!.id, origin: app.config.issuer, basePath: '', keys: app.keys, tokenAudience: app.config.tokenAudience })
-    const fallback = app.defaultIssuer
-    app.issuerFor = async (request: FastifyRequest) => request.headers['x-test-org'] === 'beta' ? betaIssuer : fallback
-    const asBeta = { ...await authHeaders(app), 'x-test-org': 'beta' }
+    const created = await app.inject({ method: 'POST', url: '/api/v1/organizations', headers: await authHeaders(app), payload: { slug: 'hooked', name: 'Hooked' } })
+    expect(created.statusCode, created.body).toBe(201)
+    const org = created.json() as { id: string, admin: { client_id: string, client_secret: string } }
+    // The organization's first admin holds webhooks:* and audit:read (organization scopes, not the platform's).
+    const token = await requestToken(app, org.admin.client_id, org.admin.client_secret, {}, undefined, '/o/hooked/oauth2/token')
+    expect(token.statusCode, token.body).toBe(200)
+    const asHooked = { authorization: `Bearer ${token.json().access_token as string}` }
 
     const other = await Receiver.start()
     try {
       await subscribe(app, { events: ['agent.created'] })
-      const created = await app.inject({ method: 'POST', url: '/api/v1/webhooks', headers: asBeta, payload: { url: other.url, events: ['agent.created'] } })
-      expect(created.statusCode, created.body).toBe(201)
-      const listed = await app.inject({ method: 'GET', url: '/api/v1/webhooks', headers: asBeta })
-      expect(listed.json().items.map((item: { id: string }) => item.id)).toEqual([created.json().id])
+      const theirs = await app.inject({ method: 'POST', url: '/o/hooked/api/v1/webhooks', headers: asHooked, payload: { url: other.url, events: ['agent.created'] } })
+      expect(theirs.statusCode, theirs.body).toBe(201)
+      const listed = await app.inject({ method: 'GET', url: '/o/hooked/api/v1/webhooks', headers: asHooked })
+      expect(listed.json().items.map((item: { id: string }) => item.id)).toEqual([theirs.json().id])
+      expect((await app.inject({ method: 'GET', url: `/api/v1/webhooks/${theirs.json().id as string}`, headers: await authHeaders(app) })).statusCode).toBe(404)
 
-      expect((await app.inject({ method: 'POST', url: '/api/v1/agents', headers: asBeta, payload: { name: 'in beta' } })).statusCode).toBe(201)
+      expect((await app.inject({ method: 'POST', url: '/o/hooked/api/v1/agents', headers: asHooked, payload: { name: 'in hooked' } })).statusCode).toBe(201)
       await createAgent(app, { name: 'in default' })
       await other.until((received) => received.length >= 1)
       await receiver.until((received) => received.length >= 1)
       await new Promise((resolve) => setTimeout(resolve, 300))
-      expect(other.received.map((request) => request.json.data.name)).toEqual(['in beta'])
+      expect(other.received.map((request) => request.json.data.name)).toEqual(['in hooked'])
       expect(receiver.received.map((request) => request.json.data.name)).toEqual(['in default'])
-      expect(() => verify(created.json().secret, other.received[0]!)).not.toThrow()
+      expect(() => verify(theirs.json().secret, other.received[0]!)).not.toThrow()
+
+      const platform = await authHeaders(app)
+      expect((await app.inject({ method: 'PATCH', url: `/api/v1/organizations/${org.id}`, headers: platform, payload: { status: 'suspended' } })).statusCode).toBe(200)
+      expect((await app.inject({ method: 'DELETE', url: `/api/v1/organizations/${org.id}`, headers: platform })).statusCode).toBe(204)
+      const [left] = await ownerSql(app)<Array<{ n: number }>>`select count(*)::int as n from webhook_subscriptions where org_id = ${org.id}`
+      expect(left?.n).toBe(0)
     } finally {
       await other.close()
     }
