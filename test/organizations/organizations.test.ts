@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto'
 import { createServer } from 'node:net'
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
+import { createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose'
 import * as client from 'openid-client'
 import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
@@ -63,6 +64,16 @@ describe('organizations', () => {
     expect(decodeProtectedHeader(token).kid).toBe(orgKeys[0].kid)
     expect(claimsOf(token).scope.split(' ').sort()).toEqual([...ORGANIZATION_ADMIN_SCOPES].sort())
 
+    // Its DID (did:web) sits under its issuer's path, its agents' too, with its own keys.
+    const did = await app.inject({ method: 'GET', url: '/o/acme/did.json' })
+    expect(did.statusCode, did.body).toBe(200)
+    expect(did.json().id).toBe('did:web:idp.example.com:o:acme')
+    expect(JSON.stringify(did.json())).toContain(orgKeys[0].kid)
+    const agentDid = await app.inject({ method: 'GET', url: `/o/acme/agents/${org.admin.agent_id}/did.json` })
+    expect(agentDid.statusCode, agentDid.body).toBe(200)
+    expect(agentDid.json().id).toBe(`did:web:idp.example.com:o:acme:agents:${org.admin.agent_id}`)
+    expect((await app.inject({ method: 'GET', url: `/agents/${org.admin.agent_id}/did.json` })).statusCode).toBe(404)
+
     // The slug is taken; an unknown organization is a 404; /o/default is no second name of the default issuer.
     expect((await app.inject({ method: 'POST', url: '/api/v1/organizations', headers: await authHeaders(app), payload: { slug: 'acme', name: 'again' } })).statusCode).toBe(409)
     expect((await app.inject({ method: 'POST', url: '/api/v1/organizations', headers: await authHeaders(app), payload: { slug: 'A!', name: 'bad' } })).statusCode).toBe(400)
@@ -82,6 +93,7 @@ describe('organizations', () => {
     const made = await app.inject({ method: 'POST', url: '/o/acme-iso/api/v1/agents', headers: { authorization: `Bearer ${acmeToken}` }, payload: { name: 'acme bot', scopes: ['orders:read'] } })
     expect(made.statusCode, made.body).toBe(201)
     const acmeAgent = made.json()
+    expect(made.headers.location).toBe(`/o/acme-iso/api/v1/agents/${acmeAgent.id}`)
     const listed = async (slug: string, token: string): Promise<string[]> => (await app.inject({ method: 'GET', url: `/o/${slug}/api/v1/agents`, headers: { authorization: `Bearer ${token}` } })).json().items.map((agent: { id: string }) => agent.id)
     expect(await listed('acme-iso', acmeToken)).toEqual(expect.arrayContaining([acme.admin.agent_id, acmeAgent.id]))
     expect(await listed('beta-iso', betaToken)).toEqual([beta.admin.agent_id])
@@ -114,6 +126,65 @@ describe('organizations', () => {
 
     // Each organization's audit chain verifies on its own.
     for (const orgId of [DEFAULT_ORG_ID, acme.id, beta.id]) expect(await verifyChain(ownerSql(app), orgId)).toMatchObject({ ok: true })
+  })
+
+  it('refuses every management route to another organization\'s token, both ways, and every OAuth endpoint to its clients', async () => {
+    const app = await context.build()
+    const acme = await createOrganization(app, 'acme-routes')
+    const beta = await createOrganization(app, 'beta-routes')
+    const tokens = {
+      'acme-routes': await tokenIn(app, 'acme-routes', acme.admin.client_id, acme.admin.client_secret),
+      'beta-routes': await tokenIn(app, 'beta-routes', beta.admin.client_id, beta.admin.client_secret)
+    }
+    const admins = { 'acme-routes': acme.admin, 'beta-routes': beta.admin }
+    const credentialOf = async (slug: 'acme-routes' | 'beta-routes'): Promise<string> =>
+      (await app.inject({ method: 'GET', url: `/o/${slug}/api/v1/agents/${admins[slug].agent_id}/credentials`, headers: { authorization: `Bearer ${tokens[slug]}` } })).json().items[0].id
+    const document = (await app.inject({ method: 'GET', url: '/docs/json' })).json() as { paths: Record<string, Record<string, { security?: unknown[] }>> }
+    const routes = Object.entries(document.paths).filter(([path]) => path.startsWith('/api/')).flatMap(([path, methods]) => Object.entries(methods)
+      .filter(([, operation]) => (operation.security ?? []).length > 0)
+      .map(([method]) => ({ method: method.toUpperCase(), path })))
+    expect(routes.length).toBeGreaterThanOrEqual(12)
+    for (const [owner, intruder] of [['acme-routes', 'beta-routes'], ['beta-routes', 'acme-routes']] as const) {
+      const credentialId = await credentialOf(owner)
+      for (const { method, path } of routes) {
+        const url = `/o/${owner}${path.replace('{id}', admins[owner].agent_id).replace('{credential_id}', credentialId)}`
+        const response = await app.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${tokens[intruder]}` }, ...(method === 'GET' || method === 'DELETE' ? {} : { payload: {} }) })
+        // Platform routes do not exist under an organization (404); every other refuses the foreign token (401).
+        expect(response.statusCode, `${method} ${url}`).toBe(path.startsWith('/api/v1/organizations') ? 404 : 401)
+      }
+    }
+    // Nothing changed: each admin and its credential are as they were.
+    for (const slug of ['acme-routes', 'beta-routes'] as const) {
+      expect((await app.inject({ method: 'GET', url: `/o/${slug}/api/v1/agents/${admins[slug].agent_id}`, headers: { authorization: `Bearer ${tokens[slug]}` } })).json().status).toBe('active')
+    }
+    // The OAuth endpoints authenticate only their own organization's clients.
+    for (const endpoint of ['/oauth2/token', '/oauth2/revoke', '/oauth2/introspect']) {
+      const form: Record<string, string> = endpoint === '/oauth2/token' ? { grant_type: 'client_credentials' } : { token: tokens['acme-routes'] }
+      const response = await postForm(app, `/o/beta-routes${endpoint}`, form, { authorization: basicAuth(acme.admin.client_id, acme.admin.client_secret) })
+      expect(response.statusCode, endpoint).toBe(401)
+      expect(response.json().error).toBe('invalid_client')
+    }
+  })
+
+  it('authenticates private_key_jwt clients inside an organization, with the organization\'s issuer as the audience only', async () => {
+    const app = await context.build({ ISSUER: 'https://idp.example.com' })
+    const org = await createOrganization(app, 'keyed')
+    const admin = { authorization: `Bearer ${await tokenIn(app, 'keyed', org.admin.client_id, org.admin.client_secret)}` }
+    const agent = (await app.inject({ method: 'POST', url: '/o/keyed/api/v1/agents', headers: admin, payload: { name: 'keyed bot', scopes: ['orders:read'] } })).json()
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true })
+    const registered = await app.inject({ method: 'POST', url: `/o/keyed/api/v1/agents/${agent.id}/credentials`, headers: admin, payload: { type: 'private_key_jwt', jwk: await exportJWK(publicKey) } })
+    expect(registered.statusCode, registered.body).toBe(201)
+    const assertion = async (aud: string): Promise<string> => await new SignJWT({ jti: randomUUID() })
+      .setProtectedHeader({ alg: 'ES256' }).setIssuer(agent.client_id).setSubject(agent.client_id).setAudience(aud).setIssuedAt().setExpirationTime('1m').sign(privateKey)
+    const tokenWith = async (url: string, aud: string) => await postForm(app, url, {
+      grant_type: 'client_credentials', client_id: agent.client_id, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await assertion(aud)
+    })
+    const granted = await tokenWith('/o/keyed/oauth2/token', 'https://idp.example.com/o/keyed')
+    expect(granted.statusCode, granted.body).toBe(200)
+    expect(claimsOf(granted.json().access_token)).toMatchObject({ iss: 'https://idp.example.com/o/keyed', org_id: org.id, client_id: agent.client_id })
+    // The default issuer as audience, or the default token endpoint, is another issuer's.
+    expect((await tokenWith('/o/keyed/oauth2/token', 'https://idp.example.com')).statusCode).toBe(401)
+    expect((await tokenWith('/oauth2/token', 'https://idp.example.com')).statusCode).toBe(401)
   })
 
   it('isolates in SQL: as the app role with no organization set, every organization-owned table shows zero rows; a pooled connection never carries one organization into the next', async () => {

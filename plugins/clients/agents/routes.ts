@@ -37,7 +37,8 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     config
   }, async (request, reply) => {
     const agent = await service.create(request.body, principalActor(request), principalCaller(request), request.issuerContext.issuer)
-    return reply.code(201).header('location', `/api/v1/agents/${agent.id}`).send(agent)
+    // Relative to the server, under the organization's path when the request was.
+    return reply.code(201).header('location', `${request.issuerContext.basePath}/api/v1/agents/${agent.id}`).send(agent)
   })
 
   app.get('/api/v1/agents', {

@@ -33,7 +33,7 @@ const credentials: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const credential = await service.create(request.params.id, request.body, principalActor(request), principalCaller(request))
     return reply.code(201)
-      .header('location', `/api/v1/agents/${request.params.id}/credentials/${credential.id}`)
+      .header('location', `${request.issuerContext.basePath}/api/v1/agents/${request.params.id}/credentials/${credential.id}`)
       .send(credential)
   })
 
