@@ -109,7 +109,8 @@ describe('webhook subscriptions', () => {
     // A forged body does not verify.
     expect(() => verify(secret, { ...receiver.received[0]!, body: receiver.received[0]!.body.replace('"type"', '"type" ') })).toThrow()
 
-    const listed = await deliveries(app, id)
+    // The receiver answered before the worker recorded the last answer: wait for the record.
+    const listed = await eventually(async () => { const list = await deliveries(app, id); return list.every((delivery) => delivery.status !== 'pending') ? list : undefined })
     expect(listed.every((delivery) => delivery.status === 'succeeded' && delivery.attempts === 1 && delivery.last_status_code === 204)).toBe(true)
     const metrics = await app.inject({ method: 'GET', url: '/metrics' })
     expect(metrics.body).toMatch(/agentidp_webhook_attempts_total\{outcome="success"\} \d+/)
