@@ -17,6 +17,7 @@ import organizations, { organizationIssuers, rewriteOrganizationUrl } from '../p
 import operations from '../plugins/operations/index.js'
 import revocation, { revocationState } from '../plugins/revocation/index.js'
 import tokens, { bearerAuthentication, dpopProofs, issuerContext } from '../plugins/tokens/index.js'
+import webhooks, { webhookDelivery } from '../plugins/webhooks/index.js'
 import type { Config } from './config.js'
 import { handleError, handleNotFound } from './errors.js'
 import { loggerOptions } from './logger.js'
@@ -148,6 +149,9 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(revocation)
   await app.register(organizations)
   await app.register(oidc)
+  await app.register(webhooks)
+  // The webhook delivery worker: registered last, so it stops first when the app closes, before the pool ends.
+  await app.register(webhookDelivery)
 
   return app
 }

@@ -75,6 +75,21 @@ export interface Config {
     apiPerMinute: number
     authFailuresPerMinute: number
   }
+  webhooks: WebhookConfig
+}
+
+/** How webhooks are delivered (plugins/webhooks). */
+export interface WebhookConfig {
+  /** WEBHOOK_RETRY_SCHEDULE: the delay before each retry after a failed attempt, in ms; one attempt more than delays. */
+  retryScheduleMs: number[]
+  /** WEBHOOK_DISABLE_AFTER_DAYS, in ms: a subscription failing for this long without a success is disabled. */
+  disableAfterMs: number
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: http and private, loopback and link-local receivers allowed (tests, private networks). */
+  allowPrivateNetworks: boolean
+  /** WEBHOOK_TIMEOUT_MS: one attempt, from connecting to the last byte of the answer. */
+  timeoutMs: number
+  /** WEBHOOK_POLL_INTERVAL_MS: how often the worker looks for due retries and other replicas' events. */
+  pollIntervalMs: number
 }
 
 /** A Redis node (or Sentinel) address. */
@@ -92,6 +107,29 @@ export class ConfigError extends Error {
 }
 
 type Env = Record<string, string | undefined>
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** A comma-separated list of durations (`5s,5m,2h`; units ms, s, m, h, d), in ms. */
+function durations (env: Env, name: string, fallback: string): number[] {
+  const raw = text(env, name) ?? fallback
+  return raw.split(',').map((entry) => {
+    const match = /^(\d{1,9})(ms|s|m|h|d)$/.exec(entry.trim())
+    if (match === null) throw new ConfigError(name, `must be a comma-separated list of durations like 5s,5m,2h (units ms, s, m, h, d), got "${entry.trim()}"`)
+    return Number(match[1]) * (DURATION_UNITS_MS[match[2] as string] as number)
+  })
+}
+
+/** A positive decimal number (days may be a fraction: 0.5 is twelve hours). */
+function positiveNumber (env: Env, name: string, fallback: number, max: number): number {
+  const raw = text(env, name)
+  if (raw === undefined) return fallback
+  if (!/^\d+(\.\d+)?$/.test(raw) || Number(raw) <= 0 || Number(raw) > max) throw new ConfigError(name, `must be a number above 0 and at most ${max}, got "${raw}"`)
+  return Number(raw)
+}
+
+/** The default WEBHOOK_RETRY_SCHEDULE: ten attempts over about three days. */
+export const DEFAULT_WEBHOOK_RETRY_SCHEDULE = '5s,5m,30m,2h,5h,10h,14h,20h,24h'
 
 /** Redis's maxmemory-policy values. */
 const MAXMEMORY_POLICIES = ['noeviction', 'allkeys-lru', 'allkeys-lfu', 'allkeys-random', 'volatile-lru', 'volatile-lfu', 'volatile-random', 'volatile-ttl']
@@ -338,6 +376,13 @@ export function loadConfig (env: Env = process.env): Config {
       tokenPerMinute: integer(env, 'RATE_LIMIT_TOKEN_PER_MIN', 600, 0, 10_000_000),
       apiPerMinute: integer(env, 'RATE_LIMIT_API_PER_MIN', 1200, 0, 10_000_000),
       authFailuresPerMinute: integer(env, 'RATE_LIMIT_AUTH_FAILURES_PER_MIN', 20, 0, 10_000_000)
+    },
+    webhooks: {
+      retryScheduleMs: durations(env, 'WEBHOOK_RETRY_SCHEDULE', DEFAULT_WEBHOOK_RETRY_SCHEDULE),
+      disableAfterMs: positiveNumber(env, 'WEBHOOK_DISABLE_AFTER_DAYS', 5, 365) * 86_400_000,
+      allowPrivateNetworks: flag(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
+      timeoutMs: integer(env, 'WEBHOOK_TIMEOUT_MS', 15_000, 100, 60_000),
+      pollIntervalMs: integer(env, 'WEBHOOK_POLL_INTERVAL_MS', 1000, 10, 60_000)
     }
   }
 }

@@ -68,6 +68,8 @@ export interface OutboundOptions {
   allowPrivateNetworks: boolean
   /** The resolver, dns.lookup's shape (tests give their own). */
   lookup?: LookupFunction
+  /** Aborts the request early (a worker shutting down): it then rejects with Error('aborted'). */
+  signal?: AbortSignal
 }
 
 export interface OutboundResponse {
@@ -121,7 +123,8 @@ export async function outboundRequest (target: string | URL, options: OutboundOp
   const url = new URL(target)
   checkOutboundUrl(url, options.allowPrivateNetworks)
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest
-  const signal = AbortSignal.timeout(options.timeoutMs)
+  const timeout = AbortSignal.timeout(options.timeoutMs)
+  const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal])
   return await new Promise<OutboundResponse>((resolve, reject) => {
     const request = send(url, {
       method: options.method ?? 'GET',
@@ -158,7 +161,7 @@ export async function outboundRequest (target: string | URL, options: OutboundOp
       response.on('error', (error) => { if (!finished) reject(error) })
     })
     request.on('error', (error: Error & { code?: string }) => {
-      reject(error.name === 'OutboundRefused' || error.code === 'EOUTBOUNDREFUSED' ? new OutboundRefused(error.message) : signal.aborted ? new Error(`no answer within ${options.timeoutMs} ms`) : error)
+      reject(error.name === 'OutboundRefused' || error.code === 'EOUTBOUNDREFUSED' ? new OutboundRefused(error.message) : timeout.aborted ? new Error(`no answer within ${options.timeoutMs} ms`) : options.signal?.aborted === true ? new Error('aborted') : error)
     })
     request.end(options.body)
   })

@@ -7,7 +7,11 @@ export const AdminScope = {
   MetricsRead: 'metrics:read',
   OrganizationsRead: 'organizations:read',
   OrganizationsWrite: 'organizations:write',
-  TokensIntrospect: 'tokens:introspect'
+  TokensIntrospect: 'tokens:introspect',
+  /** Read webhook subscriptions and their deliveries (never a secret). */
+  WebhooksRead: 'webhooks:read',
+  /** Create, change, rotate, test, redeliver and delete webhook subscriptions: they receive every audit event they name. */
+  WebhooksWrite: 'webhooks:write'
 } as const
 
 /** Every admin scope: what the bootstrap admin holds. */

@@ -7,7 +7,8 @@ export const AUDIT_EVENT_TYPES = [
   'token.issued', 'token.revoked',
   'auth.failed', 'authz.denied',
   'key.current', 'key.previous_published', 'key.rotated',
-  'organization.created', 'organization.updated', 'organization.suspended', 'organization.reactivated', 'organization.deleted'
+  'organization.created', 'organization.updated', 'organization.suspended', 'organization.reactivated', 'organization.deleted',
+  'webhook.created', 'webhook.updated', 'webhook.deleted', 'webhook.secret_rotated', 'webhook.disabled'
 ] as const
 
 /** Every kind of event the trail records. */

@@ -1,4 +1,4 @@
-import type { Queryable as Sql } from '../../src/database.js'
+import type { Queryable, Queryable as Sql } from '../../src/database.js'
 import type { StoredAuditEvent } from './events.js'
 
 /** Which events a page or an export covers. since is inclusive, until exclusive. */
@@ -64,10 +64,19 @@ export async function keyEvents (sql: Sql): Promise<Array<{ type: 'key.current' 
  * Committed events after `afterSeq` (exclusive; '0' for the first), in chain order, at most `limit`: how a
  * subscriber reads the trail. seq has no gaps, so a subscriber that keeps the last seq it read misses none.
  */
-export async function readChain (sql: Sql, { afterSeq, limit }: { afterSeq: string, limit: number }): Promise<StoredAuditEvent[]> {
+export async function readChain (sql: Queryable, { afterSeq, limit }: { afterSeq: string, limit: number }): Promise<StoredAuditEvent[]> {
   return await sql<StoredAuditEvent[]>`
     select ${sql(COLUMNS)} from audit_events
     where org_id = session_org_id() and seq > ${afterSeq}
     order by seq
     limit ${limit}`
+}
+
+/**
+ * The seq of the last committed event of the transaction's organization ('0' before the first). A subscriber starting at it receives every event
+ * committed after: an event still in flight commits with a higher seq (the chain lock orders them).
+ */
+export async function lastSeq (sql: Queryable): Promise<string> {
+  const [row] = await sql<Array<{ seq: string }>>`select coalesce(max(seq), 0)::text as seq from audit_events where org_id = session_org_id()`
+  return row?.seq ?? '0'
 }

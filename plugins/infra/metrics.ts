@@ -12,6 +12,9 @@ export interface Metrics {
   rateLimited: Counter<'route'>
   auditBatchSize: Histogram
   dependencyUp: Gauge<'dependency'>
+  webhookAttempts: Counter<'outcome'>
+  webhookDeliveries: Counter<'outcome'>
+  webhookLag: Histogram
 }
 
 declare module 'fastify' {
@@ -39,7 +42,10 @@ export function createMetrics (): Metrics {
     revocations: new Counter({ name: 'agentidp_revocations_total', help: 'Revocations: tokens, credentials, agent suspensions and decommissions', labelNames: ['kind'], registers: [registry] }),
     rateLimited: new Counter({ name: 'agentidp_rate_limited_total', help: 'Requests refused by a rate limit', labelNames: ['route'], registers: [registry] }),
     auditBatchSize: new Histogram({ name: 'agentidp_audit_batch_size', help: 'Audit events committed per group-commit batch', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500], registers: [registry] }),
-    dependencyUp: new Gauge({ name: 'agentidp_dependency_up', help: '1 when the dependency answered its last probe (probed on each scrape)', labelNames: ['dependency'], registers: [registry] })
+    dependencyUp: new Gauge({ name: 'agentidp_dependency_up', help: '1 when the dependency answered its last probe (probed on each scrape)', labelNames: ['dependency'], registers: [registry] }),
+    webhookAttempts: new Counter({ name: 'agentidp_webhook_attempts_total', help: 'Webhook delivery attempts by outcome (success, failure, retry_after, gone, refused, timeout)', labelNames: ['outcome'], registers: [registry] }),
+    webhookDeliveries: new Counter({ name: 'agentidp_webhook_deliveries_total', help: 'Webhook deliveries finished, by outcome (succeeded, failed)', labelNames: ['outcome'], registers: [registry] }),
+    webhookLag: new Histogram({ name: 'agentidp_webhook_lag_seconds', help: 'Time from an audit event to the first attempt to deliver it', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers: [registry] })
   }
 }
 

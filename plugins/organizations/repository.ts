@@ -61,7 +61,7 @@ export async function updateOrganization (sql: Queryable, id: string, changes: {
 
 /**
  * Deletes what a deleted organization owned, except its audit chain (append-only: kept, and still verifiable):
- * credentials, agents, keys, revocations and assertion jtis. Runs in the organization's own transaction.
+ * credentials, agents, keys, revocations, assertion jtis and webhook subscriptions. Runs in the organization's own transaction.
  */
 export async function purgeOrganizationData (sql: Queryable): Promise<void> {
   await sql`delete from credentials`
@@ -69,6 +69,8 @@ export async function purgeOrganizationData (sql: Queryable): Promise<void> {
   await sql`delete from organization_keys`
   await sql`delete from token_revocations`
   await sql`delete from client_assertion_jtis`
+  // Webhook subscriptions (their sealed secrets) and, by cascade, their deliveries: nothing is sent for it any more.
+  await sql`delete from webhook_subscriptions`
 }
 
 /** The organization's keys still published (not retired), newest first. */
