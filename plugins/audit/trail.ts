@@ -52,25 +52,18 @@ interface Pending {
   reject: (error: unknown) => void
 }
 
-/** The records of one organization (or, rarely, of one set of organizations a single record spans), flushed in turn. */
-interface Lane {
-  queue: Pending[]
-  flushing: Promise<void> | undefined
-}
-
 /**
- * Group commit: record() queues its events in its organization's lane; one flush at a time per lane takes
- * everything queued there (up to MAX_BATCH_EVENTS) into one transaction. Nothing waits when idle: the first event
- * flushes at once, and whatever arrives while a flush is in flight goes in the next one, so the batch grows with the
- * load. Lanes flush side by side: organizations have chains (and chain locks) of their own, so one organization's
- * flush never waits for another's round trips. recordIn() appends in the caller's transaction instead. The batch
- * transaction takes only chain locks (in the order of their organizations' ids), so it cannot close a cycle with a
- * caller's transaction that holds row locks and then waits for the chain lock.
+ * Group commit: record() queues its events; one flush at a time takes everything queued (up to MAX_BATCH_EVENTS)
+ * into one transaction. Nothing waits when idle: the first event flushes at once, and whatever arrives while a
+ * flush is in flight goes in the next one, so the batch grows with the load. recordIn() appends in the caller's
+ * transaction instead. The batch transaction takes only the chain lock, so it cannot close a cycle with a caller's
+ * transaction that holds row locks and then waits for the chain lock.
  */
 export class GroupCommitTrail implements AuditTrail {
   readonly stats = { batches: 0, events: 0 }
   readonly notifications = new EventEmitter<{ committed: [seq: string, orgId: string] }>()
-  #lanes = new Map<string, Lane>()
+  #queue: Pending[] = []
+  #flushing: Promise<void> | undefined
   // Waits for callers' transactions to end before announcing their events: finished before the pool closes.
   #announcing = new Set<Promise<void>>()
 
@@ -79,17 +72,9 @@ export class GroupCommitTrail implements AuditTrail {
   async record (...events: AuditEvent[]): Promise<void> {
     if (events.length === 0) return
     const rows = events.map((event) => ({ orgId: event.orgId, row: storable(event) }))
-    // The events of one record commit together: a record spanning organizations has a lane of its own.
-    const key = [...new Set(rows.map((row) => row.orgId))].sort().join(',')
-    let lane = this.#lanes.get(key)
-    if (lane === undefined) {
-      lane = { queue: [], flushing: undefined }
-      this.#lanes.set(key, lane)
-    }
-    const joined = lane
     await new Promise<void>((resolve, reject) => {
-      joined.queue.push({ events: rows, resolve, reject })
-      joined.flushing ??= this.#drain(key, joined)
+      this.#queue.push({ events: rows, resolve, reject })
+      this.#flushing ??= this.#drain()
     })
   }
 
@@ -110,7 +95,7 @@ export class GroupCommitTrail implements AuditTrail {
 
   /** Resolves once every event queued so far is committed or refused, and every announcement made. */
   async flush (): Promise<void> {
-    while (this.#lanes.size > 0) await Promise.all([...this.#lanes.values()].map(async (lane) => await lane.flushing))
+    while (this.#flushing !== undefined) await this.#flushing
     await Promise.all(this.#announcing)
   }
 
@@ -129,11 +114,11 @@ export class GroupCommitTrail implements AuditTrail {
     this.#announcing.add(announcing)
   }
 
-  async #drain (key: string, lane: Lane): Promise<void> {
+  async #drain (): Promise<void> {
     // One turn of the event loop lets the records of the same tick join the first batch.
     await new Promise((resolve) => setImmediate(resolve))
-    while (lane.queue.length > 0) {
-      const batch = this.#takeBatch(lane.queue)
+    while (this.#queue.length > 0) {
+      const batch = this.#takeBatch()
       // Each organization's events go to its own chain, in the order queued; the chains are locked in one order (of
       // their ids), so two batches never wait on each other's locks in a cycle.
       const byOrganization = new Map<string, Storable[]>()
@@ -162,22 +147,20 @@ export class GroupCommitTrail implements AuditTrail {
         for (const pending of batch) pending.reject(error)
       }
     }
-    // Empty and done: an idle organization keeps no lane.
-    lane.flushing = undefined
-    this.#lanes.delete(key)
+    this.#flushing = undefined
   }
 
   /** The oldest queued records, whole, up to MAX_BATCH_EVENTS events (a larger single record goes alone). */
-  #takeBatch (queue: Pending[]): Pending[] {
+  #takeBatch (): Pending[] {
     let count = 0
     let taken = 0
-    while (taken < queue.length) {
-      const size = (queue[taken] as Pending).events.length
+    while (taken < this.#queue.length) {
+      const size = (this.#queue[taken] as Pending).events.length
       if (taken > 0 && count + size > MAX_BATCH_EVENTS) break
       count += size
       taken += 1
     }
-    return queue.splice(0, taken)
+    return this.#queue.splice(0, taken)
   }
 }
 

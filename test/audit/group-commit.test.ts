@@ -27,33 +27,6 @@ describe('group commit', () => {
     expect(await verifyChain(ownerSql(app), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
   })
 
-  it('flushes each organization in its own lane: one whose chain is held up never holds up another\'s records', async (test) => {
-    context.requireServerDatabase(test)
-    const app = await context.build()
-    await app.ready()
-    const other = newId()
-    await ownerSql(app)`insert into organizations (id, slug, name) values (${other}, ${`lane-${other.slice(-8)}`}, 'lane')`
-    const owner = ownerSql(app)
-    let release = (): void => {}
-    const released = new Promise<void>((resolve) => { release = resolve })
-    // The default organization's chain lock, held by a transaction of the test's until it lets go.
-    const holding = owner.begin(async (tx) => {
-      await tx`select pg_advisory_xact_lock(7331001, hashtext(${DEFAULT_ORG_ID}::text))`
-      await released
-    })
-    await expect.poll(async () => (await owner`select 1 from pg_locks where locktype = 'advisory' and granted`).length).toBeGreaterThan(0)
-    let defaultDone = false
-    const blocked = app.audit.record(issued(1)).then(() => { defaultDone = true })
-    await app.audit.record({ ...issued(2), orgId: other })
-    expect(defaultDone).toBe(false)
-    release()
-    await holding
-    await blocked
-    expect(defaultDone).toBe(true)
-    expect(await verifyChain(ownerSql(app), other)).toMatchObject({ ok: true, verified: 1 })
-    expect(await verifyChain(ownerSql(app), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
-  })
-
   it('stores data whose members are named like the driver\'s typed parameters (type, value), group-committed or in a transaction', async () => {
     const app = await context.build()
     await app.ready()
