@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { inOrganization, type Queryable, type Sql } from '../../src/database.js'
+import { inOrganization, switchOrganization, type Queryable, type Sql, type TransactionSql } from '../../src/database.js'
 import { newId } from '../../src/ids.js'
 import type { AuditEvent, StoredAuditEvent } from './events.js'
 
@@ -147,6 +147,26 @@ export async function appendInTransaction (tx: Queryable, events: Storable[]): P
   // The events are known up front: the lock and the head read go out pipelined, the read still after the lock.
   const [, head] = await Promise.all([lockChain(tx), readHead(tx)])
   return await insertAfter(tx, head, events)
+}
+
+/**
+ * Appends events to several organizations' chains in one transaction (the group commit's batch), in two round trips
+ * whatever their number: every chain is locked and its head read, then every insert made, each statement after the
+ * transaction was switched to its organization (row-level security), all pipelined on the one connection. The
+ * chains are locked in the order of their organizations' ids, so two batches cannot wait on each other in a cycle.
+ * Returns each organization's last seq.
+ */
+export async function appendForOrganizations (tx: TransactionSql, eventsByOrganization: Map<string, Storable[]>): Promise<Array<[orgId: string, seq: string]>> {
+  const orgIds = [...eventsByOrganization.keys()].filter((orgId) => (eventsByOrganization.get(orgId) ?? []).length > 0).sort()
+  // Issued in order without waiting in between: the connection runs them in that order, each after its switch.
+  const heads = await Promise.all(orgIds.map(async (orgId) => {
+    const [, , head] = await Promise.all([switchOrganization(tx, orgId), lockChain(tx), readHead(tx)])
+    return head
+  }))
+  return await Promise.all(orgIds.map(async (orgId, index) => {
+    const [, seq] = await Promise.all([switchOrganization(tx, orgId), insertAfter(tx, heads[index] as Head, eventsByOrganization.get(orgId) as Storable[])])
+    return [orgId, seq] as [string, string]
+  }))
 }
 
 /**

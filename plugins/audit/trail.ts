@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import fp from 'fastify-plugin'
-import { DEFAULT_ORG_ID, inOrganization, switchOrganization, type Queryable, type Sql } from '../../src/database.js'
-import { appendInTransaction, appendUnderLock, chainWritersDone, storable, type Storable } from './chain.js'
+import { DEFAULT_ORG_ID, inOrganization, type Queryable, type Sql } from '../../src/database.js'
+import { appendForOrganizations, appendInTransaction, appendUnderLock, chainWritersDone, storable, type Storable } from './chain.js'
 import type { AuditEvent, StoredAuditEvent } from './events.js'
 import { keyEvents, readChain } from './repository.js'
 import type { SigningKeys } from '../infra/keys.js'
@@ -119,8 +119,8 @@ export class GroupCommitTrail implements AuditTrail {
     await new Promise((resolve) => setImmediate(resolve))
     while (this.#queue.length > 0) {
       const batch = this.#takeBatch()
-      // Each organization's events go to its own chain, in the order queued; the chains are locked in one order (of
-      // their ids), so two batches never wait on each other's locks in a cycle.
+      // Each organization's events go to its own chain, in the order queued, all in this one transaction: one commit
+      // (one WAL flush) for the batch however many organizations it spans, in two round trips (appendForOrganizations).
       const byOrganization = new Map<string, Storable[]>()
       for (const { orgId, row } of batch.flatMap((pending) => pending.events)) {
         const rows = byOrganization.get(orgId)
@@ -129,14 +129,7 @@ export class GroupCommitTrail implements AuditTrail {
       }
       const orgIds = [...byOrganization.keys()].sort()
       try {
-        const heads = await inOrganization(this.sql, orgIds[0] as string, async (tx) => {
-          const heads: Array<[orgId: string, seq: string | undefined]> = []
-          for (const [index, orgId] of orgIds.entries()) {
-            if (index > 0) await switchOrganization(tx, orgId)
-            heads.push([orgId, await appendInTransaction(tx, byOrganization.get(orgId) as Storable[])])
-          }
-          return heads
-        })
+        const heads = await inOrganization(this.sql, orgIds[0] as string, async (tx) => await appendForOrganizations(tx, byOrganization))
         const size = batch.reduce((sum, pending) => sum + pending.events.length, 0)
         this.stats.batches += 1
         this.stats.events += size

@@ -27,6 +27,22 @@ describe('group commit', () => {
     expect(await verifyChain(ownerSql(app), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
   })
 
+  it('commits the records of many organizations together, each to its own chain, in few transactions', async () => {
+    const app = await context.build()
+    await app.ready()
+    const orgIds = [DEFAULT_ORG_ID, newId(), newId(), newId()]
+    for (const orgId of orgIds.slice(1)) await ownerSql(app)`insert into organizations (id, slug, name) values (${orgId}, ${`batch-${orgId.slice(-8)}`}, 'batch')`
+    const before = { ...app.audit.stats }
+    const events = Array.from({ length: 120 }, (_, n) => ({ ...issued(n), requestId: `multi-${n}`, orgId: orgIds[n % orgIds.length] as string }))
+    await Promise.all(events.map((event) => app.audit.record(event)))
+    expect(app.audit.stats.batches - before.batches).toBeLessThanOrEqual(10)
+    for (const orgId of orgIds) {
+      const stored = await ownerSql(app)<Array<{ request_id: string }>>`select request_id from audit_events where org_id = ${orgId} and request_id like 'multi-%' order by seq`
+      expect(stored.map((row) => row.request_id)).toEqual(events.filter((event) => event.orgId === orgId).map((event) => event.requestId))
+      expect(await verifyChain(ownerSql(app), orgId)).toMatchObject({ ok: true })
+    }
+  })
+
   it('stores data whose members are named like the driver\'s typed parameters (type, value), group-committed or in a transaction', async () => {
     const app = await context.build()
     await app.ready()
