@@ -41,9 +41,11 @@ function slugOf (request: FastifyRequest): string | undefined {
   return (request.raw as IncomingMessage & { [ORGANIZATION_SLUG]?: string })[ORGANIZATION_SLUG]
 }
 
-// How long a replica answers from what it read of an organization (its status and keys): a rotation or suspension
-// made on another replica is seen within this, and suspension kills tokens through Redis at once anyway.
-const RESOLVED_TTL_MS = 5_000
+// How long a replica answers from what it read of an organization (whether it exists, and its keys) before reading it
+// again in the background: a rotation made on another replica is seen within about this. Suspension does not wait for
+// it: it kills tokens and refuses clients through Redis and PostgreSQL at once. Re-reading every organization more
+// often cost the token endpoint most of its throughput across 1,000 organizations (docs/performance.md).
+const RESOLVED_TTL_MS = 30_000
 const RESOLVED_MAX_ENTRIES = 10_000
 
 interface Resolved { context: IssuerContext | undefined, organization: OrganizationRow | undefined, atMs: number }
@@ -51,10 +53,22 @@ interface Resolved { context: IssuerContext | undefined, organization: Organizat
 /** Resolves `/o/{slug}` requests to their organization's issuer context, cached per slug for a few seconds. */
 export function organizationResolver (app: FastifyInstance) {
   const resolved = new Map<string, Resolved>()
+  const refreshing = new Set<string>()
 
   async function resolve (slug: string): Promise<Resolved> {
     const known = resolved.get(slug)
-    if (known !== undefined && Date.now() - known.atMs < RESOLVED_TTL_MS) return known
+    if (known === undefined) return await read(slug)
+    // Stale: answered as known while one read refreshes it, so no request waits on it.
+    if (Date.now() - known.atMs >= RESOLVED_TTL_MS && !refreshing.has(slug)) {
+      refreshing.add(slug)
+      read(slug)
+        .catch((error: Error) => { app.log.warn({ slug, err: { message: error.message } }, 'could not refresh the issuer of an organization; answering from what was read before') })
+        .finally(() => { refreshing.delete(slug) })
+    }
+    return known
+  }
+
+  async function read (slug: string): Promise<Resolved> {
     const atMs = Date.now()
     const organization = await findOrganizationBySlug(app.sql, slug)
     let context: IssuerContext | undefined
