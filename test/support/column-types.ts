@@ -31,7 +31,10 @@ export function describeColumnTypes (context: TestContext, runs: number, timeout
           if (unstorable && endpoint.errorKind === 'problem') {
             expect(status, `${what}: ${response.body}`).toBe(400)
             const locations: string[] = (response.json().errors ?? []).map((error: { location: string }) => error.location)
-            expect(locations.some((at) => at === location || at.startsWith(`${location}/`)), `${what}: ${response.body}`).toBe(true)
+            // A member named __proto__ is refused by the JSON parser (prototype poisoning), before any member is
+            // looked at: a 400 that names no member.
+            const poisoned = typeof options.payload === 'string' && options.payload.includes('"__proto__"')
+            expect(poisoned || locations.some((at) => at === location || at.startsWith(`${location}/`)), `${what}: ${response.body}`).toBe(true)
           }
           return
         }
