@@ -85,6 +85,8 @@ export function organizationService (app: FastifyInstance, forget: (slug: string
         await app.audit.recordIn(tx, ...events)
         return { row, admin }
       })
+      // A request for the slug before it existed left "no such organization" in this replica's cache.
+      forget(created.row.slug)
       return {
         ...toOrganization(created.row),
         admin: { agent_id: created.admin.agent.id, client_id: created.admin.agent.client_id, client_secret: created.admin.secret }

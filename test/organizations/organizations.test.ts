@@ -41,6 +41,8 @@ async function freePort (): Promise<number> {
 describe('organizations', () => {
   it('creates an organization with its own issuer, keys and first admin, whose tokens carry its iss and org_id', async () => {
     const app = await context.build({ ISSUER: 'https://idp.example.com' })
+    // Asked for before it exists: a 404, which creating it does not leave behind.
+    expect((await app.inject({ method: 'GET', url: '/o/acme/.well-known/jwks.json' })).statusCode).toBe(404)
     const org = await createOrganization(app, 'acme')
     expect(org).toMatchObject({ slug: 'acme', status: 'active', issuer: 'https://idp.example.com/o/acme' })
     expect(org.admin.client_secret).toBeTypeOf('string')
