@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { DEFAULT_ORG_ID, inOrganization, switchOrganization } from '../../src/database.js'
+import { decodeCursor, encodeCursor } from '../../src/cursor.js'
 import { badRequest, conflict, notFound } from '../../src/errors.js'
 import { newId } from '../../src/ids.js'
 import { ORGANIZATION_ADMIN_SCOPES } from '../../src/scopes.js'
@@ -22,18 +23,6 @@ import { generateOrganizationKey } from './signing-keys.js'
 const RETIREMENT_MARGIN_S = 300
 
 const UUID = new RegExp(UUID_PATTERN)
-
-function encodeCursor (lastId: string): string {
-  return Buffer.from(lastId, 'utf8').toString('base64url')
-}
-
-function decodeCursor (cursor: string): string {
-  const id = Buffer.from(cursor, 'base64url').toString('utf8')
-  if (!UUID.test(id) || encodeCursor(id) !== cursor) {
-    throw badRequest('cursor is not valid: pass next_cursor from the previous page unchanged', [{ location: 'querystring/cursor', message: 'is not a cursor this server issued' }])
-  }
-  return id
-}
 
 /** Organizations (platform administration, in the default organization) and an organization's own key rotation. */
 export function organizationService (app: FastifyInstance, forget: (slug: string) => void) {
@@ -94,7 +83,7 @@ export function organizationService (app: FastifyInstance, forget: (slug: string
     },
 
     async list (query: ListOrganizationsQuery): Promise<OrganizationPage> {
-      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, UUID)
       const rows = (await listOrganizations(app.sql, { after, limit: query.limit + 1 }))
       const items = rows.slice(0, query.limit)
       const last = items.at(-1)

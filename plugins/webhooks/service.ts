@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { decodeCursor, encodeCursor } from '../../src/cursor.js'
 import { inOrganization, type Queryable } from '../../src/database.js'
 import { open, seal } from '../../src/envelope.js'
 import { badRequest, conflict, notFound, ProblemError } from '../../src/errors.js'
@@ -14,6 +15,9 @@ import {
   deleteSubscription, findDelivery, findSubscription, insertDeliveries, insertSubscription, listDeliveries, listSubscriptions,
   makePendingDue, updateSubscription, type DeliveryRow, type SubscriptionChanges, type SubscriptionRow
 } from './repository.js'
+
+// A deliveries page continues after a delivery's position: a positive integer.
+const WEBHOOK_CURSOR = /^[1-9]\d{0,17}$/
 
 /** What the webhooks service and worker use of the app. */
 export type WebhookDeps = Pick<FastifyInstance, 'sql' | 'audit' | 'config' | 'log' | 'keyEncryptionKey' | 'metrics'>
@@ -132,18 +136,6 @@ async function existing (tx: Queryable, id: string, forUpdate = false): Promise<
   return row
 }
 
-function encodeCursor (position: string): string {
-  return Buffer.from(position, 'utf8').toString('base64url')
-}
-
-function decodeCursor (cursor: string): string {
-  const position = Buffer.from(cursor, 'base64url').toString('utf8')
-  if (!/^[1-9]\d{0,17}$/.test(position) || encodeCursor(position) !== cursor) {
-    throw badRequest('cursor is not valid: pass next_cursor from the previous page unchanged', [{ location: 'querystring/cursor', message: 'is not a cursor this server issued' }])
-  }
-  return position
-}
-
 /** The body of a webhook.test delivery. */
 function testPayload (subscriptionId: string, at: Date): string {
   return JSON.stringify({ type: TEST_EVENT, timestamp: at.toISOString(), data: { webhook_id: subscriptionId } })
@@ -258,7 +250,7 @@ export function webhookService (deps: WebhookDeps, wake: () => void) {
     },
 
     async deliveries (orgId: string, id: string, query: ListDeliveriesQuery): Promise<DeliveryPage> {
-      const beforePosition = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+      const beforePosition = query.cursor === undefined ? undefined : decodeCursor(query.cursor, WEBHOOK_CURSOR)
       const rows = await inOrganization(deps.sql, orgId, async (tx) => {
         await existing(tx, id)
         return await listDeliveries(tx, id, { status: query.status, beforePosition, limit: query.limit + 1 })

@@ -1,5 +1,6 @@
 import type { AuditActor, AuditEvent } from '../../audit/public.js'
 import { agentDid } from '../../../src/did-web.js'
+import { decodeCursor, encodeCursor } from '../../../src/cursor.js'
 import { badRequest, conflict, notFound, serviceUnavailable } from '../../../src/errors.js'
 import { inOrganization, type Queryable } from '../../../src/database.js'
 import { newId } from '../../../src/ids.js'
@@ -37,20 +38,6 @@ export function toAgent (row: AgentRow, issuer: string): Agent {
 
 const UUID = new RegExp(UUID_PATTERN)
 
-/** The opaque cursor of a page that ends with this agent id. */
-export function encodeCursor (lastId: string): string {
-  return Buffer.from(lastId, 'utf8').toString('base64url')
-}
-
-/** The agent id a cursor continues after; a cursor this server did not make is a 400. */
-export function decodeCursor (cursor: string): string {
-  const id = Buffer.from(cursor, 'base64url').toString('utf8')
-  // Re-encoding must give the cursor back: base64url decoding alone accepts junk it silently skips.
-  if (!UUID.test(id) || encodeCursor(id) !== cursor) {
-    throw badRequest('cursor is not valid: pass next_cursor from the previous page unchanged', [{ location: 'querystring/cursor', message: 'is not a cursor this server issued' }])
-  }
-  return id
-}
 
 function checkMetadataSize (metadata: AgentMetadata | undefined): void {
   if (metadata === undefined) return
@@ -147,7 +134,7 @@ export function agentService (deps: Deps) {
 
     /** One page in creation order: each agent exactly once across pages, whatever is created meanwhile. */
     async list (orgId: string, query: ListAgentsQuery, issuer: string): Promise<AgentPage> {
-      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, UUID)
       const rows = await inOrganization(deps.sql, orgId, async (tx) => await listAgents(tx, { status: query.status, owner: query.owner, clientId: query.client_id, after, limit: query.limit + 1 }))
       const items = rows.slice(0, query.limit)
       const last = items.at(-1)
