@@ -6,19 +6,13 @@ import { InvalidGrant } from '../../../src/errors.js'
 import { claimsMatch } from '../credentials/federated.js'
 import { federatedTrustsOf, forgetExpiredAssertions, markAssertionUsed, type FederatedTrustRow } from '../credentials/repository.js'
 import { FederationKeySets, KeySetUnavailable } from './key-sets.js'
+import type { AuthenticatedClient } from '../authentication/index.js'
 
-/** An agent an external token stands for, through exactly one federated credential. */
-export interface FederatedIdentity {
-  agentId: string
-  clientId: string
-  /** The federated credential that matched: revoking it kills the tokens issued through it. */
-  credentialId: string
-  scopes: string[]
-  resources: string[]
-  /** RFC 9449 §5.2: the agent gets tokens only with a DPoP proof, by this grant too. */
-  dpopBoundAccessTokens: boolean
-  /** When that credential expires (epoch ms; Infinity for never). */
-  credentialExpiresAt: number
+/**
+ * An agent an external token stands for, through exactly one federated credential (credentialId: revoking it kills
+ * the tokens issued through it; credentialExpiresAt: when it expires), as an authenticated client would be.
+ */
+export interface FederatedIdentity extends Omit<AuthenticatedClient, 'method'> {
   /** The external token's iss and sub, as verified. */
   issuer: string
   subject: string

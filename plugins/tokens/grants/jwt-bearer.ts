@@ -1,6 +1,12 @@
 import { InvalidGrant, InvalidRequest } from '../../../src/errors.js'
 import { audienceOf, grantedScopes } from './agent-authority.js'
 import type { Grant } from './index.js'
+import type { FederatedIdentity } from '../../clients/public.js'
+
+/** The agent part of a federated identity, without the external token's claims. */
+function asClient ({ issuer: _issuer, subject: _subject, claims: _claims, ...agent }: FederatedIdentity): Omit<FederatedIdentity, 'issuer' | 'subject' | 'claims'> {
+  return agent
+}
 
 /** RFC 7523 §2.1: the grant_type of an external JWT presented as the authorization grant. */
 export const JWT_BEARER_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer'
@@ -25,16 +31,8 @@ export const jwtBearer: Grant = {
       scope: grantedScopes(body.scope, identity.scopes),
       audience: audienceOf(body.resource, identity.resources, request.issuerContext.tokenAudience),
       credentialId: identity.credentialId,
-      client: client ?? {
-        agentId: identity.agentId,
-        clientId: identity.clientId,
-        credentialId: identity.credentialId,
-        scopes: identity.scopes,
-        resources: identity.resources,
-        dpopBoundAccessTokens: identity.dpopBoundAccessTokens,
-        credentialExpiresAt: identity.credentialExpiresAt,
-        method: 'none'
-      },
+      // No client authenticated: the agent of the federated credential is the client, by no method of its own.
+      client: client ?? { ...asClient(identity), method: 'none' },
       // The external identity the token was issued for, and the trust that matched, in token.issued.
       audit: { federated: { iss: identity.issuer, sub: identity.subject, credential_id: identity.credentialId } }
     }
