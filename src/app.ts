@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
-import auditEvents, { auditTrail } from '../plugins/audit/index.js'
+import auditEvents, { auditRetention, auditTrail } from '../plugins/audit/index.js'
 import clients, { clientAuthentication, clientFederation, credentialExpiryScan } from '../plugins/clients/index.js'
 import docs from '../plugins/docs/index.js'
 import configPlugin from '../plugins/infra/config.js'
@@ -154,6 +154,7 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(reports)
   // Background work of one replica or several (each pass takes its work row by row, or per organization under a lock).
   await app.register(credentialExpiryScan)
+  await app.register(auditRetention)
   // The webhook delivery worker: registered last, so it stops first when the app closes, before the pool ends.
   await app.register(webhookDelivery)
 

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { inOrganization } from '../../../src/database.js'
+import { runPeriodically } from '../../../src/periodic.js'
 import type { AuditEvent } from '../../audit/public.js'
 import { liveOrganizations } from '../../organizations/public.js'
 import type { Deps } from '../deps.js'
@@ -52,10 +53,5 @@ export default fp(async (app) => {
       .then((scan) => { if (scan.expiring + scan.expired > 0) app.log.info(scan, 'credential expiry scan recorded events') })
       .catch((error: Error) => { app.log.warn({ err: { message: error.message } }, 'credential expiry scan failed') })
   }
-  const first = setTimeout(run, FIRST_SCAN_DELAY_MS).unref()
-  const every = setInterval(run, SCAN_INTERVAL_MS).unref()
-  app.addHook('onClose', async () => {
-    clearTimeout(first)
-    clearInterval(every)
-  })
+  runPeriodically(app, run, { firstDelayMs: FIRST_SCAN_DELAY_MS, intervalMs: SCAN_INTERVAL_MS })
 }, { name: 'credential-expiry-scan', dependencies: ['postgres', 'audit'] })
