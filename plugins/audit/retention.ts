@@ -12,7 +12,6 @@ import { liveOrganizations, organizationSigningKeys, organizationVerificationKey
 import { GENESIS_HASH, hashEvent } from './chain.js'
 import type { StoredAuditEvent } from './events.js'
 import { toItem } from './queries.js'
-import { streamEvents } from './repository.js'
 import type { AuditTrail } from './trail.js'
 
 /** A row of audit_checkpoints. */

@@ -5,7 +5,9 @@ import { problemResponses } from '../../schemas/common.js'
 import { AccessReviewQuerySchema, AccessReviewReportSchema } from '../../schemas/reports.js'
 import { AdminScope } from '../../src/scopes.js'
 import { managementRouteConfig } from '../infra/rate-limit.js'
+import { storedZip } from '../../src/zip.js'
 import { accessReview, accessReviewCsv, reviewPeriod } from './access-review.js'
+import { evidenceBundle } from './evidence.js'
 
 const security = [{ bearerAuth: [] }]
 const tags = ['reports']
@@ -47,6 +49,29 @@ const reports: FastifyPluginAsyncTypebox = async (app) => {
       .type('text/csv; charset=utf-8')
       .header('content-disposition', 'attachment; filename="access-review.csv"')
       .send(accessReviewCsv(report))
+  })
+
+  app.get('/api/v1/reports/evidence', {
+    schema: {
+      tags,
+      summary: 'SOC 2 evidence bundle, as a zip',
+      description: 'Needs audit:read. The access review (JSON and CSV), the last reviews, the configuration without secrets, the key rotation history, the audit chain verification and retention status, the control mapping (CC6.1, CC6.2, CC6.3, CC6.6, CC7.2, CC7.3), manifest.json (every other file with its SHA-256) and manifest.jws (a compact JWS of manifest.json by this issuer\'s key: verify it against the JWKS). npm run evidence -- --out <dir> writes the same files.',
+      security,
+      response: {
+        200: { description: 'A zip archive', content: { 'application/zip': { schema: Type.String({ format: 'binary' }) } } },
+        ...problemResponses(401, 403, 429, 503)
+      }
+    },
+    preValidation: app.requireScopes(AdminScope.AuditRead),
+    config
+  }, async (request, reply) => {
+    const { orgId, issuer, keys } = request.issuerContext
+    const now = new Date()
+    const files = await evidenceBundle(app.sql, app.config, { orgId, issuer, keys }, now)
+    return await reply
+      .type('application/zip')
+      .header('content-disposition', `attachment; filename="evidence-${now.toISOString().slice(0, 10)}.zip"`)
+      .send(storedZip(files, now) as never)
   })
 }
 

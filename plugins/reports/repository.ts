@@ -84,3 +84,27 @@ export async function scopeGrantsSince (sql: Queryable, since: Date): Promise<Gr
       and type in ('agent.created', 'agent.updated') and data ? 'scopes'
     order by seq`
 }
+
+export interface KeyEventRow {
+  seq: string
+  occurred_at: Date
+  type: string
+  actor: string
+  data: Record<string, unknown>
+}
+
+/** The signing-key events of the trail still in the table, oldest first. */
+export async function keyRotationEvents (sql: Queryable): Promise<KeyEventRow[]> {
+  return await sql<KeyEventRow[]>`
+    select seq::text, occurred_at, type, actor, data from audit_events
+    where org_id = current_org_id() and type in ('key.current', 'key.previous_published', 'key.rotated')
+    order by audit_events.seq`
+}
+
+/** The oldest event the table still holds, and how many it holds. */
+export async function tableExtent (sql: Queryable): Promise<{ events: string, oldest_seq: string | null, oldest_at: Date | null }> {
+  const [row] = await sql<Array<{ events: string, oldest_seq: string | null, oldest_at: Date | null }>>`
+    select count(*)::text as events, min(seq)::text as oldest_seq, min(occurred_at) as oldest_at
+    from audit_events where org_id = current_org_id()`
+  return row as { events: string, oldest_seq: string | null, oldest_at: Date | null }
+}
