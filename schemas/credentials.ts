@@ -78,7 +78,7 @@ export const CreateCredentialBodySchema = Type.Object({
   type: Type.Optional(CredentialTypeSchema),
   // Validated by the service (a private member is a 400 that says so, not a schema mismatch).
   jwk: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'private_key_jwt only: the public JWK (RSA of 2048 bits or more, EC P-256 or P-384, OKP Ed25519)' })),
-  expires_at: Type.Optional(TimestampSchema('When the credential stops working; must be in the future. Absent: never expires')),
+  expires_at: Type.Optional(TimestampSchema('When the credential stops working; must be in the future, and within CREDENTIAL_MAX_AGE_DAYS when set. Absent: never expires, or with CREDENTIAL_MAX_AGE_DAYS set, that many days from now')),
   // federated only; validated by the service, which names the member at fault.
   issuer: Type.Optional(TextSchema({ minLength: 1, maxLength: 1024, description: 'federated only: the external issuer, exactly as its tokens carry it in iss' })),
   subject: Type.Optional(TextSchema({ minLength: 1, maxLength: 1024, description: 'federated only: the exact sub of its tokens (system:serviceaccount:ns:name, repo:org/repo:ref:refs/heads/main, spiffe://…)' })),

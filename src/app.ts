@@ -3,8 +3,8 @@ import type { IncomingHttpHeaders } from 'node:http'
 import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
-import auditEvents, { auditTrail } from '../plugins/audit/index.js'
-import clients, { clientAuthentication, clientFederation } from '../plugins/clients/index.js'
+import auditEvents, { auditRetention, auditTrail } from '../plugins/audit/index.js'
+import clients, { clientAuthentication, clientFederation, credentialExpiryScan } from '../plugins/clients/index.js'
 import docs from '../plugins/docs/index.js'
 import configPlugin from '../plugins/infra/config.js'
 import keys from '../plugins/infra/keys.js'
@@ -12,6 +12,7 @@ import metrics from '../plugins/infra/metrics.js'
 import postgres from '../plugins/infra/postgres.js'
 import rateLimit from '../plugins/infra/rate-limit.js'
 import redis from '../plugins/infra/redis.js'
+import reports from '../plugins/reports/index.js'
 import oidc from '../plugins/oidc/index.js'
 import organizations, { organizationIssuers, rewriteOrganizationUrl } from '../plugins/organizations/index.js'
 import operations from '../plugins/operations/index.js'
@@ -150,6 +151,10 @@ export async function buildApp (config: Config, overrides: Partial<FastifyServer
   await app.register(organizations)
   await app.register(oidc)
   await app.register(webhooks)
+  await app.register(reports)
+  // Background work of one replica or several (each pass takes its work row by row, or per organization under a lock).
+  await app.register(credentialExpiryScan)
+  await app.register(auditRetention)
   // The webhook delivery worker: registered last, so it stops first when the app closes, before the pool ends.
   await app.register(webhookDelivery)
 

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { DEFAULT_APP_ROLE } from './database.js'
 
 /** Everything AgentIdP reads from its environment, validated once at start-up. */
@@ -76,6 +76,23 @@ export interface Config {
     authFailuresPerMinute: number
   }
   webhooks: WebhookConfig
+  compliance: ComplianceConfig
+}
+
+/** SOC 2 evidence (docs/devops/compliance.md): access reviews, credential hygiene, audit retention. */
+export interface ComplianceConfig {
+  /** REVIEW_STALE_DAYS: an agent unused for longer is flagged stale in the access review. */
+  reviewStaleDays: number
+  /** CREDENTIAL_MAX_AGE_DAYS: a new credential expires within this many days; unset, no cap. */
+  credentialMaxAgeDays?: number
+  /** CREDENTIAL_EXPIRY_WARNING_DAYS: credential.expiring is recorded this long before a credential expires. */
+  credentialExpiryWarningDays: number
+  /** REQUIRE_AGENT_OWNER: an agent cannot be created without an owner. */
+  requireAgentOwner: boolean
+  /** AUDIT_RETENTION_DAYS: events older than this are archived, then pruned, daily; unset, kept for ever. */
+  auditRetentionDays?: number
+  /** AUDIT_ARCHIVE_DIR: where archived events are written as NDJSON, one directory per organization. */
+  auditArchiveDir: string
 }
 
 /** How webhooks are delivered (plugins/webhooks). */
@@ -383,6 +400,14 @@ export function loadConfig (env: Env = process.env): Config {
       allowPrivateNetworks: flag(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
       timeoutMs: integer(env, 'WEBHOOK_TIMEOUT_MS', 15_000, 100, 60_000),
       pollIntervalMs: integer(env, 'WEBHOOK_POLL_INTERVAL_MS', 1000, 10, 60_000)
+    },
+    compliance: {
+      reviewStaleDays: positiveNumber(env, 'REVIEW_STALE_DAYS', 90, 3650),
+      credentialMaxAgeDays: text(env, 'CREDENTIAL_MAX_AGE_DAYS') === undefined ? undefined : positiveNumber(env, 'CREDENTIAL_MAX_AGE_DAYS', 0, 3650),
+      credentialExpiryWarningDays: positiveNumber(env, 'CREDENTIAL_EXPIRY_WARNING_DAYS', 14, 365),
+      requireAgentOwner: flag(env, 'REQUIRE_AGENT_OWNER', false),
+      auditRetentionDays: text(env, 'AUDIT_RETENTION_DAYS') === undefined ? undefined : positiveNumber(env, 'AUDIT_RETENTION_DAYS', 0, 36500),
+      auditArchiveDir: resolve(text(env, 'AUDIT_ARCHIVE_DIR') ?? join(text(env, 'DATA_DIR') ?? './.agentidp', 'audit-archive'))
     }
   }
 }

@@ -7,6 +7,8 @@ export const AdminScope = {
   MetricsRead: 'metrics:read',
   OrganizationsRead: 'organizations:read',
   OrganizationsWrite: 'organizations:write',
+  /** Record access-review decisions (POST /api/v1/reviews); revoke suspends the agent, within the privilege rules. */
+  ReviewsWrite: 'reviews:write',
   TokensIntrospect: 'tokens:introspect',
   /** Read webhook subscriptions and their deliveries (never a secret). */
   WebhooksRead: 'webhooks:read',

@@ -192,24 +192,34 @@ export async function chainWritersDone (sql: Sql, orgId: string): Promise<void> 
 
 /** What a walk of the chain found: every event verified, or the first one that breaks it and why. */
 export type ChainVerification =
-  | { ok: true, verified: number }
-  | { ok: false, verified: number, seq: string, id: string, reason: string }
+  | { ok: true, verified: number, from?: ChainStart }
+  | { ok: false, verified: number, seq: string, id: string, reason: string, from?: ChainStart }
+
+/** Where the table's part of a chain starts: after the last checkpoint of a prune (sql/0016), else at seq 1. */
+export interface ChainStart { seq: string, hash: string }
 
 /**
- * Walks one organization's whole chain in seq order through a cursor (constant memory, whatever its length) and checks each event:
- * seq follows the previous one (a deleted row leaves a gap), prev_hash is the previous event's hash, hash is the
- * hash of the event's content, and occurred_at never goes back. Stops at the first event that breaks it.
+ * Walks what the table holds of one organization's chain in seq order through a cursor (constant memory, whatever
+ * its length) and checks each event: seq follows the previous one (a deleted row leaves a gap), prev_hash is the
+ * previous event's hash, hash is the hash of the event's content, and occurred_at never goes back. The walk starts
+ * after the last checkpoint a prune left (its seq and hash), or at seq 1 from the genesis hash; whether that
+ * checkpoint's signature holds is verifyCheckpoints' to say. Stops at the first event that breaks it.
  */
 export async function verifyChain (sql: Sql, orgId: string, chunkSize = 1000): Promise<ChainVerification> {
-  return await inOrganization(sql, orgId, async (tx) => await verifyRows(tx<StoredAuditEvent[]>`
-    select seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash
-    from audit_events where org_id = session_org_id() order by seq`.cursor(chunkSize)))
+  return await inOrganization(sql, orgId, async (tx) => {
+    const [checkpoint] = await tx<ChainStart[]>`
+      select seq::text, hash from audit_checkpoints where org_id = session_org_id() order by audit_checkpoints.seq desc limit 1`
+    const result = await verifyRows(tx<StoredAuditEvent[]>`
+      select seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash
+      from audit_events where org_id = session_org_id() order by seq`.cursor(chunkSize), checkpoint)
+    return checkpoint === undefined ? result : { ...result, from: checkpoint }
+  })
 }
 
-async function verifyRows (rows: AsyncIterable<StoredAuditEvent[]>): Promise<ChainVerification> {
+async function verifyRows (rows: AsyncIterable<StoredAuditEvent[]>, start?: ChainStart): Promise<ChainVerification> {
   let verified = 0
-  let expectedSeq = 1n
-  let prevHash = GENESIS_HASH
+  let expectedSeq = BigInt(start?.seq ?? '0') + 1n
+  let prevHash = start?.hash ?? GENESIS_HASH
   let prevAt = new Date(0)
   for await (const chunk of rows) {
     for (const row of chunk) {

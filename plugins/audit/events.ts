@@ -2,11 +2,12 @@ import type { FastifyRequest } from 'fastify'
 
 /** Every kind of event the trail records, as a list the query API validates against. */
 export const AUDIT_EVENT_TYPES = [
-  'agent.created', 'agent.updated', 'agent.suspended', 'agent.reactivated', 'agent.decommissioned',
-  'credential.created', 'credential.revoked',
+  'agent.created', 'agent.updated', 'agent.suspended', 'agent.reactivated', 'agent.decommissioned', 'agent.reviewed',
+  'credential.created', 'credential.revoked', 'credential.expiring', 'credential.expired',
   'token.issued', 'token.revoked',
   'auth.failed', 'authz.denied',
   'key.current', 'key.previous_published', 'key.rotated',
+  'audit.pruned',
   'organization.created', 'organization.updated', 'organization.suspended', 'organization.reactivated', 'organization.deleted',
   'webhook.created', 'webhook.updated', 'webhook.deleted', 'webhook.secret_rotated', 'webhook.disabled'
 ] as const

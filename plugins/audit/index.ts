@@ -51,4 +51,5 @@ export default audit
 
 // What other capabilities, the CLI, tests and benchmarks use of the trail.
 export { default as auditTrail } from './trail.js'
+export { default as auditRetention } from './retention.js'
 export * from './public.js'

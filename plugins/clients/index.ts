@@ -14,4 +14,5 @@ const clients: FastifyPluginAsync = async (app) => {
 export default clients
 export { default as clientAuthentication } from './authentication/index.js'
 export { default as clientFederation } from './federation/index.js'
+export { default as credentialExpiryScan } from './credentials/hygiene.js'
 export * from './public.js'

@@ -81,6 +81,13 @@ export async function publishedKeys (sql: Queryable): Promise<OrganizationKeyRow
     order by activates_at desc, created_at desc`
 }
 
+/** Every key the organization ever had, retired ones too, newest first. */
+export async function allKeysOf (sql: Queryable): Promise<OrganizationKeyRow[]> {
+  return await sql<OrganizationKeyRow[]>`
+    select kid, alg, public_jwk, sealed_private, activates_at, retired_at from organization_keys
+    order by activates_at desc, created_at desc`
+}
+
 export async function insertOrganizationKey (sql: Queryable, key: { kid: string, alg: string, public_jwk: Record<string, unknown>, sealed_private: string, activates_at: Date }): Promise<void> {
   await sql`
     insert into organization_keys (kid, alg, public_jwk, sealed_private, activates_at)

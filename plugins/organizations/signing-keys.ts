@@ -33,7 +33,7 @@ export async function sealOrganizationKey (kek: Buffer, orgId: string, alg: Sign
   }
 }
 
-function publishedKeyOf (row: OrganizationKeyRow): PublicSigningKey {
+export function publishedKeyOf (row: OrganizationKeyRow): PublicSigningKey {
   return {
     kid: row.kid,
     alg: row.alg as SigningAlgorithm,

@@ -6,6 +6,7 @@ import {
   UsageQuerySchema, UsageSchema
 } from '../../../schemas/agents.js'
 import { problemResponses } from '../../../schemas/common.js'
+import { ReviewBodySchema, ReviewSchema } from '../../../schemas/reports.js'
 import { bootstrapAdmin } from '../bootstrap.js'
 import { principalActor } from '../../audit/public.js'
 import { managementRouteConfig } from '../../infra/rate-limit.js'
@@ -110,6 +111,19 @@ const agents: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: read,
     config
   }, async (request) => await service.usage(request.issuerContext.orgId, request.params.id, request.query.month))
+
+  app.post('/api/v1/reviews', {
+    schema: {
+      tags: ['reports'],
+      summary: 'Record an access-review decision on an agent',
+      description: 'Needs reviews:write. Recorded as agent.reviewed; the access review (GET /api/v1/reports/access-review) shows each agent\'s last one. revoke suspends an active agent at once (its tokens die on every replica), under the privilege rules: 403 (naming missing_scopes) for an agent holding a management scope the caller does not, 409 for the bootstrap admin.',
+      security,
+      body: ReviewBodySchema,
+      response: { 201: ReviewSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415, 429, 503) }
+    },
+    preValidation: app.requireScopes(AdminScope.ReviewsWrite),
+    config
+  }, async (request, reply) => reply.code(201).send(await service.review(request.body, principalActor(request), principalCaller(request))))
 }
 
 export default agents

@@ -10,6 +10,7 @@ import {
   AGENT_SCOPES_MAX_LENGTH, METADATA_MAX_BYTES,
   type Agent, type AgentMetadata, type AgentPage, type CreateAgentBody, type ListAgentsQuery, type UpdateAgentBody, type Usage
 } from '../../../schemas/agents.js'
+import type { Review, ReviewBody } from '../../../schemas/reports.js'
 import { UUID_PATTERN } from '../../../schemas/common.js'
 import { revokeAllCredentials } from '../credentials/repository.js'
 import { authorize, type Caller } from '../authorization.js'
@@ -108,6 +109,10 @@ export function agentService (deps: Deps) {
     async create (body: CreateAgentBody, actor: AuditActor, caller: Caller, issuer: string): Promise<Agent> {
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
+      // REQUIRE_AGENT_OWNER: every agent has a sponsor, someone an access review can ask (as Entra requires).
+      if (deps.config.compliance.requireAgentOwner && (body.owner ?? '').trim() === '') {
+        throw badRequest('owner is required: REQUIRE_AGENT_OWNER is set, so every agent names who is responsible for it', [{ location: 'body/owner', message: 'is required' }])
+      }
       authorize(deps.config, caller, { kind: 'agent.create', scopes: body.scopes ?? [] })
       const row = await inOrganization(deps.sql, actor.orgId, async (tx) => {
         const row = await insertAgent(tx, {
@@ -195,6 +200,36 @@ export function agentService (deps: Deps) {
       })
       if (outcome === undefined) return
       await publishChanges(deps, { agentIds: [id], credentialIds: outcome.revoked }, at)
+    },
+
+    /**
+     * Records an access-review decision as agent.reviewed. revoke suspends the agent as a PATCH to suspended would
+     * (its tokens die on every replica), under the same privilege rules: a reviewer suspends only agents whose
+     * management scopes it holds, never the bootstrap admin. An agent not active stays as it is. Returns the event's data.
+     */
+    async review (body: ReviewBody, actor: AuditActor, caller: Caller): Promise<Review> {
+      const at = new Date()
+      const { review, suspended } = await inOrganization(deps.sql, actor.orgId, async (tx) => {
+        const current = await existingAgent(tx, body.agent_id, 'update')
+        const suspend = body.decision === 'revoke' && current.status === 'active'
+        const changes: AgentChanges = suspend ? { status: 'suspended' } : {}
+        if (body.decision === 'revoke') authorize(deps.config, caller, { kind: 'agent.update', target: current, changes })
+        if (suspend) await updateAgent(tx, current.id, changes, at)
+        const review: Review = {
+          agent_id: current.id,
+          decision: body.decision,
+          note: body.note ?? null,
+          reviewer: caller.clientId,
+          reviewed_at: at.toISOString(),
+          status: suspend ? 'suspended' : current.status
+        }
+        await deps.audit.recordIn(tx,
+          { type: 'agent.reviewed', agentId: current.id, ...actor, data: { decision: review.decision, note: review.note, status_before: current.status, status_after: review.status } },
+          ...updateEvents(current, changes, actor))
+        return { review, suspended: suspend }
+      })
+      if (suspended) await publishChanges(deps, { agentIds: [body.agent_id] }, at)
+      return review
     },
 
     /**

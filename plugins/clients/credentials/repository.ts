@@ -248,3 +248,40 @@ export async function clientStanding (sql: Queryable, credentialId: string): Pro
 export async function touchLastUsed (sql: Queryable, credentialIds: string[], at: Date): Promise<void> {
   await sql`update credentials set last_used_at = ${at} where id = any(${sql.array(credentialIds)}::uuid[])`
 }
+
+/** A credential whose expiry an event records (credential.expiring or credential.expired). */
+export interface ExpiryRow {
+  id: string
+  agent_id: string
+  type: CredentialType
+  expires_at: Date
+}
+
+// Per organization and pass: the next pass takes the rest.
+const EXPIRY_BATCH = 1000
+
+/**
+ * Marks the live credentials of the transaction's organization that expire within `warningSeconds` and were not
+ * warned of yet, and returns them: each is returned once, whichever replica asks (rows another pass holds are skipped).
+ */
+export async function markExpiring (sql: Queryable, warningSeconds: number): Promise<ExpiryRow[]> {
+  return await sql<ExpiryRow[]>`
+    update credentials set expiry_warned_at = now()
+    where id in (
+      select id from credentials
+      where org_id = current_org_id() and revoked_at is null and expiry_warned_at is null and expiry_recorded_at is null
+        and expires_at > now() and expires_at <= now() + make_interval(secs => ${warningSeconds})
+      order by expires_at limit ${EXPIRY_BATCH} for update skip locked)
+    returning id, agent_id, type, expires_at`
+}
+
+/** Marks the credentials of the transaction's organization that have expired (not revoked) since the last pass, once each. */
+export async function markExpired (sql: Queryable): Promise<ExpiryRow[]> {
+  return await sql<ExpiryRow[]>`
+    update credentials set expiry_recorded_at = now()
+    where id in (
+      select id from credentials
+      where org_id = current_org_id() and revoked_at is null and expiry_recorded_at is null and expires_at <= now()
+      order by expires_at limit ${EXPIRY_BATCH} for update skip locked)
+    returning id, agent_id, type, expires_at`
+}

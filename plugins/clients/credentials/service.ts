@@ -79,11 +79,22 @@ function credentialEventData (row: CredentialRow): Record<string, unknown> {
   return { credential_type: row.type, issuer: rule.issuer, subject: rule.subject, audience: rule.audience, claims: rule.claims, jwks_uri: rule.jwks_uri, jwks_inline: rule.jwks !== null }
 }
 
-function expiryOf (body: CreateCredentialBody | undefined): Date | null {
-  if (body?.expires_at === undefined) return null
+const DAY_MS = 86_400_000
+
+/**
+ * When a new credential expires: as asked, or never; with CREDENTIAL_MAX_AGE_DAYS, at the latest that many days from
+ * now (the default when none is asked), and an explicit later one is refused.
+ */
+function expiryOf (body: CreateCredentialBody | undefined, maxAgeDays: number | undefined): Date | null {
+  const now = Date.now()
+  const latest = maxAgeDays === undefined ? undefined : new Date(now + maxAgeDays * DAY_MS)
+  if (body?.expires_at === undefined) return latest ?? null
   const expiresAt = new Date(body.expires_at)
-  if (!(expiresAt.getTime() > Date.now())) {
+  if (!(expiresAt.getTime() > now)) {
     throw badRequest('expires_at must be in the future', [{ location: 'body/expires_at', message: 'must be in the future' }])
+  }
+  if (latest !== undefined && expiresAt > latest) {
+    throw badRequest(`expires_at is later than CREDENTIAL_MAX_AGE_DAYS (${maxAgeDays} days) allows: at most ${latest.toISOString()}`, [{ location: 'body/expires_at', message: `must be at most ${maxAgeDays} days from now` }])
   }
   return expiresAt
 }
@@ -104,7 +115,7 @@ export function credentialService (deps: Deps) {
      * The caller's authority over the agent is checked before hashing and again under the row lock (see authorize).
      */
     async create (agentId: string, body: CreateCredentialBody | undefined, actor: AuditActor, caller: Caller): Promise<IssuedCredential> {
-      const expiresAt = expiryOf(body)
+      const expiresAt = expiryOf(body, deps.config.compliance.credentialMaxAgeDays)
       // Checked before hashing, so a request for an unknown, retired or forbidden agent costs no argon2 work.
       const found = await inOrganization(deps.sql, actor.orgId, async (tx) => await existingAgent(tx, agentId))
       refuseDecommissioned(found)
