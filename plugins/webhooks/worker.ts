@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { Agent as HttpAgent } from 'node:http'
+import { Agent as HttpAgent, type ServerResponse } from 'node:http'
 import { Agent as HttpsAgent } from 'node:https'
 import type { LookupFunction } from 'node:net'
 import { hostname } from 'node:os'
@@ -31,6 +31,83 @@ const MAX_RESPONSE_BYTES = 4096
 const RENEW_AFTER_MS = 5000
 // Bodies of recent events, by event id: each subscription of a round sends the same body.
 const PAYLOAD_CACHE_SIZE = 2 * READ_BATCH
+// The server is saturated when this many requests are in flight at once (a queue builds up: requests arrive faster
+// than it answers them), and for BUSY_WITHIN_MS after it last was: deliveries then yield to it (DeliveryGate).
+const BUSY_IN_FLIGHT = 2
+const BUSY_WITHIN_MS = 20
+// While the server is busy, deliveries keep at most this share of the time (one at a time, then a pause).
+const BUSY_SHARE = 0.1
+// An attempt stops holding the gate after this long: a local exchange takes less; longer is waiting for the network
+// or a slow receiver, which uses no CPU here and must not hold up the others.
+const GATE_HOLD_MS = 5
+
+/**
+ * Deliveries yield to the requests of a saturated server. Each delivery costs about what a request does (an HTTP
+ * exchange, a signature), more when its receiver shares the cores: ten subscriptions to every event make ten of them
+ * per token. While BUSY_IN_FLIGHT requests or more are in flight (the server answers them more slowly than they
+ * come), one delivery at a time passes, and the next waits until the gate was held BUSY_SHARE of the time at most;
+ * an attempt that takes longer than GATE_HOLD_MS lets the next one go (a slow receiver uses no CPU meanwhile).
+ * Otherwise, under any load the server keeps up with, deliveries go side by side, as many as the subscriptions
+ * served. So under full load the token endpoint keeps its throughput and the deliveries queue up (the lag grows),
+ * to go out as soon as the load eases.
+ */
+export class DeliveryGate {
+  #inFlight = 0
+  #lastBusyAt = -Infinity
+  #held = false
+  #open = false
+  readonly #waiting: Array<() => void> = []
+
+  /** The server received a request; `response` closes when it is answered (or the connection is gone). */
+  requestReceived (response: ServerResponse): void {
+    this.#inFlight += 1
+    if (this.#inFlight >= BUSY_IN_FLIGHT) this.#lastBusyAt = performance.now()
+    response.once('close', () => { this.#inFlight -= 1 })
+  }
+
+  /** Waits for the gate when the server is busy; returns what ends the delivery's hold of it. */
+  async pass (): Promise<() => void> {
+    while (!this.#open && this.#busy()) {
+      if (!this.#held) {
+        this.#held = true
+        return this.#hold()
+      }
+      await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    }
+    return () => {}
+  }
+
+  #busy (): boolean {
+    return performance.now() - this.#lastBusyAt <= BUSY_WITHIN_MS
+  }
+
+  /** The end of a hold: after the attempt or GATE_HOLD_MS, then a pause so the gate is held BUSY_SHARE of the time. */
+  #hold (): () => void {
+    const since = performance.now()
+    let done = false
+    const release = (): void => {
+      if (done) return
+      done = true
+      clearTimeout(slow)
+      const held = Math.min(performance.now() - since, GATE_HOLD_MS)
+      setTimeout(() => { this.#next() }, held * (1 / BUSY_SHARE - 1))
+    }
+    const slow = setTimeout(release, GATE_HOLD_MS)
+    return release
+  }
+
+  /** The next waiting delivery goes, or all of them when the server is no longer busy. */
+  #next (): void {
+    this.#held = false
+    for (const next of this.#waiting.splice(0, this.#busy() ? 1 : this.#waiting.length)) next()
+  }
+
+  /** From now on lets every delivery go, the waiting ones first (shutting down). */
+  open (): void {
+    this.#open = true
+    for (const next of this.#waiting.splice(0)) next()
+  }
+}
 
 /** The body of one audit event's delivery: Standard Webhooks' {type, timestamp, data}, and where it is in the trail. */
 export function eventPayload (event: StoredAuditEvent): string {
@@ -103,6 +180,7 @@ export class DeliveryWorker {
   // Connections to receivers, kept alive between deliveries; each checked (guardedLookup) when it was opened.
   #agents = DeliveryWorker.#newAgents()
   readonly #payloads = new Map<string, string>()
+  readonly #gate = new DeliveryGate()
 
   constructor (private readonly deps: WebhookDeps) {
     // Longer than an attempt and the writes around it: a live worker renews it at least every RENEW_AFTER_MS.
@@ -126,6 +204,11 @@ export class DeliveryWorker {
 
   start (): void {
     this.#running ??= this.#loop()
+  }
+
+  /** The server received a request: deliveries yield to a saturated server's requests (DeliveryGate). */
+  requestReceived (response: ServerResponse): void {
+    this.#gate.requestReceived(response)
   }
 
   /** Something is due now (a subscription changed, a test queued): run a round without waiting for the timer. */
@@ -156,6 +239,7 @@ export class DeliveryWorker {
   async stop (graceMs: number): Promise<void> {
     this.#stopping = true
     clearTimeout(this.#soon)
+    this.#gate.open()
     this.#wakeUp?.()
     const abort = setTimeout(() => { for (const controller of this.#inFlight) controller.abort() }, graceMs)
     try {
@@ -393,10 +477,12 @@ export class DeliveryWorker {
    */
   async #send (subscription: SubscriptionRow, secrets: string[] | EnvelopeError, messageId: string, payload: string, eventAt: Date, attemptsBefore: number): Promise<AttemptOutcome | undefined> {
     const { config, metrics, log } = this.deps
-    if (attemptsBefore === 0) metrics.webhookLag.observe(Math.max(0, Date.now() - eventAt.getTime()) / 1000)
     let outcome: AttemptOutcome
     const controller = new AbortController()
+    const release = await this.#gate.pass()
+    if (attemptsBefore === 0) metrics.webhookLag.observe(Math.max(0, Date.now() - eventAt.getTime()) / 1000)
     try {
+      if (this.#stopping) return undefined
       if (secrets instanceof EnvelopeError) throw secrets
       this.#inFlight.add(controller)
       const response = await outboundRequest(subscription.url, {
@@ -421,6 +507,7 @@ export class DeliveryWorker {
       }
     } finally {
       this.#inFlight.delete(controller)
+      release()
     }
     metrics.webhookAttempts.inc({ outcome: outcome.kind === 'failure' ? outcome.metric : outcome.kind })
     return outcome
