@@ -32,7 +32,7 @@ const tags = ['webhooks']
 export const webhookDelivery = fp(async (app) => {
   const worker = new DeliveryWorker(app)
   app.decorate('webhookWorker', worker)
-  const onCommitted = (): void => { worker.eventsCommitted() }
+  const onCommitted = (_seq: string, orgId: string): void => { worker.eventsCommitted(orgId) }
   // Every HTTP request the server receives (the capabilities' routes are registered before this plugin, so a hook
   // here would not see theirs): deliveries yield to them when they queue up.
   const onRequest = (_request: IncomingMessage, response: ServerResponse): void => { worker.requestReceived(response) }

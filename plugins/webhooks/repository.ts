@@ -201,10 +201,13 @@ export async function findDelivery (sql: Queryable, subscriptionId: string, id: 
 }
 
 /**
- * The organizations whose subscriptions are delivered: the active ones (a suspended organization's events wait, a
+ * The organizations whose subscriptions are delivered (of `among`, when given): the active ones (a suspended organization's events wait, a
  * deleted one's are never sent). The organizations table has no row-level security. Belongs to the organizations
  * capability once it publishes one.
  */
-export async function activeOrganizationIds (sql: Queryable): Promise<string[]> {
-  return (await sql<Array<{ id: string }>>`select id from organizations where status = 'active' order by id`).map((row) => row.id)
+export async function activeOrganizationIds (sql: Queryable, among?: string[]): Promise<string[]> {
+  return (await sql<Array<{ id: string }>>`
+    select id from organizations
+    where status = 'active' ${among === undefined ? sql`` : sql`and id = any(${sql.array(among)}::uuid[])`}
+    order by id`).map((row) => row.id)
 }

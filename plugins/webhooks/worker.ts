@@ -169,7 +169,10 @@ export class DeliveryWorker {
   #stopping = false
   #running: Promise<void> | undefined
   #wakeUp: (() => void) | undefined
-  #again = false
+  // The organizations the next round serves: every active one (a timer's round, a change), or those whose audit
+  // events this replica committed since the last round (an organization with no subscription costs one statement).
+  #due: Set<string> | 'all' = 'all'
+  #committed = new Set<string>()
   #failing = false
   // The last round leased no subscription: there is none to serve here, so a committed event need not wake a round
   // (the token endpoint commits events all the time); the timer still looks, and a new subscription wakes it.
@@ -214,20 +217,25 @@ export class DeliveryWorker {
   /** Something is due now (a subscription changed, a test queued): run a round without waiting for the timer. */
   wake (): void {
     this.#idle = false
-    this.#again = true
+    this.#due = 'all'
     this.#wakeUp?.()
   }
 
   /**
-   * This replica committed audit events: a round soon, unless no subscription is served here. Commits of EVENT_BATCH_MS
-   * share one round: under load the token endpoint commits all the time, and a round for each commit would compete
-   * with it for connections.
+   * This replica committed audit events of `orgId`: soon a round of the organizations that did, unless no
+   * subscription is served here. Commits of EVENT_BATCH_MS share one round: under load the token endpoint commits all
+   * the time, and a round for each commit would compete with it for connections. Other replicas' events, and retries
+   * coming due, wait for the timer's round (WEBHOOK_POLL_INTERVAL_MS), which serves every active organization.
    */
-  eventsCommitted (): void {
-    if (this.#idle || this.#soon !== undefined) return
+  eventsCommitted (orgId: string): void {
+    if (this.#idle) return
+    this.#committed.add(orgId)
+    if (this.#soon !== undefined) return
     this.#soon = setTimeout(() => {
       this.#soon = undefined
-      this.#again = true
+      const due = this.#due
+      if (due !== 'all') for (const committed of this.#committed) due.add(committed)
+      this.#committed.clear()
       this.#wakeUp?.()
     }, EVENT_BATCH_MS)
   }
@@ -253,9 +261,10 @@ export class DeliveryWorker {
 
   async #loop (): Promise<void> {
     while (!this.#stopping) {
-      this.#again = false
+      const due = this.#due
+      this.#due = new Set()
       try {
-        await this.#round()
+        await this.#round(due)
         if (this.#failing) this.deps.log.info('webhook delivery worker recovered')
         this.#failing = false
       } catch (error) {
@@ -263,9 +272,11 @@ export class DeliveryWorker {
         if (!this.#failing) this.deps.log.warn({ err: { message: (error as Error).message, code: (error as { code?: string }).code } }, 'webhook delivery round failed: retrying')
         this.#failing = true
       }
-      if (this.#stopping || this.#again) continue
+      // A change, a committed event or a full batch during the round: round again at once.
+      const next = this.#due as Set<string> | 'all'
+      if (this.#stopping || next === 'all' || next.size > 0) continue
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.deps.config.webhooks.pollIntervalMs)
+        const timer = setTimeout(() => { this.#due = 'all'; resolve() }, this.deps.config.webhooks.pollIntervalMs)
         this.#wakeUp = () => { clearTimeout(timer); resolve() }
       })
       this.#wakeUp = undefined
@@ -273,13 +284,14 @@ export class DeliveryWorker {
   }
 
   /**
-   * One round: in one transaction per organization, lease the subscriptions no other worker holds, read the trail
+   * One round, of the organizations `due`: in one transaction per organization, lease the subscriptions no other worker holds, read the trail
    * once after the lowest of their cursors, move past what none of them names, and let go of those with nothing due;
    * then serve the others, each on its own, starting with what was read.
    */
-  async #round (): Promise<void> {
+  async #round (due: Set<string> | 'all'): Promise<void> {
+    if (due !== 'all' && due.size === 0) return
     let leased = 0
-    for (const orgId of await activeOrganizationIds(this.deps.sql)) {
+    for (const orgId of await activeOrganizationIds(this.deps.sql, due === 'all' ? undefined : [...due])) {
       if (this.#stopping) return
       const due = await inOrganization(this.deps.sql, orgId, async (tx) => {
         const claimed = await claimSubscriptions(tx, this.owner, this.#leaseMs, CLAIM_LIMIT)
@@ -289,7 +301,7 @@ export class DeliveryWorker {
         const free = claimed.filter((subscription) => !heads.has(subscription.id))
         const lowest = free.reduce((low, subscription) => (BigInt(subscription.after_seq) < BigInt(low) ? subscription.after_seq : low), free[0]?.after_seq ?? '0')
         const events = free.length === 0 ? [] : await readChain(tx, { afterSeq: lowest, limit: READ_BATCH })
-        if (events.length === READ_BATCH) this.#again = true
+        if (events.length === READ_BATCH && this.#due !== 'all') this.#due.add(orgId)
         const readTo = events.at(-1)?.seq
         const turns: Turn[] = []
         const idle: string[] = []
@@ -310,7 +322,7 @@ export class DeliveryWorker {
       })
       await Promise.all(due.map(async (turn) => { await this.#serve(orgId, turn) }))
     }
-    this.#idle = leased === 0
+    if (due === 'all') this.#idle = leased === 0
   }
 
   /** The events of `events` a subscription receives: after its cursor, of the types it names. */
