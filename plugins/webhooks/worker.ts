@@ -35,6 +35,10 @@ const PAYLOAD_CACHE_SIZE = 2 * READ_BATCH
 // than it answers them), and for BUSY_WITHIN_MS after it last was: deliveries then yield to it (DeliveryGate).
 const BUSY_IN_FLIGHT = 2
 const BUSY_WITHIN_MS = 20
+// The CPU is scarce when a timer of this period fires this much late: the event loop was busy, or the process got
+// no core (other processes have them); deliveries then yield too.
+const TICK_MS = 10
+const LATE_MS = 5
 // While the server is busy, deliveries keep at most this share of the time (one at a time, then a pause).
 const BUSY_SHARE = 0.1
 // An attempt stops holding the gate after this long: a local exchange takes less; longer is waiting for the network
@@ -45,7 +49,7 @@ const GATE_HOLD_MS = 5
  * Deliveries yield to the requests of a saturated server. Each delivery costs about what a request does (an HTTP
  * exchange, a signature), more when its receiver shares the cores: ten subscriptions to every event make ten of them
  * per token. While BUSY_IN_FLIGHT requests or more are in flight (the server answers them more slowly than they
- * come), one delivery at a time passes, and the next waits until the gate was held BUSY_SHARE of the time at most;
+ * come), or a timer fires LATE_MS late (the CPU is scarce, whatever takes it), one delivery at a time passes, and the next waits until the gate was held BUSY_SHARE of the time at most;
  * an attempt that takes longer than GATE_HOLD_MS lets the next one go (a slow receiver uses no CPU meanwhile).
  * Otherwise, under any load the server keeps up with, deliveries go side by side, as many as the subscriptions
  * served. So under full load the token endpoint keeps its throughput and the deliveries queue up (the lag grows),
@@ -57,6 +61,18 @@ export class DeliveryGate {
   #held = false
   #open = false
   readonly #waiting: Array<() => void> = []
+  #ticker: NodeJS.Timeout | undefined
+
+  /** Starts watching how late a timer fires (until open()). */
+  watch (): void {
+    let expectedAt = performance.now() + TICK_MS
+    this.#ticker = setInterval(() => {
+      const now = performance.now()
+      if (now - expectedAt > LATE_MS) this.#lastBusyAt = now
+      expectedAt = now + TICK_MS
+    }, TICK_MS)
+    this.#ticker.unref()
+  }
 
   /** The server received a request; `response` closes when it is answered (or the connection is gone). */
   requestReceived (response: ServerResponse): void {
@@ -105,6 +121,7 @@ export class DeliveryGate {
   /** From now on lets every delivery go, the waiting ones first (shutting down). */
   open (): void {
     this.#open = true
+    clearInterval(this.#ticker)
     for (const next of this.#waiting.splice(0)) next()
   }
 }
@@ -206,6 +223,7 @@ export class DeliveryWorker {
   }
 
   start (): void {
+    if (this.#running === undefined) this.#gate.watch()
     this.#running ??= this.#loop()
   }
 
