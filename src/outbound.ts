@@ -1,6 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
-import { request as httpsRequest } from 'node:https'
+import { request as httpRequest, type Agent as HttpAgent, type IncomingHttpHeaders } from 'node:http'
+import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
 
 /**
@@ -70,7 +70,19 @@ export interface OutboundOptions {
   lookup?: LookupFunction
   /** Aborts the request early (a worker shutting down): it then rejects with Error('aborted'). */
   signal?: AbortSignal
+  /**
+   * Connections kept alive for the next request to the same host and port (a webhook worker's, whose receivers get
+   * request after request). Without them, one connection per request.
+   */
+  keepAlive?: KeepAliveAgents
 }
+
+/**
+ * Keep-alive agents, one per scheme. A kept connection was checked when it was opened (its lookup went through the
+ * rules below), so reusing it connects nowhere new: whatever a name resolves to later applies to the next
+ * connection. An agent serves one resolver: a caller that changes its resolver makes new agents.
+ */
+export interface KeepAliveAgents { http: HttpAgent, https: HttpsAgent }
 
 export interface OutboundResponse {
   status: number
@@ -130,8 +142,8 @@ export async function outboundRequest (target: string | URL, options: OutboundOp
       method: options.method ?? 'GET',
       headers: { 'user-agent': 'AgentIdP', ...options.headers },
       lookup: guardedLookup(options.lookup ?? (dnsLookup as LookupFunction), options.allowPrivateNetworks),
-      // One connection per request: a kept-alive socket would skip the check of the next lookup.
-      agent: false,
+      // One connection per request unless the caller keeps them alive (checked when opened either way).
+      agent: options.keepAlive === undefined ? false : url.protocol === 'https:' ? options.keepAlive.https : options.keepAlive.http,
       signal
     }, (response) => {
       const chunks: Buffer[] = []

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import fp from 'fastify-plugin'
 import { Type } from 'typebox'
 import { problemResponses } from '../../schemas/common.js'
@@ -31,13 +32,18 @@ const tags = ['webhooks']
 export const webhookDelivery = fp(async (app) => {
   const worker = new DeliveryWorker(app)
   app.decorate('webhookWorker', worker)
-  const onCommitted = (): void => { worker.eventsCommitted() }
+  const onCommitted = (_seq: string, orgId: string): void => { worker.eventsCommitted(orgId) }
+  // Every HTTP request the server receives (the capabilities' routes are registered before this plugin, so a hook
+  // here would not see theirs): deliveries yield to them when they queue up.
+  const onRequest = (_request: IncomingMessage, response: ServerResponse): void => { worker.requestReceived(response) }
   app.addHook('onReady', async () => {
     app.audit.notifications.on('committed', onCommitted)
+    app.server.on('request', onRequest)
     worker.start()
   })
   app.addHook('onClose', async () => {
     app.audit.notifications.off('committed', onCommitted)
+    app.server.off('request', onRequest)
     await worker.stop(Math.min(app.config.webhooks.timeoutMs, app.config.shutdownTimeoutMs / 2))
   })
 }, { name: 'webhook-delivery', dependencies: ['postgres', 'audit', 'metrics', 'keys'] })

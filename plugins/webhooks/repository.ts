@@ -102,13 +102,13 @@ export async function claimSubscriptions (sql: Queryable, owner: string, leaseMs
     returning *`
 }
 
-/** Extends the lease; false when this owner no longer holds it (it ran out and another worker took it). */
-export async function renewLease (sql: Queryable, id: string, owner: string, leaseMs: number): Promise<boolean> {
-  const rows = await sql`
+/** Extends the lease and reads the subscription as it now is (locked until the transaction ends); undefined when this owner no longer holds it or it is gone. */
+export async function renewLeaseAndRead (sql: Queryable, id: string, owner: string, leaseMs: number): Promise<SubscriptionRow | undefined> {
+  const [row] = await sql<SubscriptionRow[]>`
     update webhook_subscriptions set lease_until = clock_timestamp() + ${leaseMs} * interval '1 millisecond'
     where id = ${id} and lease_owner = ${owner} and lease_until >= clock_timestamp()
-    returning id`
-  return rows.length === 1
+    returning *`
+  return row
 }
 
 /** Lets go of the leases this owner holds on these subscriptions. */
@@ -121,29 +121,37 @@ export async function advanceCursors (sql: Queryable, ids: string[], seq: string
   await sql`update webhook_subscriptions set after_seq = greatest(after_seq, ${seq}::bigint) where id = any(${sql.array(ids)}::uuid[])`
 }
 
-/** Which of these subscriptions have a pending delivery at their head that is due now. */
-export async function subscriptionsWithDueDelivery (sql: Queryable, ids: string[]): Promise<string[]> {
-  const rows = await sql<Array<{ subscription_id: string }>>`
-    select head.subscription_id from unnest(${sql.array(ids)}::uuid[]) as subscription (id)
+/** The subscriptions, of these, whose oldest pending delivery holds them back, and whether it is due now. */
+export async function pendingHeads (sql: Queryable, ids: string[]): Promise<Array<{ subscription_id: string, due: boolean }>> {
+  return await sql<Array<{ subscription_id: string, due: boolean }>>`
+    select head.subscription_id, (head.next_attempt_at is null or head.next_attempt_at <= now()) as due
+    from unnest(${sql.array(ids)}::uuid[]) as subscription (id)
     cross join lateral (
       select subscription_id, next_attempt_at from webhook_deliveries
       where subscription_id = subscription.id and status = 'pending'
-      order by position limit 1) as head
-    where head.next_attempt_at is null or head.next_attempt_at <= now()`
-  return rows.map((row) => row.subscription_id)
+      order by position limit 1) as head`
 }
 
-/** Inserts deliveries in the order given (their position), due at once. */
-export async function insertDeliveries (sql: Queryable, rows: NewDelivery[]): Promise<DeliveryRow[]> {
+/**
+ * Inserts deliveries in the order given (their position). A row without `attempt` is pending and due at once (a
+ * test, a redelivery); a row with one records its first attempt, made before the row was written (the worker
+ * delivers the trail first and writes what happened afterwards, a batch at a time).
+ */
+export async function insertDeliveries (sql: Queryable, rows: Array<NewDelivery & { attempt?: AttemptRecord }>): Promise<DeliveryRow[]> {
   if (rows.length === 0) return []
   const column = <K extends keyof NewDelivery>(name: K): Array<NewDelivery[K]> => rows.map((row) => row[name])
+  const attempt = <K extends keyof AttemptRecord>(name: K): Array<AttemptRecord[K] | null> => rows.map((row) => row.attempt?.[name] ?? null)
+  const iso = (values: Array<Date | null>): Array<string | null> => values.map((at) => at?.toISOString() ?? null)
   // One array a column, ordinality keeping the given order: the same statement whatever the batch size.
   return await sql<DeliveryRow[]>`
-    insert into webhook_deliveries (id, subscription_id, message_id, event_type, event_seq, event_at, payload, next_attempt_at)
-    select id, subscription_id, message_id, event_type, event_seq, event_at, payload, now()
+    insert into webhook_deliveries (id, subscription_id, message_id, event_type, event_seq, event_at, payload, status, attempts, last_status_code, last_error, next_attempt_at, completed_at)
+    select id, subscription_id, message_id, event_type, event_seq, event_at, payload, coalesce(status, 'pending'), case when status is null then 0 else 1 end,
+           last_status_code, last_error, case when status is null then now() else next_attempt_at end, completed_at
     from unnest(${column('id')}::uuid[], ${column('subscription_id')}::uuid[], ${column('message_id')}::text[], ${column('event_type')}::text[],
-                ${column('event_seq')}::bigint[], ${column('event_at').map((at) => at.toISOString())}::timestamptz[], ${column('payload')}::text[])
-      with ordinality as batch (id, subscription_id, message_id, event_type, event_seq, event_at, payload, n)
+                ${column('event_seq')}::bigint[], ${iso(column('event_at'))}::timestamptz[], ${column('payload')}::text[],
+                ${attempt('status')}::text[], ${attempt('last_status_code')}::integer[], ${attempt('last_error')}::text[],
+                ${iso(attempt('next_attempt_at'))}::timestamptz[], ${iso(attempt('completed_at'))}::timestamptz[])
+      with ordinality as batch (id, subscription_id, message_id, event_type, event_seq, event_at, payload, status, last_status_code, last_error, next_attempt_at, completed_at, n)
     order by n
     returning *`
 }
@@ -193,10 +201,13 @@ export async function findDelivery (sql: Queryable, subscriptionId: string, id: 
 }
 
 /**
- * The organizations whose subscriptions are delivered: the active ones (a suspended organization's events wait, a
+ * The organizations whose subscriptions are delivered (of `among`, when given): the active ones (a suspended organization's events wait, a
  * deleted one's are never sent). The organizations table has no row-level security. Belongs to the organizations
  * capability once it publishes one.
  */
-export async function activeOrganizationIds (sql: Queryable): Promise<string[]> {
-  return (await sql<Array<{ id: string }>>`select id from organizations where status = 'active' order by id`).map((row) => row.id)
+export async function activeOrganizationIds (sql: Queryable, among?: string[]): Promise<string[]> {
+  return (await sql<Array<{ id: string }>>`
+    select id from organizations
+    where status = 'active' ${among === undefined ? sql`` : sql`and id = any(${sql.array(among)}::uuid[])`}
+    order by id`).map((row) => row.id)
 }
