@@ -244,7 +244,12 @@ export async function clientStanding (sql: Queryable, credentialId: string): Pro
   return row
 }
 
-/** Records that the credentials were used (at most about once a minute each; see client authentication). */
-export async function touchLastUsed (sql: Queryable, credentialIds: string[], at: Date): Promise<void> {
-  await sql`update credentials set last_used_at = ${at} where id = any(${sql.array(credentialIds)}::uuid[])`
+/**
+ * Records when credentials of any organizations were last used (at most about once a minute each; see client
+ * authentication), in one statement whatever the number of organizations (sql/0016).
+ */
+export async function touchLastUsed (sql: Queryable, uses: Array<{ orgId: string, credentialId: string, at: Date }>): Promise<void> {
+  await sql`
+    select credentials_touch_last_used(${uses.map((use) => use.orgId)}::uuid[], ${uses.map((use) => use.credentialId)}::uuid[],
+      ${uses.map((use) => use.at.toISOString())}::timestamptz[])`
 }

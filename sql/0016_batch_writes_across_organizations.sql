@@ -1,7 +1,7 @@
--- The audit group commit appends one batch of events that may span many organizations' chains in one transaction.
--- Statement by statement that was five statements an organization (switch, lock, read the head; switch, insert):
--- across 1,000 organizations the database spent more on those executions than on the rows. These two functions do
--- the same work in one statement each, still as the calling role and under row-level security: each organization's
+-- Writes that span many organizations, in one statement each: the audit group commit's batch, and credentials' last
+-- use. The group commit's batch took five statements an organization (switch, lock, read the head; switch, insert):
+-- across 1,000 organizations the database spent more on those executions than on the rows. These functions do the
+-- same work in one statement each, still as the calling role and under row-level security: each organization's
 -- rows are read and written only after the transaction was switched to it, exactly as inOrganization does.
 -- SECURITY INVOKER (the default): they give the caller nothing it could not do with the statements they replace.
 
@@ -42,6 +42,23 @@ begin
     from unnest(org_ids, seqs, ids, occurred_ats, types, agent_ids, actors, ips, request_ids, datas, prev_hashes, hashes)
       as b (org_id, seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash)
     where b.org_id = org;
+  end loop;
+end;
+$$;
+
+-- credentials.last_used_at of credentials of many organizations in one statement: client authentication notes each
+-- use (at most once a minute a credential) and writes what it noted together, off the response path. Row i of the
+-- arrays is one credential, its organization and when it was used.
+create function credentials_touch_last_used(org_ids uuid[], credential_ids uuid[], used_ats timestamptz[]) returns void
+language plpgsql volatile as $$
+declare
+  org uuid;
+begin
+  for org in select distinct o from unnest(org_ids) as o loop
+    perform set_config('agentidp.org_id', org::text, true);
+    update credentials c set last_used_at = u.used_at
+    from unnest(org_ids, credential_ids, used_ats) as u (org_id, id, used_at)
+    where u.org_id = org and c.id = u.id;
   end loop;
 end;
 $$;
