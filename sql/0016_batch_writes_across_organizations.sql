@@ -25,40 +25,47 @@ begin
 end;
 $$;
 
--- Inserts a batch of events, one array a column (row i of every array is one event), each organization's rows after
--- the transaction was switched to that organization, so the row-level security check applies to every row.
+-- Inserts a batch of events, one array a column, grouped by organization: the first row_counts[1] rows are
+-- org_ids[1]'s, the next row_counts[2] org_ids[2]'s, and so on. Each organization's rows are inserted after the
+-- transaction was switched to it, so the row-level security check applies to every row; each insert reads only its
+-- own slice of the arrays.
 create function audit_insert_batch(
-  org_ids uuid[], seqs bigint[], ids uuid[], occurred_ats timestamptz[], types text[], agent_ids uuid[], actors text[],
-  ips text[], request_ids text[], datas jsonb[], prev_hashes text[], hashes text[]
+  org_ids uuid[], row_counts int[], seqs bigint[], ids uuid[], occurred_ats timestamptz[], types text[], agent_ids uuid[],
+  actors text[], ips text[], request_ids text[], datas jsonb[], prev_hashes text[], hashes text[]
 ) returns void
 language plpgsql volatile as $$
 declare
-  org uuid;
+  lo int := 1;
+  hi int;
 begin
-  for org in select distinct o from unnest(org_ids) as o loop
-    perform set_config('agentidp.org_id', org::text, true);
+  for i in 1 .. coalesce(array_length(org_ids, 1), 0) loop
+    hi := lo + row_counts[i] - 1;
+    perform set_config('agentidp.org_id', org_ids[i]::text, true);
     insert into audit_events (org_id, seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash)
-    select b.org_id, b.seq, b.id, b.occurred_at, b.type, b.agent_id, b.actor, b.ip, b.request_id, b.data, b.prev_hash, b.hash
-    from unnest(org_ids, seqs, ids, occurred_ats, types, agent_ids, actors, ips, request_ids, datas, prev_hashes, hashes)
-      as b (org_id, seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash)
-    where b.org_id = org;
+    select org_ids[i], b.seq, b.id, b.occurred_at, b.type, b.agent_id, b.actor, b.ip, b.request_id, b.data, b.prev_hash, b.hash
+    from unnest(seqs[lo:hi], ids[lo:hi], occurred_ats[lo:hi], types[lo:hi], agent_ids[lo:hi], actors[lo:hi], ips[lo:hi],
+                request_ids[lo:hi], datas[lo:hi], prev_hashes[lo:hi], hashes[lo:hi])
+      as b (seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash);
+    lo := hi + 1;
   end loop;
 end;
 $$;
 
 -- credentials.last_used_at of credentials of many organizations in one statement: client authentication notes each
--- use (at most once a minute a credential) and writes what it noted together, off the response path. Row i of the
--- arrays is one credential, its organization and when it was used.
-create function credentials_touch_last_used(org_ids uuid[], credential_ids uuid[], used_ats timestamptz[]) returns void
+-- use (at most once a minute a credential) and writes what it noted together, off the response path, all at used_at.
+-- Grouped like audit_insert_batch: the first row_counts[1] credential ids are org_ids[1]'s, and so on; each update
+-- finds its rows by primary key.
+create function credentials_touch_last_used(org_ids uuid[], row_counts int[], credential_ids uuid[], used_at timestamptz) returns void
 language plpgsql volatile as $$
 declare
-  org uuid;
+  lo int := 1;
+  hi int;
 begin
-  for org in select distinct o from unnest(org_ids) as o loop
-    perform set_config('agentidp.org_id', org::text, true);
-    update credentials c set last_used_at = u.used_at
-    from unnest(org_ids, credential_ids, used_ats) as u (org_id, id, used_at)
-    where u.org_id = org and c.id = u.id;
+  for i in 1 .. coalesce(array_length(org_ids, 1), 0) loop
+    hi := lo + row_counts[i] - 1;
+    perform set_config('agentidp.org_id', org_ids[i]::text, true);
+    update credentials set last_used_at = used_at where id = any(credential_ids[lo:hi]);
+    lo := hi + 1;
   end loop;
 end;
 $$;

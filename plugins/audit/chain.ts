@@ -179,25 +179,26 @@ export async function appendForOrganizations (tx: TransactionSql, eventsByOrgani
   if (orgIds.length === 0) return []
   const heads = await tx<Array<{ head_org_id: string, head_seq: string | null, head_hash: string | null, head_occurred_at: Date | null, now_at: Date }>>`
     select head_org_id, head_seq, head_hash, head_occurred_at, now_at from audit_lock_chain_heads(${orgIds}::uuid[])`
-  const rowOrgIds: string[] = []
+  const rowCounts: number[] = []
   // ISO text: the driver sends an array of Dates with the element's type (timestamptz), which no array cast takes.
   const rowOccurredAts: string[] = []
   const rows: ChainedRow[] = []
   const lastSeqs: Array<[orgId: string, seq: string]> = []
   for (const head of heads) {
     const chained = chainAfter({ seq: head.head_seq, hash: head.head_hash, occurred_at: head.head_occurred_at, now: head.now_at }, eventsByOrganization.get(head.head_org_id) as Storable[])
+    const occurredAt = chained.occurredAt.toISOString()
     for (const row of chained.rows) {
       rows.push(row)
-      rowOrgIds.push(head.head_org_id)
-      rowOccurredAts.push(chained.occurredAt.toISOString())
+      rowOccurredAts.push(occurredAt)
     }
+    rowCounts.push(chained.rows.length)
     lastSeqs.push([head.head_org_id, chained.lastSeq])
   }
   const columns = columnsOf(rows)
   await tx`
-    select audit_insert_batch(${rowOrgIds}::uuid[], ${columns.seq}::bigint[], ${columns.id}::uuid[], ${rowOccurredAts}::timestamptz[],
-      ${columns.type}::text[], ${columns.agent_id}::uuid[], ${columns.actor}::text[], ${columns.ip}::text[], ${columns.request_id}::text[],
-      ${columns.data}::text[]::jsonb[], ${columns.prev_hash}::text[], ${columns.hash}::text[])`
+    select audit_insert_batch(${lastSeqs.map(([orgId]) => orgId)}::uuid[], ${rowCounts}::int[], ${columns.seq}::bigint[], ${columns.id}::uuid[],
+      ${rowOccurredAts}::timestamptz[], ${columns.type}::text[], ${columns.agent_id}::uuid[], ${columns.actor}::text[], ${columns.ip}::text[],
+      ${columns.request_id}::text[], ${columns.data}::text[]::jsonb[], ${columns.prev_hash}::text[], ${columns.hash}::text[])`
   return lastSeqs
 }
 

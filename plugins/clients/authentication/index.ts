@@ -112,8 +112,8 @@ export default fp(async (app) => {
     return createHmac('sha256', cacheKey).update(orgId).update('\0').update(presented.clientId).update('\0').update(presented.secret).digest('base64url')
   }
 
-  // Credential id → its organization and when it was used, until the next flush.
-  const unwrittenUses = new Map<string, { orgId: string, credentialId: string, at: Date }>()
+  // Credential id → its organization, until the next flush.
+  const unwrittenUses = new Map<string, { orgId: string, credentialId: string }>()
   let flushTimer: NodeJS.Timeout | undefined
   let flushing: Promise<void> | undefined
 
@@ -122,7 +122,7 @@ export default fp(async (app) => {
     if (now - (lastUsedWritten.get(credentialId) ?? 0) < LAST_USED_INTERVAL_MS) return
     lastUsedWritten.set(credentialId, now)
     if (lastUsedWritten.size > CACHE_MAX_ENTRIES) lastUsedWritten.clear()
-    unwrittenUses.set(credentialId, { orgId, credentialId, at: new Date(now) })
+    unwrittenUses.set(credentialId, { orgId, credentialId })
     flushTimer ??= setTimeout(() => { void writeUses() }, LAST_USED_FLUSH_MS).unref()
   }
 
@@ -133,7 +133,7 @@ export default fp(async (app) => {
     const uses = [...unwrittenUses.values()]
     unwrittenUses.clear()
     // Run as the app role in a transaction (inOrganization) like every query; the function switches organization per row.
-    flushing = inOrganization(sql, uses[0]?.orgId as string, async (tx) => { await touchLastUsed(tx, uses) })
+    flushing = inOrganization(sql, uses[0]?.orgId as string, async (tx) => { await touchLastUsed(tx, uses, new Date()) })
       .catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not record credential use') })
       .finally(() => { flushing = undefined })
     await flushing

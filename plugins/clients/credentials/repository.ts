@@ -248,8 +248,14 @@ export async function clientStanding (sql: Queryable, credentialId: string): Pro
  * Records when credentials of any organizations were last used (at most about once a minute each; see client
  * authentication), in one statement whatever the number of organizations (sql/0016).
  */
-export async function touchLastUsed (sql: Queryable, uses: Array<{ orgId: string, credentialId: string, at: Date }>): Promise<void> {
+export async function touchLastUsed (sql: Queryable, uses: Array<{ orgId: string, credentialId: string }>, at: Date): Promise<void> {
+  const byOrganization = new Map<string, string[]>()
+  for (const { orgId, credentialId } of uses) {
+    const ids = byOrganization.get(orgId)
+    if (ids === undefined) byOrganization.set(orgId, [credentialId])
+    else ids.push(credentialId)
+  }
   await sql`
-    select credentials_touch_last_used(${uses.map((use) => use.orgId)}::uuid[], ${uses.map((use) => use.credentialId)}::uuid[],
-      ${uses.map((use) => use.at.toISOString())}::timestamptz[])`
+    select credentials_touch_last_used(${[...byOrganization.keys()]}::uuid[], ${[...byOrganization.values()].map((ids) => ids.length)}::int[],
+      ${[...byOrganization.values()].flat()}::uuid[], ${at})`
 }
