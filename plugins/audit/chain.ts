@@ -169,7 +169,7 @@ export async function appendInTransaction (tx: Queryable, events: Storable[]): P
 
 /**
  * Appends events to several organizations' chains in one transaction (the group commit's batch), in two statements
- * whatever their number (sql/0016): one locks every chain and reads its head, one inserts every event, each
+ * whatever their number (sql/0017): one locks every chain and reads its head, one inserts every event, each
  * organization's rows after the transaction was switched to it (row-level security). The chains are locked in the
  * order of their organizations' ids, so two batches cannot wait on each other in a cycle. Returns each
  * organization's last seq.

@@ -246,7 +246,7 @@ export async function clientStanding (sql: Queryable, credentialId: string): Pro
 
 /**
  * Records when credentials of any organizations were last used (at most about once a minute each; see client
- * authentication), in one statement whatever the number of organizations (sql/0016).
+ * authentication), in one statement whatever the number of organizations (sql/0017).
  */
 export async function touchLastUsed (sql: Queryable, uses: Array<{ orgId: string, credentialId: string }>, at: Date): Promise<void> {
   const byOrganization = new Map<string, string[]>()
