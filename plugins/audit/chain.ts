@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { inOrganization, switchOrganization, type Queryable, type Sql, type TransactionSql } from '../../src/database.js'
+import { inOrganization, type Queryable, type Sql, type TransactionSql } from '../../src/database.js'
 import { newId } from '../../src/ids.js'
 import type { AuditEvent, StoredAuditEvent } from './events.js'
 
@@ -84,7 +84,9 @@ export function storable (event: AuditEvent): Omit<StoredAuditEvent, 'seq' | 'id
 /** An event as the chain will store it, before the chain assigns its seq, id, time and hashes. */
 export type Storable = ReturnType<typeof storable>
 
-type Head = Array<{ seq: string | null, hash: string | null, occurred_at: Date | null, now: Date }>
+/** A chain's last event (all null for an empty chain) and the database clock once its lock was held. */
+interface HeadRow { seq: string | null, hash: string | null, occurred_at: Date | null, now: Date }
+type Head = HeadRow[]
 
 /** Locks the chain of the transaction's organization (inOrganization). */
 function lockChain (tx: Queryable) {
@@ -103,14 +105,13 @@ function readHead (tx: Queryable) {
 }
 
 /**
- * Inserts events after the head: one multi-row insert. occurred_at is the database's clock when the head was read
- * (the chain lock is held from then to commit), to the millisecond, and never earlier than the previous event's, so
- * it rises with seq whichever replica writes (the query API relies on that to turn a time range into a seq range).
- * Returns the seq of the last event.
+ * Chains events after a head: seq, id, prev_hash and hash assigned. occurred_at is the database's clock when the head
+ * was read (the chain lock is held from then to commit), to the millisecond, and never earlier than the previous
+ * event's, so it rises with seq whichever replica writes (the query API relies on that to turn a time range into a
+ * seq range).
  */
-async function insertAfter (tx: Queryable, headRows: Head, events: Storable[]): Promise<string> {
-  const [head] = headRows
-  const { seq: lastSeq, hash: lastHash, occurred_at: lastAt, now } = head as NonNullable<typeof head>
+function chainAfter (head: HeadRow, events: Storable[]) {
+  const { seq: lastSeq, hash: lastHash, occurred_at: lastAt, now } = head
   const occurredAt = lastAt !== null && lastAt > now ? lastAt : now
   let seq = BigInt(lastSeq ?? 0)
   let prevHash = lastHash ?? GENESIS_HASH
@@ -120,7 +121,24 @@ async function insertAfter (tx: Queryable, headRows: Head, events: Storable[]): 
     prevHash = hashEvent({ ...row, occurred_at: occurredAt })
     return { ...row, hash: prevHash }
   })
-  const column = <K extends keyof typeof rows[number]>(name: K): Array<typeof rows[number][K]> => rows.map((row) => row[name])
+  return { rows, occurredAt, lastSeq: seq.toString() }
+}
+
+type ChainedRow = ReturnType<typeof chainAfter>['rows'][number]
+
+/** One array a column of `rows`, the data as JSON text (see insertAfter). */
+function columnsOf (rows: ChainedRow[]) {
+  const column = <K extends keyof ChainedRow>(name: K): Array<ChainedRow[K]> => rows.map((row) => row[name])
+  return {
+    seq: column('seq'), id: column('id'), type: column('type'), agent_id: column('agent_id'), actor: column('actor'), ip: column('ip'),
+    request_id: column('request_id'), data: rows.map((row) => JSON.stringify(row.data)), prev_hash: column('prev_hash'), hash: column('hash')
+  }
+}
+
+/** Inserts events after the head, in the transaction's organization: one multi-row insert. Returns the last seq. */
+async function insertAfter (tx: Queryable, headRows: Head, events: Storable[]): Promise<string> {
+  const { rows, occurredAt, lastSeq } = chainAfter(headRows[0] as HeadRow, events)
+  const columns = columnsOf(rows)
   // One array a column: the same statement (prepared once a connection) whatever the batch size, where a
   // multi-row VALUES list would be a new statement, parsed and planned anew, for every size. The data goes as
   // JSON text cast to jsonb: handed objects, the driver takes one with `type` and `value` members for a typed
@@ -128,11 +146,11 @@ async function insertAfter (tx: Queryable, headRows: Head, events: Storable[]): 
   await tx`
     insert into audit_events (org_id, seq, id, occurred_at, type, agent_id, actor, ip, request_id, data, prev_hash, hash)
     select session_org_id(), seq, id, ${occurredAt}, type, agent_id, actor, ip, request_id, data, prev_hash, hash
-    from unnest(${column('seq')}::bigint[], ${column('id')}::uuid[], ${column('type')}::text[], ${column('agent_id')}::uuid[],
-                ${column('actor')}::text[], ${column('ip')}::text[], ${column('request_id')}::text[], ${column('data').map((data) => JSON.stringify(data))}::text[]::jsonb[],
-                ${column('prev_hash')}::text[], ${column('hash')}::text[])
+    from unnest(${columns.seq}::bigint[], ${columns.id}::uuid[], ${columns.type}::text[], ${columns.agent_id}::uuid[],
+                ${columns.actor}::text[], ${columns.ip}::text[], ${columns.request_id}::text[], ${columns.data}::text[]::jsonb[],
+                ${columns.prev_hash}::text[], ${columns.hash}::text[])
       as batch (seq, id, type, agent_id, actor, ip, request_id, data, prev_hash, hash)`
-  return seq.toString()
+  return lastSeq
 }
 
 /**
@@ -150,23 +168,38 @@ export async function appendInTransaction (tx: Queryable, events: Storable[]): P
 }
 
 /**
- * Appends events to several organizations' chains in one transaction (the group commit's batch), in two round trips
- * whatever their number: every chain is locked and its head read, then every insert made, each statement after the
- * transaction was switched to its organization (row-level security), all pipelined on the one connection. The
- * chains are locked in the order of their organizations' ids, so two batches cannot wait on each other in a cycle.
- * Returns each organization's last seq.
+ * Appends events to several organizations' chains in one transaction (the group commit's batch), in two statements
+ * whatever their number (sql/0017): one locks every chain and reads its head, one inserts every event, each
+ * organization's rows after the transaction was switched to it (row-level security). The chains are locked in the
+ * order of their organizations' ids, so two batches cannot wait on each other in a cycle. Returns each
+ * organization's last seq.
  */
 export async function appendForOrganizations (tx: TransactionSql, eventsByOrganization: Map<string, Storable[]>): Promise<Array<[orgId: string, seq: string]>> {
   const orgIds = [...eventsByOrganization.keys()].filter((orgId) => (eventsByOrganization.get(orgId) ?? []).length > 0).sort()
-  // Issued in order without waiting in between: the connection runs them in that order, each after its switch.
-  const heads = await Promise.all(orgIds.map(async (orgId) => {
-    const [, , head] = await Promise.all([switchOrganization(tx, orgId), lockChain(tx), readHead(tx)])
-    return head
-  }))
-  return await Promise.all(orgIds.map(async (orgId, index) => {
-    const [, seq] = await Promise.all([switchOrganization(tx, orgId), insertAfter(tx, heads[index] as Head, eventsByOrganization.get(orgId) as Storable[])])
-    return [orgId, seq] as [string, string]
-  }))
+  if (orgIds.length === 0) return []
+  const heads = await tx<Array<{ head_org_id: string, head_seq: string | null, head_hash: string | null, head_occurred_at: Date | null, now_at: Date }>>`
+    select head_org_id, head_seq, head_hash, head_occurred_at, now_at from audit_lock_chain_heads(${orgIds}::uuid[])`
+  const rowCounts: number[] = []
+  // ISO text: the driver sends an array of Dates with the element's type (timestamptz), which no array cast takes.
+  const rowOccurredAts: string[] = []
+  const rows: ChainedRow[] = []
+  const lastSeqs: Array<[orgId: string, seq: string]> = []
+  for (const head of heads) {
+    const chained = chainAfter({ seq: head.head_seq, hash: head.head_hash, occurred_at: head.head_occurred_at, now: head.now_at }, eventsByOrganization.get(head.head_org_id) as Storable[])
+    const occurredAt = chained.occurredAt.toISOString()
+    for (const row of chained.rows) {
+      rows.push(row)
+      rowOccurredAts.push(occurredAt)
+    }
+    rowCounts.push(chained.rows.length)
+    lastSeqs.push([head.head_org_id, chained.lastSeq])
+  }
+  const columns = columnsOf(rows)
+  await tx`
+    select audit_insert_batch(${lastSeqs.map(([orgId]) => orgId)}::uuid[], ${rowCounts}::int[], ${columns.seq}::bigint[], ${columns.id}::uuid[],
+      ${rowOccurredAts}::timestamptz[], ${columns.type}::text[], ${columns.agent_id}::uuid[], ${columns.actor}::text[], ${columns.ip}::text[],
+      ${columns.request_id}::text[], ${columns.data}::text[]::jsonb[], ${columns.prev_hash}::text[], ${columns.hash}::text[])`
+  return lastSeqs
 }
 
 /**

@@ -46,9 +46,12 @@ function slugOf (request: FastifyRequest): string | undefined {
 // it: it kills tokens and refuses clients through Redis and PostgreSQL at once. Re-reading every organization more
 // often cost the token endpoint most of its throughput across 1,000 organizations (docs/performance.md).
 const RESOLVED_TTL_MS = 30_000
+// Each entry goes stale at a point drawn from the last quarter of the TTL: organizations first asked together (a
+// replica starting under traffic) are then re-read spread over seconds, not in one burst.
+const RESOLVED_TTL_SPREAD_MS = RESOLVED_TTL_MS / 4
 const RESOLVED_MAX_ENTRIES = 10_000
 
-interface Resolved { context: IssuerContext | undefined, organization: OrganizationRow | undefined, atMs: number }
+interface Resolved { context: IssuerContext | undefined, organization: OrganizationRow | undefined, staleAtMs: number }
 
 /** Resolves `/o/{slug}` requests to their organization's issuer context, cached per slug for a few seconds. */
 export function organizationResolver (app: FastifyInstance) {
@@ -59,7 +62,7 @@ export function organizationResolver (app: FastifyInstance) {
     const known = resolved.get(slug)
     if (known === undefined) return await read(slug)
     // Stale: answered as known while one read refreshes it, so no request waits on it.
-    if (Date.now() - known.atMs >= RESOLVED_TTL_MS && !refreshing.has(slug)) {
+    if (Date.now() >= known.staleAtMs && !refreshing.has(slug)) {
       refreshing.add(slug)
       read(slug)
         .catch((error: Error) => { app.log.warn({ slug, err: { message: error.message } }, 'could not refresh the issuer of an organization; answering from what was read before') })
@@ -69,7 +72,8 @@ export function organizationResolver (app: FastifyInstance) {
   }
 
   async function read (slug: string): Promise<Resolved> {
-    const atMs = Date.now()
+    const staleAtMs = Date.now() + RESOLVED_TTL_MS - Math.random() * RESOLVED_TTL_SPREAD_MS
+    const previous = resolved.get(slug)?.context
     const organization = await findOrganizationBySlug(app.sql, slug)
     let context: IssuerContext | undefined
     // The default organization has one issuer, ISSUER: /o/default is not a second name for it.
@@ -77,12 +81,14 @@ export function organizationResolver (app: FastifyInstance) {
       const kek = app.keyEncryptionKey
       if (kek === undefined) throw serviceUnavailable('organizations\' keys cannot be opened: KEY_ENCRYPTION_KEY is not set')
       const rows = await inOrganization(app.sql, organization.id, async (tx) => await publishedKeys(tx))
-      const keys = signingKeysOf(kek, organization.id, rows)
-      if (keys !== undefined) {
+      const keys = signingKeysOf(kek, organization.id, rows, new Date(), previous?.orgId === organization.id ? previous.keys : undefined)
+      if (keys !== undefined && previous?.keys === keys && previous.basePath === `/o/${organization.slug}`) {
+        context = previous
+      } else if (keys !== undefined) {
         context = issuerContextOf({ orgId: organization.id, origin: app.config.issuer, basePath: `/o/${organization.slug}`, keys, tokenAudience: `${app.config.issuer}/o/${organization.slug}` })
       }
     }
-    const entry = { context, organization, atMs }
+    const entry = { context, organization, staleAtMs }
     if (resolved.size >= RESOLVED_MAX_ENTRIES) resolved.clear()
     resolved.set(slug, entry)
     return entry

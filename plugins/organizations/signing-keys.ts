@@ -45,13 +45,18 @@ export function publishedKeyOf (row: OrganizationKeyRow): PublicSigningKey {
 /**
  * An organization's SigningKeys from its published rows (newest first): the newest key already active signs, every
  * published one verifies and is in the JWKS (one not yet active is published ahead of signing). Undefined when no
- * key is active yet.
+ * key is active yet. A kid's material never changes, so whatever `previous` (the same organization's keys as read
+ * before) already parsed is reused, and `previous` itself when the same keys sign and are published: a refresh of
+ * an unchanged organization opens no sealed key and parses nothing.
  */
-export function signingKeysOf (kek: Buffer, orgId: string, rows: OrganizationKeyRow[], now = new Date()): SigningKeys | undefined {
+export function signingKeysOf (kek: Buffer, orgId: string, rows: OrganizationKeyRow[], now = new Date(), previous?: SigningKeys): SigningKeys | undefined {
   const active = rows.find((row) => row.activates_at <= now)
   if (active === undefined) return undefined
-  const privateKey = createPrivateKey({ key: open(kek, active.sealed_private, sealContext(orgId, active.kid)), format: 'der', type: 'pkcs8' })
-  const published = rows.map(publishedKeyOf)
+  if (previous !== undefined && previous.current.kid === active.kid && previous.byKid.size === rows.length && rows.every((row) => previous.byKid.has(row.kid))) return previous
+  const privateKey = previous?.current.kid === active.kid
+    ? previous.current.privateKey
+    : createPrivateKey({ key: open(kek, active.sealed_private, sealContext(orgId, active.kid)), format: 'der', type: 'pkcs8' })
+  const published = rows.map((row) => previous?.byKid.get(row.kid) ?? publishedKeyOf(row))
   const current = published.find((key) => key.kid === active.kid) as PublicSigningKey
   const byKid = new Map<string, PublicSigningKey>([[current.kid, current], ...published.filter((key) => key !== current).map((key): [string, PublicSigningKey] => [key.kid, key])])
   return {

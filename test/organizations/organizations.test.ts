@@ -168,6 +168,24 @@ describe('organizations', () => {
     }
   })
 
+  it('records the last use of credentials of several organizations, written together off the response path', async () => {
+    const app = await context.build()
+    const orgs = [await createOrganization(app, 'used-one'), await createOrganization(app, 'used-two')]
+    const lastUsed = async (org: Organization): Promise<Date | null> => {
+      const [row] = await ownerSql(app)<Array<{ last_used_at: Date | null }>>`
+        select c.last_used_at from credentials c join agents a on a.id = c.agent_id
+        where a.org_id = ${org.id} and a.client_id = ${org.admin.client_id}`
+      return row?.last_used_at ?? null
+    }
+    expect(await lastUsed(orgs[0] as Organization)).toBeNull()
+    const before = Date.now()
+    for (const org of orgs) await tokenIn(app, org.slug, org.admin.client_id, org.admin.client_secret)
+    for (const org of orgs) {
+      await expect.poll(async () => await lastUsed(org), { timeout: 10_000 }).not.toBeNull()
+      expect((await lastUsed(org))?.getTime()).toBeGreaterThanOrEqual(before - 1000)
+    }
+  })
+
   it('authenticates private_key_jwt clients inside an organization, with the organization\'s issuer as the audience only', async () => {
     const app = await context.build({ ISSUER: 'https://idp.example.com' })
     const org = await createOrganization(app, 'keyed')

@@ -51,8 +51,11 @@ declare module 'fastify' {
 // A verified secret is trusted from memory for this long (status changes are still seen on the very next request).
 const CACHE_TTL_MS = 60_000
 const CACHE_MAX_ENTRIES = 50_000
-// credentials.last_used_at is written at most this often per credential, off the response path.
+// credentials.last_used_at is written at most this often per credential, off the response path, and the uses noted
+// within LAST_USED_FLUSH_MS together, across organizations, in one statement: a burst of first requests by many
+// agents (a replica starting, a minute boundary) costs one write, not one transaction a credential.
 const LAST_USED_INTERVAL_MS = 60_000
+const LAST_USED_FLUSH_MS = 250
 const MAX_CREDENTIAL_LENGTH = 512
 // How long a refusal by the failure limiter is answered from memory before the store is asked again.
 const REFUSAL_MEMORY_MS = 1000
@@ -109,14 +112,37 @@ export default fp(async (app) => {
     return createHmac('sha256', cacheKey).update(orgId).update('\0').update(presented.clientId).update('\0').update(presented.secret).digest('base64url')
   }
 
+  // Credential id → its organization, until the next flush.
+  const unwrittenUses = new Map<string, { orgId: string, credentialId: string }>()
+  let flushTimer: NodeJS.Timeout | undefined
+  let flushing: Promise<void> | undefined
+
   function noteUse (orgId: string, credentialId: string): void {
     const now = Date.now()
     if (now - (lastUsedWritten.get(credentialId) ?? 0) < LAST_USED_INTERVAL_MS) return
     lastUsedWritten.set(credentialId, now)
     if (lastUsedWritten.size > CACHE_MAX_ENTRIES) lastUsedWritten.clear()
-    inOrganization(sql, orgId, async (tx) => { await touchLastUsed(tx, [credentialId], new Date(now)) })
-      .catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not record credential use') })
+    unwrittenUses.set(credentialId, { orgId, credentialId })
+    flushTimer ??= setTimeout(() => { void writeUses() }, LAST_USED_FLUSH_MS).unref()
   }
+
+  async function writeUses (): Promise<void> {
+    flushTimer = undefined
+    await flushing
+    if (unwrittenUses.size === 0) return
+    const uses = [...unwrittenUses.values()]
+    unwrittenUses.clear()
+    // Run as the app role in a transaction (inOrganization) like every query; the function switches organization per row.
+    flushing = inOrganization(sql, uses[0]?.orgId as string, async (tx) => { await touchLastUsed(tx, uses, new Date()) })
+      .catch((error: Error) => { log.warn({ err: { message: error.message } }, 'could not record credential use') })
+      .finally(() => { flushing = undefined })
+    await flushing
+  }
+  // Registered after postgres: the uses noted last are written before the pool closes.
+  app.addHook('onClose', async () => {
+    if (flushTimer !== undefined) clearTimeout(flushTimer)
+    await writeUses()
+  })
 
   const failureKey = (orgId: string, clientId: string, ip: string): string => `rate:authfail:${organizationSegment(orgId)}${clientId}:${ip}`
   // A refusal is remembered here for a second: a flood of wrong secrets for one client_id then costs no Redis

@@ -244,9 +244,20 @@ export async function clientStanding (sql: Queryable, credentialId: string): Pro
   return row
 }
 
-/** Records that the credentials were used (at most about once a minute each; see client authentication). */
-export async function touchLastUsed (sql: Queryable, credentialIds: string[], at: Date): Promise<void> {
-  await sql`update credentials set last_used_at = ${at} where id = any(${sql.array(credentialIds)}::uuid[])`
+/**
+ * Records when credentials of any organizations were last used (at most about once a minute each; see client
+ * authentication), in one statement whatever the number of organizations (sql/0017).
+ */
+export async function touchLastUsed (sql: Queryable, uses: Array<{ orgId: string, credentialId: string }>, at: Date): Promise<void> {
+  const byOrganization = new Map<string, string[]>()
+  for (const { orgId, credentialId } of uses) {
+    const ids = byOrganization.get(orgId)
+    if (ids === undefined) byOrganization.set(orgId, [credentialId])
+    else ids.push(credentialId)
+  }
+  await sql`
+    select credentials_touch_last_used(${[...byOrganization.keys()]}::uuid[], ${[...byOrganization.values()].map((ids) => ids.length)}::int[],
+      ${[...byOrganization.values()].flat()}::uuid[], ${at})`
 }
 
 /** A credential whose expiry an event records (credential.expiring or credential.expired). */
