@@ -44,6 +44,8 @@ describe('access review report', () => {
     const fresh = await createAgent(app, { name: 'fresh', owner: 'team-a', scopes: ['orders:read'] })
     const freshSecret = await createCredential(app, fresh.id)
     expect((await requestToken(app, fresh.client_id, freshSecret.client_secret)).statusCode).toBe(200)
+    // last_used_at is written off the response path, within about a quarter second (client authentication).
+    await expect.poll(async () => (await owner<Array<{ last_used_at: Date | null }>>`select last_used_at from credentials where id = ${freshSecret.id}`)[0]?.last_used_at ?? null).not.toBeNull()
 
     const idle = await createAgent(app, { name: 'idle', scopes: ['orders:read'] })
     const idleSecret = await createCredential(app, idle.id)
