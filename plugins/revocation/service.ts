@@ -83,7 +83,9 @@ export function revocationService (app: FastifyInstance) {
         jti: claims.jti,
         // RFC 9449 §6.2: a bound token says so, and names its key, so a resource server can check the proof.
         token_type: claims.cnf === undefined ? 'Bearer' : 'DPoP',
-        cnf: claims.cnf
+        cnf: claims.cnf,
+        // RFC 8693 §4.1: who acts for sub, the whole chain.
+        act: claims.act
       }
     }
   }

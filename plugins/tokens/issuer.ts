@@ -15,6 +15,8 @@ export interface TokenResponse {
   token_type: 'Bearer' | 'DPoP'
   expires_in: number
   scope: string
+  /** RFC 8693 §2.2.1: what a token exchange issued. */
+  issued_token_type?: string
 }
 
 const base64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
@@ -83,7 +85,8 @@ export async function issueAccessToken (
     sub: issuance.subject,
     aud: issuance.audience,
     // No token outlives the credential the client authenticated with.
-    exp: Math.min(iat + config.tokenTtlSeconds, Math.floor(client.credentialExpiresAt / 1000)),
+    // Nor the token it was exchanged from (RFC 8693).
+    exp: Math.min(iat + config.tokenTtlSeconds, Math.floor(client.credentialExpiresAt / 1000), issuance.notAfter ?? Infinity),
     iat,
     jti,
     client_id: client.clientId,
@@ -108,5 +111,11 @@ export async function issueAccessToken (
       .catch((error: Error) => { request.log.warn({ err: { message: error.message } }, 'monthly usage not counted: store unavailable') })
   ])
   app.metrics.tokensIssued.inc({ grant_type: grant.grantType })
-  return { access_token: token, token_type: proof === null ? 'Bearer' : 'DPoP', expires_in: Math.max(0, claims.exp - iat), scope: claims.scope }
+  return {
+    access_token: token,
+    ...(issuance.issuedTokenType === undefined ? {} : { issued_token_type: issuance.issuedTokenType }),
+    token_type: proof === null ? 'Bearer' : 'DPoP',
+    expires_in: Math.max(0, claims.exp - iat),
+    scope: claims.scope
+  }
 }
