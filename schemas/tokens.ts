@@ -32,8 +32,8 @@ export type TokenRequestBody = Static<typeof TokenRequestBodySchema>
 
 export const TokenResponseSchema = Type.Object({
   access_token: Type.String({ description: 'RFC 9068 JWT (typ at+jwt), signed with the current key\'s algorithm: RS256, ES256 or EdDSA' }),
-  token_type: Type.Union([Type.Literal('Bearer'), Type.Literal('DPoP')], { description: 'DPoP when the request carried a DPoP proof: the token is bound to its key (cnf.jkt) and must be sent as Authorization: DPoP with a proof (RFC 9449)' }),
+  token_type: Type.Union([Type.Literal('Bearer'), Type.Literal('DPoP'), Type.Literal('N_A')], { description: 'DPoP when the request carried a DPoP proof: the token is bound to its key (cnf.jkt) and must be sent as Authorization: DPoP with a proof (RFC 9449). N_A for a token exchange\'s workload JWT, which is no access token (RFC 8693 §2.2.1)' }),
   expires_in: Type.Integer(),
-  scope: Type.String(),
+  scope: Type.Optional(Type.String({ description: 'Always present for an access token; absent for a workload JWT' })),
   issued_token_type: Type.Optional(Type.String({ description: 'token-exchange only (RFC 8693 §2.2.1): urn:ietf:params:oauth:token-type:access_token or urn:ietf:params:oauth:token-type:jwt' }))
 })

@@ -6,7 +6,8 @@ import { newId } from '../../src/ids.js'
 import { oauthErrorResponses } from '../../schemas/common.js'
 import { TokenRequestBodySchema, TokenResponseSchema, type TokenRequestBody } from '../../schemas/tokens.js'
 import { dropUnreadParameters, grantOf, GRANTS, type Grant } from './grants/index.js'
-import { issueAccessToken } from './issuer.js'
+import { TokenType } from './grants/token-exchange.js'
+import { issueAccessToken, issueWorkloadJwt } from './issuer.js'
 import { oauthRoute } from './oauth-route.js'
 
 declare module 'fastify' {
@@ -65,7 +66,8 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
       if (client === undefined) throw new Error(`grant ${grantType} established no client`)
       const nextNonce = request.dpopProof?.nextNonce
       if (nextNonce !== undefined) reply.header('dpop-nonce', nextNonce)
-      return reply.send(await issueAccessToken(app, request, { grantType, client, jti: request.jti as string, issuance }))
+      const issue = issuance.issuedTokenType === TokenType.Jwt ? issueWorkloadJwt : issueAccessToken
+      return reply.send(await issue(app, request, { grantType, client, jti: request.jti as string, issuance }))
     }
   })
 }

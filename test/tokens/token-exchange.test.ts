@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net'
-import { calculateJwkThumbprint, exportJWK } from 'jose'
+import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, exportJWK, jwtVerify } from 'jose'
 import * as oauth from 'oauth4webapi'
 import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
@@ -12,6 +12,7 @@ const context = setupTestContext()
 const ISSUER = 'https://idp.example.com'
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token'
+const JWT = 'urn:ietf:params:oauth:token-type:jwt'
 
 interface Client { agent: Record<string, any>, clientId: string, secret: string, credentialId: string }
 
@@ -289,5 +290,52 @@ describe('inside an organization', () => {
     // Revoking the subject token inside the organization cascades there too.
     await postForm(app, `${base}/oauth2/revoke`, { token: subjectToken }, { authorization: basicAuth(subject.clientId, subject.secret) })
     expect(await introspect(app, actor, token, `${base}/oauth2/introspect`)).toEqual({ active: false })
+  })
+})
+
+describe('workload JWTs for cloud federation', () => {
+  it('issues a short-lived JWT for one of the agent\'s audiences that verifies through discovery and the JWKS', async () => {
+    const app = await context.build({ ISSUER })
+    const workload = await client(app, { name: 'batch job', scopes: ['jobs:run'], audiences: ['sts.amazonaws.com', 'api://AzureADTokenExchange'] })
+    expect(workload.agent.audiences).toEqual(['sts.amazonaws.com', 'api://AzureADTokenExchange'])
+    const own = await tokenOf(app, workload)
+    const response = await exchange(app, workload, { subject_token: own, requested_token_type: JWT, audience: 'sts.amazonaws.com' })
+    expect(response.statusCode, response.body).toBe(200)
+    const body = response.json()
+    expect(body).toMatchObject({ issued_token_type: JWT, token_type: 'N_A' })
+    expect(body.scope).toBeUndefined()
+    expect(decodeProtectedHeader(body.access_token).typ).toBe('JWT')
+
+    const discovery = (await app.inject({ method: 'GET', url: '/.well-known/openid-configuration' })).json()
+    const jwks = (await app.inject({ method: 'GET', url: new URL(discovery.jwks_uri).pathname })).json()
+    const { payload } = await jwtVerify(body.access_token, createLocalJWKSet(jwks), { issuer: discovery.issuer, audience: 'sts.amazonaws.com', typ: 'JWT' })
+    expect(Object.keys(payload).sort()).toEqual(['aud', 'exp', 'iat', 'iss', 'jti', 'sub'])
+    expect(payload).toMatchObject({ sub: workload.agent.id, aud: 'sts.amazonaws.com' })
+    expect((payload.exp as number) - (payload.iat as number)).toBeLessThanOrEqual(3600)
+    expect(payload.exp).toBeLessThanOrEqual(claimsOf(own).exp)
+    expect(body.expires_in).toBe((payload.exp as number) - (payload.iat as number))
+    const [event] = (await auditEvents(app, 'token.issued')).filter((row) => row.data.issued_token_type === JWT)
+    expect(event).toMatchObject({ agent_id: workload.agent.id, data: { aud: 'sts.amazonaws.com', jti: payload.jti, subject_jti: claimsOf(own).jti } })
+
+    // It is no access token of this server.
+    const call = await app.inject({ method: 'GET', url: `/api/v1/agents/${workload.agent.id}`, headers: { authorization: `Bearer ${body.access_token}` } })
+    expect(call.statusCode).toBe(401)
+  })
+
+  it('refuses an audience the agent does not list, a missing one, and anyone else\'s subject token', async () => {
+    const app = await context.build({ ISSUER })
+    const { assistant, scheduler } = await chain(app)
+    const patched = await app.inject({ method: 'PATCH', url: `/api/v1/agents/${scheduler.agent.id}`, headers: await authHeaders(app), payload: { audiences: ['sts.amazonaws.com'] } })
+    expect(patched.statusCode, patched.body).toBe(200)
+    expect(patched.json().audiences).toEqual(['sts.amazonaws.com'])
+    const own = await tokenOf(app, scheduler)
+    expectOAuthError(await exchange(app, scheduler, { subject_token: own, requested_token_type: JWT, audience: 'api://AzureADTokenExchange' }), 'invalid_target')
+    expectOAuthError(await exchange(app, scheduler, { subject_token: own, requested_token_type: JWT, audience: ['sts.amazonaws.com', 'sts.amazonaws.com.cn'] }), 'invalid_target')
+    expectOAuthError(await exchange(app, scheduler, { subject_token: own, requested_token_type: JWT }), 'invalid_request')
+    // For another agent, even with a delegation: the workload JWT's sub is always the caller.
+    expectOAuthError(await exchange(app, scheduler, { subject_token: await tokenOf(app, assistant), requested_token_type: JWT, audience: 'sts.amazonaws.com' }), 'invalid_request')
+    // An audience name is printable, without spaces.
+    const bad = await app.inject({ method: 'PATCH', url: `/api/v1/agents/${scheduler.agent.id}`, headers: await authHeaders(app), payload: { audiences: ['two words'] } })
+    expect(bad.statusCode).toBe(400)
   })
 })

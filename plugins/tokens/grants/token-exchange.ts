@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { inOrganization } from '../../../src/database.js'
 import { InvalidGrant, InvalidRequest, InvalidTarget } from '../../../src/errors.js'
-import { liveDelegationScopes, type AuthenticatedClient } from '../../clients/public.js'
+import { findAgent, liveDelegationScopes, type AuthenticatedClient } from '../../clients/public.js'
 import { tokenRefOf } from '../../revocation/public.js'
 import { actDepthOf, type AccessTokenClaims, type ActorClaim } from '../bearer.js'
 import { audienceOf, grantedScopes } from './agent-authority.js'
@@ -127,6 +127,31 @@ async function exchangedAccessToken ({ app, request, body }: GrantContext, clien
 }
 
 /**
+ * A workload JWT for the caller's own agent (its own subject token, no act): aud one audience its agent lists in
+ * `audiences` (sts.amazonaws.com), else invalid_target.
+ */
+async function workloadJwt ({ app, request, body }: GrantContext, client: AuthenticatedClient, subject: AccessTokenClaims): Promise<Issuance> {
+  if (subject.sub !== client.agentId || subject.act !== undefined) throw new InvalidRequest(`${TokenType.Jwt} is issued for the caller itself: present its own access token as subject_token`)
+  requireKeyOf(request, subject, 'subject_token')
+  const fields = body as Record<string, unknown>
+  if (fields.resource !== undefined) throw new InvalidRequest(`${TokenType.Jwt} takes its aud from audience, not resource`)
+  const audience = fields.audience
+  if (audience === undefined) throw new InvalidRequest(`${TokenType.Jwt} needs an audience, e.g. sts.amazonaws.com`)
+  if (typeof audience !== 'string') throw new InvalidTarget('a workload JWT has exactly one audience')
+  const agent = await inOrganization(app.sql, request.issuerContext.orgId, async (tx) => await findAgent(tx, client.agentId))
+  if (agent?.audiences.includes(audience) !== true) throw new InvalidTarget(`not an audience this client may ask for: ${audience.slice(0, 200)} (an agent's audiences list them)`)
+  return {
+    subject: client.agentId,
+    scope: [],
+    audience,
+    credentialId: client.credentialId,
+    notAfter: subject.exp,
+    issuedTokenType: TokenType.Jwt,
+    audit: { subject_jti: subject.jti, act: null }
+  }
+}
+
+/**
  * RFC 8693 token exchange. The caller (any client authentication method) presents a subject token, an access token
  * of this issuer, and gets a new token for that subject:
  * - for itself, when the subject token is its own (no act): narrowed, rebound to its DPoP key when it sends a proof;
@@ -134,7 +159,8 @@ async function exchangedAccessToken ({ app, request, body }: GrantContext, clien
  *   act names the caller, with the subject token's act nested inside, newest first, at most DELEGATION_MAX_DEPTH deep.
  * Scopes are the intersection of those asked for, the subject token's and the delegation's (or the caller's own);
  * aud follows resource and audience; exp never passes the subject token's. An optional actor_token must be an access
- * token of the caller itself. The new token rests on the subject token: revoking that (or anything it rests on),
+ * token of the caller itself. With requested_token_type jwt, a workload JWT for the caller itself instead (see
+ * workloadJwt). The new access token rests on the subject token: revoking that (or anything it rests on),
  * suspending an agent of the chain or revoking the credential of any of them kills it.
  */
 export const tokenExchange: Grant = {
@@ -153,7 +179,7 @@ export const tokenExchange: Grant = {
     if (subjectTokenType !== TokenType.AccessToken) throw new InvalidRequest(`subject_token_type must be ${TokenType.AccessToken}`)
     if ((actorToken === undefined) !== (actorTokenType === undefined)) throw new InvalidRequest('actor_token and actor_token_type go together')
     if (actorTokenType !== undefined && actorTokenType !== TokenType.AccessToken) throw new InvalidRequest(`actor_token_type must be ${TokenType.AccessToken}`)
-    if (requestedTokenType !== TokenType.AccessToken) throw new InvalidRequest(`requested_token_type must be ${TokenType.AccessToken}`)
+    if (requestedTokenType !== TokenType.AccessToken && requestedTokenType !== TokenType.Jwt) throw new InvalidRequest(`requested_token_type must be ${TokenType.AccessToken} or ${TokenType.Jwt}`)
     if (actorToken !== undefined) {
       const actor = await liveAccessToken(app, request, actorToken, 'actor_token is not valid')
       // RFC 8693 §2.1: the actor token stands for the acting party, which is the authenticated caller here.
@@ -161,6 +187,6 @@ export const tokenExchange: Grant = {
       requireKeyOf(request, actor, 'actor_token')
     }
     const subject = await liveAccessToken(app, request, subjectToken, NOT_VALID)
-    return await exchangedAccessToken(context, client, subject)
+    return requestedTokenType === TokenType.Jwt ? await workloadJwt(context, client, subject) : await exchangedAccessToken(context, client, subject)
   }
 }
