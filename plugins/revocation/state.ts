@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { DEFAULT_ORG_ID, inOrganization, type Queryable, type Sql } from '../../src/database.js'
-import { timeOfId } from '../../src/ids.js'
+import { isAgentId, timeOfId } from '../../src/ids.js'
 import { agentChangedKey, credentialChangedKey, organizationChangedKey, revokedTokenKey } from './keys.js'
 
 /** What the revocation checks need to know of an access token. */
@@ -54,16 +54,17 @@ function ancestorsOf (restsOn: unknown): Array<{ jti: string, credential_id?: st
 
 /** What the revocation checks need of verified access token claims (`act` and `rests_on` for an exchanged token). */
 export function tokenRefOf (orgId: string, claims: { jti: string, sub: string, iat: number, exp: number, credential_id?: unknown, act?: unknown, rests_on?: unknown }): TokenRef {
+  const actors = actorIdsOf(claims.act)
   const ref: TokenRef = {
     orgId,
     jti: claims.jti,
-    agentId: claims.sub,
+    // A token an agent holds for a person (sub not an agent id) stands or falls with that agent, the outermost actor.
+    agentId: isAgentId(claims.sub) ? claims.sub : actors[0] ?? claims.sub,
     credentialId: isCredentialId(claims.credential_id) ? claims.credential_id : undefined,
     issuedAtMs: issuedAtMsOf(claims),
     expiresAtMs: claims.exp * 1000
   }
   const ancestors = ancestorsOf(claims.rests_on)
-  const actors = actorIdsOf(claims.act)
   if (ancestors.length > 0 || actors.length > 0) {
     ref.restsOn = {
       jtis: ancestors.map((ancestor) => ancestor.jti),
@@ -79,7 +80,7 @@ function dependenciesOf (token: TokenRef): { jtis: string[], agentIds: string[],
   const extra = token.restsOn
   return {
     jtis: [...new Set([token.jti, ...extra?.jtis ?? []])],
-    agentIds: [...new Set([token.agentId, ...extra?.agentIds ?? []])],
+    agentIds: [...new Set([token.agentId, ...extra?.agentIds ?? []])].filter(isAgentId),
     credentialIds: [...new Set([...token.credentialId === undefined ? [] : [token.credentialId], ...extra?.credentialIds ?? []])]
   }
 }

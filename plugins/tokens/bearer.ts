@@ -95,7 +95,9 @@ const VERIFIED_TOKENS_MAX_ENTRIES = 10_000
 function checkClaims (payload: JWTPayload): AccessTokenClaims {
   const claims = payload as AccessTokenClaims
   const invalid = (claim: string, reason: string): never => { throw new errors.JWTClaimValidationFailed(`"${claim}" ${reason}`, payload, claim, 'check_failed') }
-  if (typeof claims.sub !== 'string' || !UUID.test(claims.sub)) invalid('sub', 'is not an agent id')
+  // An agent id; or, in a token an agent holds for a person (token exchange: act names the agent), that person's
+  // qualified id, which is never a UUID.
+  if (typeof claims.sub !== 'string' || (!UUID.test(claims.sub) && (claims.act === undefined || claims.sub === '' || claims.sub.length > 2048))) invalid('sub', 'is not an agent id')
   if (typeof claims.jti !== 'string' || claims.jti === '' || claims.jti.length > 128) invalid('jti', 'is not a token id')
   if (typeof claims.client_id !== 'string') invalid('client_id', 'is not a string')
   if (typeof claims.scope !== 'string') invalid('scope', 'is not a string')
@@ -287,6 +289,8 @@ export default fp(async (app) => {
       request.log.warn({ expected: issuerContext.issuer, iss: issuer }, 'access token from another issuer refused')
       throw refuse(401, 'invalid_token', `the access token was issued by ${issuer}, not by this server (ISSUER is ${issuerContext.issuer})`)
     }
+    // The management API acts for agents: a token an agent holds for a person is for the person's resource servers.
+    if (!UUID.test(claims.sub)) throw refuse(401, 'invalid_token', 'the access token acts for a person, not for an agent: the management API takes agents\' tokens only')
     // RFC 9449 §7.2: a token bound to a key is worthless without it, so it is never taken as a Bearer token.
     if (scheme === 'Bearer' && claims.cnf !== undefined) throw authenticationError(401, 'DPoP', 'invalid_token', 'the access token is bound to a DPoP key: send it as Authorization: DPoP with a DPoP proof')
     if (scheme === 'DPoP') await checkProof(request, reply, presented, claims)

@@ -1,7 +1,7 @@
 import { sign, type KeyObject } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InvalidDpopProof, InvalidRequest } from '../../src/errors.js'
-import { timeOfId } from '../../src/ids.js'
+import { isAgentId, timeOfId } from '../../src/ids.js'
 import { monthlyUsageKey, utcMonth } from './usage-keys.js'
 import { actorOf } from '../audit/public.js'
 import { MAX_TOKEN_LENGTH, type AccessTokenClaims } from './bearer.js'
@@ -78,7 +78,8 @@ async function signAndRecord (
     // Issuing writes nothing else to PostgreSQL: the event is group-committed, and committed before the token is returned.
     app.audit.record({
       type: 'token.issued',
-      agentId: claims.sub,
+      // A token for a person (sub {issuer}#{sub}) is about the agent that acts for them.
+      agentId: isAgentId(claims.sub) ? claims.sub : client.agentId,
       ...actorOf(request, client.clientId),
       data: { ...issuance.audit, jti, aud: claims.aud, client_id: client.clientId, grant_type: grant.grantType, credential_id: issuance.credentialId ?? null, exp: claims.exp, ...data }
     }),

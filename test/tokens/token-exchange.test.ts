@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net'
-import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, exportJWK, jwtVerify } from 'jose'
+import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose'
 import * as oauth from 'oauth4webapi'
 import { describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
@@ -337,5 +337,77 @@ describe('workload JWTs for cloud federation', () => {
     // An audience name is printable, without spaces.
     const bad = await app.inject({ method: 'PATCH', url: `/api/v1/agents/${scheduler.agent.id}`, headers: await authHeaders(app), payload: { audiences: ['two words'] } })
     expect(bad.statusCode).toBe(400)
+  })
+})
+
+describe('acting for people signed in elsewhere', () => {
+  const COMPANY = 'https://login.example.org'
+
+  /** A company identity provider's key, and an ID token of it for a person. */
+  async function companyIdp () {
+    const { privateKey, publicKey } = await generateKeyPair('ES256')
+    const jwk = { ...await exportJWK(publicKey), kid: 'company-1', alg: 'ES256' }
+    const idToken = async (sub: string, claims: Record<string, unknown> = {}, aud = ISSUER): Promise<string> => await new SignJWT({ email: `${sub}@example.org`, ...claims })
+      .setProtectedHeader({ alg: 'ES256', kid: 'company-1' }).setIssuer(COMPANY).setSubject(sub).setAudience(aud).setIssuedAt().setExpirationTime('10m').sign(privateKey)
+    return { jwks: { keys: [jwk] }, idToken }
+  }
+
+  async function trust (app: App, body: Record<string, unknown>) {
+    return await app.inject({ method: 'POST', url: '/api/v1/subject-trusts', headers: await authHeaders(app), payload: body })
+  }
+
+  it('exchanges a person\'s ID token for a token with sub the qualified person and act the agent the trust lists', async () => {
+    const app = await context.build({ ISSUER })
+    const { assistant, scheduler } = await chain(app)
+    const idp = await companyIdp()
+    const created = await trust(app, { issuer: COMPANY, jwks: idp.jwks, actors: [{ agent_id: assistant.agent.id, scopes: ['calendar:read', 'mail:read'] }] })
+    expect(created.statusCode, created.body).toBe(201)
+    expect(created.json()).toMatchObject({ issuer: COMPANY, subject_id: 'issuer_sub', actors: [{ agent_id: assistant.agent.id }] })
+    const idToken = await idp.idToken('alice')
+    const response = await exchange(app, assistant, { subject_token: idToken, subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', scope: 'calendar:read' })
+    expect(response.statusCode, response.body).toBe(200)
+    const token = response.json().access_token
+    const claims = claimsOf(token)
+    expect(claims).toMatchObject({ sub: `${COMPANY}#alice`, client_id: assistant.clientId, scope: 'calendar:read', act: { sub: assistant.agent.id, iss: ISSUER, sub_profile: 'ai_agent' } })
+    expect(claims.exp).toBeLessThanOrEqual(claimsOf(idToken).exp)
+    expect(await introspect(app, assistant, token)).toMatchObject({ active: true, sub: `${COMPANY}#alice`, act: { sub: assistant.agent.id } })
+    const [event] = (await auditEvents(app, 'token.issued')).filter((row) => row.data.external !== undefined)
+    expect(event).toMatchObject({ agent_id: assistant.agent.id, data: { external: { iss: COMPANY, sub: 'alice', trust_id: created.json().id }, act: { sub: assistant.agent.id } } })
+    // It is for the person's resource servers, never for the management API.
+    expect((await app.inject({ method: 'GET', url: '/api/v1/agents', headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(401)
+
+    // An agent the trust does not list, a token for another audience, a scope outside the trust's: refused.
+    expectOAuthError(await exchange(app, scheduler, { subject_token: idToken, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }), 'invalid_grant', /not allowed to act for this subject/)
+    expectOAuthError(await exchange(app, assistant, { subject_token: await idp.idToken('alice', {}, 'https://elsewhere.example.com'), subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }), 'invalid_grant')
+    expectOAuthError(await exchange(app, assistant, { subject_token: idToken, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', scope: 'calendar:write' }), 'invalid_scope')
+
+    // Suspending the agent kills what it holds for the person; revoking works as for any token of its client.
+    const second = await exchanged(app, assistant, { subject_token: idToken, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' })
+    const revoked = await postForm(app, '/oauth2/revoke', { token: second }, { authorization: basicAuth(assistant.clientId, assistant.secret) })
+    expect(revoked.statusCode).toBe(200)
+    expect(await introspect(app, assistant, second)).toEqual({ active: false })
+    await app.inject({ method: 'PATCH', url: `/api/v1/agents/${assistant.agent.id}`, headers: await authHeaders(app), payload: { status: 'suspended' } })
+    expect(await introspect(app, scheduler, token)).toEqual({ active: false })
+  })
+
+  it('names the person by a pairwise id when the trust says so, and grants no management scope to act for people', async () => {
+    const app = await context.build({ ISSUER })
+    const { assistant } = await chain(app)
+    const idp = await companyIdp()
+    const created = await trust(app, { issuer: COMPANY, jwks: idp.jwks, subject_id: 'pairwise', claims: { email: 'bob@example.org' }, actors: [{ agent_id: assistant.agent.id, scopes: ['calendar:read'] }] })
+    expect(created.statusCode, created.body).toBe(201)
+    const token = await exchanged(app, assistant, { subject_token: await idp.idToken('bob'), subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' })
+    expect(claimsOf(token).sub).toMatch(/^urn:agentidp:pairwise:[A-Za-z0-9_-]{43}$/)
+    // The trust's claims must match: another person of the same issuer is no subject here.
+    expectOAuthError(await exchange(app, assistant, { subject_token: await idp.idToken('carol'), subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }), 'invalid_grant')
+
+    const admin = await client(app, { name: 'admin-ish', scopes: ['agents:read', 'calendar:read'] })
+    const management = await trust(app, { issuer: COMPANY, jwks: idp.jwks, actors: [{ agent_id: admin.agent.id, scopes: ['agents:read'] }] })
+    expect(management.statusCode).toBe(400)
+    const listed = await app.inject({ method: 'GET', url: '/api/v1/subject-trusts', headers: await authHeaders(app) })
+    expect(listed.json().items.map((item: { id: string }) => item.id)).toContain(created.json().id)
+    expect((await app.inject({ method: 'DELETE', url: `/api/v1/subject-trusts/${created.json().id}`, headers: await authHeaders(app) })).statusCode).toBe(204)
+    expectOAuthError(await exchange(app, assistant, { subject_token: await idp.idToken('bob'), subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }), 'invalid_grant')
+    expect((await auditEvents(app, 'subject_trust.deleted')).map((row) => row.data.trust_id)).toEqual([created.json().id])
   })
 })

@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { inOrganization } from '../../../src/database.js'
 import { InvalidGrant, InvalidRequest, InvalidTarget } from '../../../src/errors.js'
-import { findAgent, liveDelegationScopes, type AuthenticatedClient } from '../../clients/public.js'
+import { findAgent, liveDelegationScopes, type AuthenticatedClient, type ExternalSubject } from '../../clients/public.js'
 import { tokenRefOf } from '../../revocation/public.js'
 import { actDepthOf, type AccessTokenClaims, type ActorClaim } from '../bearer.js'
 import { audienceOf, grantedScopes } from './agent-authority.js'
@@ -13,8 +14,14 @@ export const TOKEN_EXCHANGE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token
 /** RFC 8693 §3 token type identifiers this server reads or issues. */
 export const TokenType = {
   AccessToken: 'urn:ietf:params:oauth:token-type:access_token',
-  Jwt: 'urn:ietf:params:oauth:token-type:jwt'
+  Jwt: 'urn:ietf:params:oauth:token-type:jwt',
+  IdToken: 'urn:ietf:params:oauth:token-type:id_token',
+  /** The Identity Assertion JWT Authorization Grant draft's identity assertion (ID-JAG). */
+  IdJag: 'urn:ietf:params:oauth:token-type:id-jag'
 } as const
+
+/** Subject token types of an external token naming a person, verified through a subject trust. */
+const PERSON_TOKEN_TYPES: readonly string[] = [TokenType.Jwt, TokenType.IdToken, TokenType.IdJag]
 
 /** What an actor says of itself in `act`: RFC 8693 §4.1 identity claims, and the profile of an AI agent. */
 export const AGENT_SUB_PROFILE = 'ai_agent'
@@ -127,6 +134,40 @@ async function exchangedAccessToken ({ app, request, body }: GrantContext, clien
 }
 
 /**
+ * How a token for a person names them, as their trust decides: `{issuer}#{sub}`, or a pairwise id that differs for
+ * each trust. Neither can be taken for an agent id (a UUID).
+ */
+function personSubjectOf (person: ExternalSubject): string {
+  if (person.trust.subject_id === 'issuer_sub') return `${person.issuer}#${person.subject}`
+  const digest = createHash('sha256').update(person.trust.id).update('\0').update(person.issuer).update('\0').update(person.subject).digest('base64url')
+  return `urn:agentidp:pairwise:${digest}`
+}
+
+/**
+ * A token for a person signed in at an external issuer, to an agent their issuer's subject trust lists: sub the
+ * person (qualified), act the agent, scopes at most the trust's for that agent and the agent's own, exp never past
+ * the external token's.
+ */
+async function actingForPerson ({ request, body }: GrantContext, client: AuthenticatedClient, person: ExternalSubject): Promise<Issuance> {
+  const { issuer, tokenAudience } = request.issuerContext
+  const entry = person.trust.actors.find((actor) => actor.agent_id === client.agentId)
+  if (entry === undefined) throw new InvalidGrant(NOT_ALLOWED)
+  const mayActClaim = person.claims.may_act as { sub?: unknown } | undefined
+  if (mayActClaim !== undefined && mayActClaim?.sub !== client.agentId) throw new InvalidGrant(NOT_ALLOWED)
+  const act: ActorClaim = { sub: client.agentId, iss: issuer, sub_profile: AGENT_SUB_PROFILE }
+  return {
+    subject: personSubjectOf(person),
+    scope: grantedScopes(body.scope, entry.scopes.filter((scope) => client.scopes.includes(scope))),
+    audience: exchangeAudienceOf(body, client, tokenAudience),
+    credentialId: client.credentialId,
+    notAfter: person.claims.exp,
+    issuedTokenType: TokenType.AccessToken,
+    claims: { act },
+    audit: { external: { iss: person.issuer, sub: person.subject, trust_id: person.trust.id }, act }
+  }
+}
+
+/**
  * A workload JWT for the caller's own agent (its own subject token, no act): aud one audience its agent lists in
  * `audiences` (sts.amazonaws.com), else invalid_target.
  */
@@ -176,7 +217,8 @@ export const tokenExchange: Grant = {
     const actorTokenType = single(fields, 'actor_token_type')
     const requestedTokenType = single(fields, 'requested_token_type') ?? TokenType.AccessToken
     if (subjectToken === undefined || subjectTokenType === undefined) throw new InvalidRequest('subject_token and subject_token_type are required')
-    if (subjectTokenType !== TokenType.AccessToken) throw new InvalidRequest(`subject_token_type must be ${TokenType.AccessToken}`)
+    const forPerson = PERSON_TOKEN_TYPES.includes(subjectTokenType)
+    if (subjectTokenType !== TokenType.AccessToken && !forPerson) throw new InvalidRequest(`subject_token_type must be ${[TokenType.AccessToken, ...PERSON_TOKEN_TYPES].join(', ')}`)
     if ((actorToken === undefined) !== (actorTokenType === undefined)) throw new InvalidRequest('actor_token and actor_token_type go together')
     if (actorTokenType !== undefined && actorTokenType !== TokenType.AccessToken) throw new InvalidRequest(`actor_token_type must be ${TokenType.AccessToken}`)
     if (requestedTokenType !== TokenType.AccessToken && requestedTokenType !== TokenType.Jwt) throw new InvalidRequest(`requested_token_type must be ${TokenType.AccessToken} or ${TokenType.Jwt}`)
@@ -185,6 +227,10 @@ export const tokenExchange: Grant = {
       // RFC 8693 §2.1: the actor token stands for the acting party, which is the authenticated caller here.
       if (actor.client_id !== client.clientId || actor.sub !== client.agentId || actor.act !== undefined) throw new InvalidGrant('actor_token is not a token of the authenticated client')
       requireKeyOf(request, actor, 'actor_token')
+    }
+    if (forPerson) {
+      if (requestedTokenType === TokenType.Jwt) throw new InvalidRequest(`${TokenType.Jwt} is issued for the caller itself, not for a person`)
+      return await actingForPerson(context, client, await app.verifySubjectToken(request, subjectToken))
     }
     const subject = await liveAccessToken(app, request, subjectToken, NOT_VALID)
     return requestedTokenType === TokenType.Jwt ? await workloadJwt(context, client, subject) : await exchangedAccessToken(context, client, subject)
