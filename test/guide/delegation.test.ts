@@ -53,7 +53,7 @@ describe('docs/guide/delegation.md, followed to the letter', () => {
     await app.listen({ host: '127.0.0.1', port })
     const assistant = await withSecret(app, { name: 'assistant', scopes: ['calendar:read', 'calendar:write', 'mail:read'] })
     const scheduler = await withSecret(app, { name: 'scheduler', resources: ['https://calendar.example.com'] })
-    const ADMIN_TOKEN = (await authHeaders(app)).authorization.slice('Bearer '.length)
+    const ADMIN_TOKEN = ((await authHeaders(app)).authorization as string).slice('Bearer '.length)
 
     // Section 1: the delegation.
     const delegation = await sh(shBlock('/delegations'), { ISSUER, ADMIN_TOKEN, ASSISTANT_ID: assistant.id, SCHEDULER_ID: scheduler.id })
