@@ -11,7 +11,7 @@ export interface AgentRow {
   scopes: string[]
   /** RFC 8707 resources the agent may name as a token's audience, besides the default one. */
   resources: string[]
-  /** Audience names (not URIs) the agent may ask a workload JWT for, by token exchange (sql/0017). */
+  /** Audience names (not URIs) the agent may ask a workload JWT for, by token exchange (sql/0018). */
   audiences: string[]
   status: AgentStatus
   /** RFC 9449 §5.2 (sql/0013): tokens only with a DPoP proof, bound to its key. */

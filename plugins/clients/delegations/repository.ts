@@ -1,6 +1,6 @@
 import type { Queryable } from '../../../src/database.js'
 
-/** An agent_delegations row (sql/0017). */
+/** An agent_delegations row (sql/0018). */
 export interface DelegationRow {
   id: string
   agent_id: string

@@ -1,7 +1,7 @@
 import type { Queryable } from '../../../src/database.js'
 import type { FederationRule } from '../credentials/federated.js'
 
-/** A subject_trusts row (sql/0017). */
+/** A subject_trusts row (sql/0018). */
 export interface SubjectTrustRow extends Omit<FederationRule, 'subject'> {
   id: string
   subject_id: 'issuer_sub' | 'pairwise'
