@@ -6,8 +6,8 @@
  * it and dropped afterwards) and BENCH_REDIS_URL (default redis://127.0.0.1:6379/15, flushed first).
  * BENCH_DURATION_S sets each round's length (default 10), BENCH_ROUNDS the rounds per scenario (default 2).
  * BENCH_ALG (RS256, the default, ES256 or EdDSA) is the algorithm all three servers sign with.
- * BENCH_SCENARIOS (comma-separated, default all): token, pkjwt, cold, flood, introspection, jwks, discovery, scale,
- * orgs. pkjwt runs token too, orgs runs jwks and discovery too (the references of their ratios, measured in the same
+ * BENCH_SCENARIOS (comma-separated, default all): token, pkjwt, cold, flood, introspection, delegation, jwks,
+ * discovery, scale, orgs. pkjwt runs token too, orgs runs jwks and discovery too (the references of their ratios, measured in the same
  * run). A partial run keeps the other rows of docs/performance.md as they were, each with when and how it was measured.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
@@ -41,7 +41,7 @@ const CEILING_PORT = 3303
 const ALG = process.env.BENCH_ALG ?? 'RS256'
 // Checked before anything starts: an unknown algorithm throws here.
 const KEY_TYPE = signingKeyTypeOf(ALG)
-const SCENARIOS = ['token', 'pkjwt', 'cold', 'flood', 'introspection', 'jwks', 'discovery', 'scale', 'orgs'] as const
+const SCENARIOS = ['token', 'pkjwt', 'cold', 'flood', 'introspection', 'delegation', 'jwks', 'discovery', 'scale', 'orgs'] as const
 type Scenario = typeof SCENARIOS[number]
 const SELECTED = selectedScenarios(process.env.BENCH_SCENARIOS)
 // Issue 14: 1,000 organizations of 100 agents each.
@@ -143,6 +143,8 @@ async function main (): Promise<void> {
     const cold = SELECTED.has('cold') ? await createAgents(sql, 1000) : []
     const floodTarget = await createAgents(sql, 1)
     const bystanders = SELECTED.has('flood') ? await createAgents(sql, 20) : []
+    // Delegation: three agents, each acting after the one before for the warm agent (a depth-3 act chain).
+    const actors = SELECTED.has('delegation') ? await createAgents(sql, 3) : []
     // private_key_jwt: an agent holding one ES256 key credential (registered through the API below).
     const keyed = (await createAgents(sql, 1))[0] as Agent
     const assertionKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
@@ -270,6 +272,18 @@ async function main (): Promise<void> {
     })
     const hasIntrospection = (await fetch(`${oursBase}/oauth2/introspect`, { method: 'POST' })).status !== 404
     if (hasIntrospection && SELECTED.has('introspection')) await scenario('introspection (active token)', introspect(oursBase, '/oauth2/introspect', token.access_token), introspect(theirsBase, '/token/introspection', theirToken.access_token))
+    // Issue 16: a token three exchanges deep is checked against the jti, agent and credential of every token and agent
+    // it rests on, in the same single Redis read as a plain token (more keys in one MGET).
+    if (hasIntrospection && SELECTED.has('delegation')) {
+      const last = await delegationChain(oursBase, adminToken, warm[0] as Agent, actors, token.access_token)
+      const row = await scenario('introspection, depth-3 delegated token (token exchange)', {
+        url: `${oursBase}/oauth2/introspect`, method: 'POST',
+        headers: { authorization: basic(last.actor.clientId, last.actor.secret), 'content-type': 'application/x-www-form-urlencoded' },
+        body: `token=${last.token}`
+      }, undefined)
+      const plain = rows.find((candidate) => candidate.scenario === 'introspection (active token)')?.ours
+      if (plain !== undefined && row.ours !== undefined) row.note = `${(row.ours.rps / plain.rps).toFixed(2)}× our introspection of a plain token (same run)`
+    }
     if (SELECTED.has('jwks')) await scenario('JWKS', { url: `${oursBase}/.well-known/jwks.json` }, { url: `${theirsBase}/jwks` })
     if (SELECTED.has('discovery')) await scenario('discovery', { url: `${oursBase}/.well-known/openid-configuration` }, { url: `${theirsBase}/.well-known/openid-configuration` })
 
@@ -363,6 +377,23 @@ async function accessToken (url: string, client: { clientId: string, secret: str
   const response = await fetch(url, { method: 'POST', headers: { authorization: basic(client.clientId, client.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=client_credentials&scope=${encodeURIComponent(scope)}` })
   if (response.status !== 200) throw new Error(`token for ${client.clientId}: ${response.status} ${await response.text()}`)
   return (await response.json() as { access_token: string }).access_token
+}
+
+/**
+ * Delegations from `subject` to each actor (through the API), then a chain of token exchanges: each actor exchanges
+ * the token before it, starting from `subjectToken`. The last actor and its token, `actors.length` agents deep.
+ */
+async function delegationChain (base: string, adminToken: string, subject: Agent, actors: Agent[], subjectToken: string): Promise<{ actor: Agent, token: string }> {
+  let token = subjectToken
+  for (const actor of actors) {
+    const granted = await fetch(`${base}/api/v1/agents/${subject.id}/delegations`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ actor_id: actor.id, scopes: ['bench:read'] }) })
+    if (granted.status !== 201) throw new Error(`delegation to ${actor.clientId}: ${granted.status} ${await granted.text()}`)
+    const body = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: token, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' })
+    const response = await fetch(`${base}/oauth2/token`, { method: 'POST', headers: { authorization: basic(actor.clientId, actor.secret), 'content-type': 'application/x-www-form-urlencoded' }, body })
+    if (response.status !== 200) throw new Error(`token exchange by ${actor.clientId}: ${response.status} ${await response.text()}`)
+    token = (await response.json() as { access_token: string }).access_token
+  }
+  return { actor: actors.at(-1) as Agent, token }
 }
 
 async function registerKey (base: string, adminToken: string, agentId: string, jwk: Record<string, unknown>): Promise<void> {

@@ -60,6 +60,27 @@ const ResourcesSchema = Type.Array(ResourceSchema, {
   description: 'The RFC 8707 resources (token audiences) this agent may ask for, besides the default audience (TOKEN_AUDIENCE); matched exactly. Removing one kills the tokens issued before'
 })
 
+/** How many audience names (for workload JWTs) one agent may name, and how long each may be. */
+export const AGENT_MAX_AUDIENCES = 10
+export const AUDIENCE_MAX_LENGTH = 256
+
+/**
+ * An audience name for a workload JWT, as a cloud expects it in aud: sts.amazonaws.com, api://AzureADTokenExchange,
+ * //iam.googleapis.com/projects/…/providers/…, or a URI: printable ASCII without spaces, quotes or backslashes.
+ */
+export const AudienceSchema = Type.String({
+  minLength: 1,
+  maxLength: AUDIENCE_MAX_LENGTH,
+  pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$',
+  description: `An audience name, at most ${AUDIENCE_MAX_LENGTH} printable characters without spaces, e.g. sts.amazonaws.com`
+})
+
+const AudiencesSchema = Type.Array(AudienceSchema, {
+  maxItems: AGENT_MAX_AUDIENCES,
+  uniqueItems: true,
+  description: 'Audience names that are not necessarily URIs (sts.amazonaws.com, api://AzureADTokenExchange) this agent may ask a short-lived workload JWT for, by token exchange with requested_token_type urn:ietf:params:oauth:token-type:jwt; matched exactly'
+})
+
 const MetadataSchema = StorableJsonObjectSchema({
   maxProperties: METADATA_MAX_KEYS,
   description: `Free-form labels: at most ${METADATA_MAX_KEYS} keys, ${METADATA_MAX_BYTES} bytes as JSON and ${JSON_MAX_DEPTH} levels of nesting. Never put secrets here: metadata is returned to every agents:read caller`
@@ -79,6 +100,7 @@ export const AgentSchema = Type.Object({
   owner: Type.Union([Type.String(), Type.Null()]),
   scopes: Type.Array(Type.String()),
   resources: Type.Array(Type.String()),
+  audiences: Type.Array(Type.String()),
   status: AgentStatusSchema,
   dpop_bound_access_tokens: Type.Boolean({ description: 'Whether every token of the agent must be bound to a DPoP key (RFC 9449)' }),
   // Not Type.Record: its key pattern ^.*$ does not match a key holding a line break, and the serializer would drop
@@ -95,6 +117,7 @@ export const CreateAgentBodySchema = Type.Object({
   owner: Type.Optional(OwnerSchema),
   scopes: Type.Optional(ScopesSchema),
   resources: Type.Optional(ResourcesSchema),
+  audiences: Type.Optional(AudiencesSchema),
   dpop_bound_access_tokens: Type.Optional(DpopBoundSchema),
   metadata: Type.Optional(MetadataSchema)
 }, { additionalProperties: false })
@@ -106,6 +129,7 @@ export const UpdateAgentBodySchema = Type.Object({
   owner: Type.Optional(nullable(OwnerSchema)),
   scopes: Type.Optional(ScopesSchema),
   resources: Type.Optional(ResourcesSchema),
+  audiences: Type.Optional(AudiencesSchema),
   dpop_bound_access_tokens: Type.Optional(DpopBoundSchema),
   metadata: Type.Optional(MetadataSchema),
   status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('suspended')], {

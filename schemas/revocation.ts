@@ -25,6 +25,7 @@ export const IntrospectionSchema = Type.Object({
   iat: Type.Optional(Type.Integer()),
   jti: Type.Optional(Type.String()),
   token_type: Type.Optional(Type.Union([Type.Literal('Bearer'), Type.Literal('DPoP')], { description: 'DPoP for a token bound to a key (RFC 9449 §6.2)' })),
-  cnf: Type.Optional(Type.Object({ jkt: Type.String({ description: 'RFC 7638 thumbprint of the key the token is bound to' }) }, { description: 'RFC 9449 §6.2: present when the token is DPoP-bound' }))
+  cnf: Type.Optional(Type.Object({ jkt: Type.String({ description: 'RFC 7638 thumbprint of the key the token is bound to' }) }, { description: 'RFC 9449 §6.2: present when the token is DPoP-bound' })),
+  act: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'RFC 8693 §4.1: for a token issued by token exchange to an agent acting for sub, that agent ({sub, iss, sub_profile: ai_agent}), with the earlier actors nested in act, newest first' }))
 })
 export type Introspection = Static<typeof IntrospectionSchema>

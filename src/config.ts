@@ -58,6 +58,8 @@ export interface Config {
   /** Whether GET /metrics answers anyone; when not, it needs METRICS_TOKEN or an access token with metrics:read. */
   metricsPublic: boolean
   tokenTtlSeconds: number
+  /** DELEGATION_MAX_DEPTH: how many actors an exchanged token's act chain may hold (RFC 8693); deeper is refused. */
+  delegationMaxDepth: number
   /**
    * DPOP_NONCE: 'required' makes every DPoP proof carry a nonce of this server (RFC 9449 §8, §9); 'optional' checks a
    * nonce only when a proof carries one.
@@ -386,6 +388,7 @@ export function loadConfig (env: Env = process.env): Config {
     metricsToken,
     metricsPublic,
     tokenTtlSeconds: integer(env, 'TOKEN_TTL_SECONDS', 3600, 60, 86_400),
+    delegationMaxDepth: integer(env, 'DELEGATION_MAX_DEPTH', 4, 1, 16),
     tokenAudience,
     dpopNonce,
     federationAllowPrivateNetworks: flag(env, 'FEDERATION_ALLOW_PRIVATE_NETWORKS', false),

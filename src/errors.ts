@@ -52,6 +52,8 @@ export class ProblemError extends Error {
 }
 
 export const badRequest = (detail: string, errors?: Problem['errors']): ProblemError => new ProblemError(400, detail, {}, errors)
+/** A 400 about one member of the body: `{member}: {message}`, located at body/{member}. */
+export const badMember = (member: string, message: string): ProblemError => badRequest(`${member}: ${message}`, [{ location: `body/${member}`, message }])
 /** 403: authenticated, but the caller's authority does not reach; names the scopes it lacks when there are some. */
 export const forbidden = (detail: string, missingScopes?: string[]): ProblemError => new ProblemError(403, detail, {}, undefined, missingScopes)
 export const notFound = (detail: string): ProblemError => new ProblemError(404, detail)

@@ -12,3 +12,13 @@ export function newId (): string {
 export function timeOfId (id: string): number {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16)
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/**
+ * Whether a token's sub names an agent (a UUID), rather than a person an agent acts for (token exchange with an
+ * external subject token: `{issuer}#{sub}` or `urn:agentidp:pairwise:…`, neither of which is a UUID).
+ */
+export function isAgentId (value: unknown): value is string {
+  return typeof value === 'string' && UUID.test(value)
+}

@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify'
 export const AUDIT_EVENT_TYPES = [
   'agent.created', 'agent.updated', 'agent.suspended', 'agent.reactivated', 'agent.decommissioned', 'agent.reviewed',
   'credential.created', 'credential.revoked', 'credential.expiring', 'credential.expired',
+  'delegation.granted', 'delegation.removed', 'subject_trust.created', 'subject_trust.deleted',
   'token.issued', 'token.revoked',
   'auth.failed', 'authz.denied',
   'key.current', 'key.previous_published', 'key.rotated',

@@ -29,6 +29,8 @@ export type AgentAction =
   | { kind: 'credential.create', target: Target }
   | { kind: 'credential.revoke', target: Target, bootstrapCredential: boolean }
   | { kind: 'token.revoke', target: Target }
+  | { kind: 'delegation.grant', target: Target, scopes: string[] }
+  | { kind: 'delegation.remove', target: Target }
 
 /** Why an action is refused: 403 for authority the caller lacks, 409 for the bootstrap admin. */
 export interface Refusal {
@@ -62,7 +64,7 @@ function bootstrapAdminRefusal (action: AgentAction): string | undefined {
 /**
  * The privilege rules, in one place (docs/devops/security.md has them as a table):
  * - another agent's token is revoked only by an agents:write holder;
- * - an agent grants (creates or patches an agent with) only the management scopes it holds;
+ * - an agent grants (creates or patches an agent with, or delegates) only the management scopes it holds;
  * - an agent acts on an agent (itself included) only when that agent's management scopes are a subset of its own;
  * - the live agent named by BOOTSTRAP_CLIENT_ID is not suspended, decommissioned, stripped of management scopes,
  *   given a credential or stripped of its BOOTSTRAP_CLIENT_SECRET credential through the API: the configuration
@@ -88,7 +90,7 @@ export function refusalOf (config: Pick<Config, 'bootstrapClientId'>, caller: Ca
       return deny(403, `agent ${target.id} holds the management scopes ${list(missing)}, which the caller does not: an agent acts only on agents whose management scopes are a subset of its own`, 'management_scope_not_held', missing)
     }
   }
-  const granted = action.kind === 'agent.create' ? action.scopes : action.kind === 'agent.update' ? action.changes.scopes ?? [] : []
+  const granted = action.kind === 'agent.create' || action.kind === 'delegation.grant' ? action.scopes : action.kind === 'agent.update' ? action.changes.scopes ?? [] : []
   const platform = caller.orgId === DEFAULT_ORG_ID ? [] : granted.filter((scope) => PLATFORM_SCOPES.includes(scope))
   if (platform.length > 0) {
     return deny(403, `${list(platform)} are the platform's scopes: they are held in the default organization only, never granted in another`, 'platform_scope', platform)

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify'
 import agents from './agents/routes.js'
 import credentials from './credentials/routes.js'
+import delegations from './delegations/routes.js'
+import subjectTrusts from './subject-trusts/routes.js'
 
 /**
  * Clients: agents, their credentials, and how a client proves it holds one. The routes are encapsulated here;
@@ -9,6 +11,8 @@ import credentials from './credentials/routes.js'
 const clients: FastifyPluginAsync = async (app) => {
   await app.register(agents)
   await app.register(credentials)
+  await app.register(delegations)
+  await app.register(subjectTrusts)
 }
 
 export default clients

@@ -1,6 +1,6 @@
 /** What the clients capability publishes to the others: who a client is, the auth methods, the privilege rules. */
 export type { AuthenticatedClient } from './authentication/index.js'
-export type { FederatedIdentity } from './federation/index.js'
+export type { ExternalSubject, FederatedIdentity } from './federation/index.js'
 export { presentsClientCredentials } from './authentication/methods/index.js'
 export { CLIENT_AUTH_METHODS } from './authentication/methods/index.js'
 export { ASSERTION_ALGORITHMS } from './credentials/jwk.js'
@@ -9,3 +9,4 @@ export { liveKeysOfAgent } from './credentials/repository.js'
 export { refusalOf } from './authorization.js'
 export { insertAdminAgent } from './bootstrap.js'
 export { scanCredentialExpiry, type ExpiryScan } from './credentials/hygiene.js'
+export { liveDelegationScopes } from './delegations/repository.js'

@@ -40,19 +40,20 @@ export function revocationService (app: FastifyInstance) {
       const verified = await verify(app, request.issuerContext, token)
       if (!verified.valid) return
       const { claims } = verified
+      const ref = tokenRefOf(request.issuerContext.orgId, claims)
       if (claims.client_id !== client.clientId) {
-        // The token's agent as it is now; were it gone, the scopes the token carries.
-        const owner = await inOrganization(app.sql, request.issuerContext.orgId, async (tx) => await findAgent(tx, claims.sub)) ?? { id: claims.sub, client_id: claims.client_id, scopes: parseScope(claims.scope), status: 'active' as const }
+        // The token's agent as it is now (for a token held for a person, the agent acting); were it gone, the
+        // scopes the token carries.
+        const owner = await inOrganization(app.sql, request.issuerContext.orgId, async (tx) => await findAgent(tx, ref.agentId)) ?? { id: ref.agentId, client_id: claims.client_id, scopes: parseScope(claims.scope), status: 'active' as const }
         const caller = { orgId: request.issuerContext.orgId, agentId: client.agentId, clientId: client.clientId, scopes: new Set(client.scopes) }
         const refusal = refusalOf(app.config, caller, { kind: 'token.revoke', target: owner })
         if (refusal !== undefined) throw refused(new InvalidRequest(`the token was not issued to this client: ${refusal.detail}`), refusal.denial)
       }
-      const ref = tokenRefOf(request.issuerContext.orgId, claims)
       if (await app.revocations.isRevoked(ref)) return
       await app.revocations.revokeToken(ref, claims.client_id === client.clientId ? 'revoked by its client' : `revoked by ${client.clientId}`, async (tx) => {
         await app.audit.recordIn(tx, {
           type: 'token.revoked',
-          agentId: claims.sub,
+          agentId: ref.agentId,
           ...actorOf(request, client.clientId),
           data: { jti: claims.jti, client_id: claims.client_id, revoked_by: client.clientId, exp: claims.exp }
         })
@@ -83,7 +84,9 @@ export function revocationService (app: FastifyInstance) {
         jti: claims.jti,
         // RFC 9449 §6.2: a bound token says so, and names its key, so a resource server can check the proof.
         token_type: claims.cnf === undefined ? 'Bearer' : 'DPoP',
-        cnf: claims.cnf
+        cnf: claims.cnf,
+        // RFC 8693 §4.1: who acts for sub, the whole chain.
+        act: claims.act
       }
     }
   }

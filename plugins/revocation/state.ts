@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { DEFAULT_ORG_ID, inOrganization, type Queryable, type Sql } from '../../src/database.js'
-import { timeOfId } from '../../src/ids.js'
+import { isAgentId, timeOfId } from '../../src/ids.js'
 import { agentChangedKey, credentialChangedKey, organizationChangedKey, revokedTokenKey } from './keys.js'
 
 /** What the revocation checks need to know of an access token. */
@@ -15,6 +15,12 @@ export interface TokenRef {
   /** Issue time at millisecond precision (from the UUIDv7 jti). */
   issuedAtMs: number
   expiresAtMs: number
+  /**
+   * What a token obtained by token exchange (RFC 8693) rests on, besides its own jti, agent and credential: the
+   * tokens it was exchanged from (their jtis and credentials) and the agents that acted (its `act` chain). Any of them
+   * revoked, suspended or changed after the token was issued kills it: a few more keys in the same read, never a scan.
+   */
+  restsOn?: { jtis: string[], agentIds: string[], credentialIds: string[] }
 }
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
@@ -28,14 +34,54 @@ export function issuedAtMsOf (claims: { jti: string, iat: number }): number {
   return UUID_V7.test(claims.jti) ? timeOfId(claims.jti) : claims.iat * 1000
 }
 
-export function tokenRefOf (orgId: string, claims: { jti: string, sub: string, iat: number, exp: number, credential_id?: unknown }): TokenRef {
-  return {
+const isCredentialId = (value: unknown): value is string => typeof value === 'string' && UUID_V7.test(value)
+
+/** The agent ids of an `act` chain (RFC 8693 §4.1), newest first: each nested actor's sub that is one of ours. */
+function actorIdsOf (act: unknown): string[] {
+  const ids: string[] = []
+  for (let actor = act; actor !== null && typeof actor === 'object'; actor = (actor as { act?: unknown }).act) {
+    const sub = (actor as { sub?: unknown }).sub
+    if (isCredentialId(sub)) ids.push(sub)
+  }
+  return ids
+}
+
+/** The tokens an exchanged token was exchanged from, as its `rests_on` claim lists them. */
+function ancestorsOf (restsOn: unknown): Array<{ jti: string, credential_id?: string }> {
+  if (!Array.isArray(restsOn)) return []
+  return restsOn.filter((entry): entry is { jti: string, credential_id?: string } => entry !== null && typeof entry === 'object' && typeof entry.jti === 'string')
+}
+
+/** What the revocation checks need of verified access token claims (`act` and `rests_on` for an exchanged token). */
+export function tokenRefOf (orgId: string, claims: { jti: string, sub: string, iat: number, exp: number, credential_id?: unknown, act?: unknown, rests_on?: unknown }): TokenRef {
+  const actors = actorIdsOf(claims.act)
+  const ref: TokenRef = {
     orgId,
     jti: claims.jti,
-    agentId: claims.sub,
-    credentialId: typeof claims.credential_id === 'string' && UUID_V7.test(claims.credential_id) ? claims.credential_id : undefined,
+    // A token an agent holds for a person (sub not an agent id) stands or falls with that agent, the outermost actor.
+    agentId: isAgentId(claims.sub) ? claims.sub : actors[0] ?? claims.sub,
+    credentialId: isCredentialId(claims.credential_id) ? claims.credential_id : undefined,
     issuedAtMs: issuedAtMsOf(claims),
     expiresAtMs: claims.exp * 1000
+  }
+  const ancestors = ancestorsOf(claims.rests_on)
+  if (ancestors.length > 0 || actors.length > 0) {
+    ref.restsOn = {
+      jtis: ancestors.map((ancestor) => ancestor.jti),
+      agentIds: actors,
+      credentialIds: ancestors.map((ancestor) => ancestor.credential_id).filter(isCredentialId)
+    }
+  }
+  return ref
+}
+
+/** Every jti, agent and credential whose revocation kills the token, each once. */
+function dependenciesOf (token: TokenRef): { jtis: string[], agentIds: string[], credentialIds: string[] } {
+  const extra = token.restsOn
+  return {
+    jtis: [...new Set([token.jti, ...extra?.jtis ?? []])],
+    agentIds: [...new Set([token.agentId, ...extra?.agentIds ?? []])].filter(isAgentId),
+    credentialIds: [...new Set([...token.credentialId === undefined ? [] : [token.credentialId], ...extra?.credentialIds ?? []])]
   }
 }
 
@@ -91,13 +137,14 @@ interface DurableState {
   organization_mark: Date | null
 }
 
-/** The revocation state of one token, from PostgreSQL alone. */
+/** The revocation state of one token (and of what it rests on), from PostgreSQL alone: the latest watermarks. */
 async function durableStateOf (sql: Sql, token: TokenRef): Promise<DurableState> {
+  const { jtis, agentIds, credentialIds } = dependenciesOf(token)
   const [row] = await inOrganization(sql, token.orgId, async (tx) => await tx<DurableState[]>`
     select
-      exists (select 1 from token_revocations where jti = ${token.jti}) as jti_revoked,
-      (select tokens_invalid_before from agents where id = ${token.agentId}) as agent_mark,
-      (select revoked_at from credentials where id = ${token.credentialId ?? null}::uuid) as credential_mark,
+      exists (select 1 from token_revocations where jti = any (${tx.array(jtis)}::text[])) as jti_revoked,
+      (select max(tokens_invalid_before) from agents where id = any (${tx.array(agentIds)}::uuid[])) as agent_mark,
+      (select max(revoked_at) from credentials where id = any (${tx.array(credentialIds)}::uuid[])) as credential_mark,
       (select tokens_invalid_before from organizations where id = current_org_id()) as organization_mark`)
   return row as DurableState
 }
@@ -247,17 +294,17 @@ export default fp(async (app) => {
 
   const revocations: RevocationState = {
     async isRevoked (token) {
-      const keys = [COMPLETE_MARKER_KEY, revokedTokenKey(token.jti), agentChangedKey(token.agentId)]
-      keys.push(token.credentialId === undefined ? COMPLETE_MARKER_KEY : credentialChangedKey(token.credentialId))
-      // The default organization is never suspended: its tokens cost no fifth key.
+      const { jtis, agentIds, credentialIds } = dependenciesOf(token)
+      // One read, whatever the token rests on: the marker, each jti, each agent's and credential's watermark, and
+      // (the default organization is never suspended) the organization's.
+      const keys = [COMPLETE_MARKER_KEY, ...jtis.map(revokedTokenKey), ...agentIds.map(agentChangedKey), ...credentialIds.map(credentialChangedKey)]
       if (token.orgId !== DEFAULT_ORG_ID) keys.push(organizationChangedKey(token.orgId))
       if (trustsStore()) {
         try {
-          const [complete, jti, agentMark, credentialMark, organizationMark] = await store.mget(keys)
+          const [complete, ...values] = await store.mget(keys)
           if (complete !== null) {
-            return jti !== null || killedBy(msOf(agentMark ?? null), token.issuedAtMs) ||
-              (token.credentialId !== undefined && killedBy(msOf(credentialMark ?? null), token.issuedAtMs)) ||
-              killedBy(msOf(organizationMark ?? null), token.issuedAtMs)
+            const revokedJti = values.slice(0, jtis.length).some((value) => value !== null)
+            return revokedJti || values.slice(jtis.length).some((mark) => killedBy(msOf(mark ?? null), token.issuedAtMs))
           }
           trusted = false
           startRefill()

@@ -38,6 +38,20 @@ export interface AccessTokenClaims extends JWTPayload {
   org_id?: string
   /** RFC 9449 §6.1: the token is bound to the DPoP key with this RFC 7638 thumbprint. */
   cnf?: { jkt: string }
+  /** RFC 8693 §4.1: the agent acting for `sub` (a token exchange), the earlier actors nested inside, newest first. */
+  act?: ActorClaim
+  /** RFC 8693 §4.4: who may act for `sub` with this token; a token exchange by anyone else is refused. */
+  may_act?: { sub?: string, iss?: string }
+  /** What an exchanged token rests on (private claim): the tokens it was exchanged from, newest first; see TokenRef. */
+  rests_on?: Array<{ jti: string, credential_id?: string }>
+}
+
+/** An actor of an `act` chain (RFC 8693 §4.1): an agent of an issuer, and whom it acted after. */
+export interface ActorClaim {
+  sub: string
+  iss?: string
+  sub_profile?: string
+  act?: ActorClaim
 }
 
 declare module 'fastify' {
@@ -81,15 +95,43 @@ const VERIFIED_TOKENS_MAX_ENTRIES = 10_000
 function checkClaims (payload: JWTPayload): AccessTokenClaims {
   const claims = payload as AccessTokenClaims
   const invalid = (claim: string, reason: string): never => { throw new errors.JWTClaimValidationFailed(`"${claim}" ${reason}`, payload, claim, 'check_failed') }
-  if (typeof claims.sub !== 'string' || !UUID.test(claims.sub)) invalid('sub', 'is not an agent id')
+  // An agent id; or, in a token an agent holds for a person (token exchange: act names the agent), that person's
+  // qualified id, which is never a UUID.
+  if (typeof claims.sub !== 'string' || (!UUID.test(claims.sub) && (claims.act === undefined || claims.sub === '' || claims.sub.length > 2048))) invalid('sub', 'is not an agent id')
   if (typeof claims.jti !== 'string' || claims.jti === '' || claims.jti.length > 128) invalid('jti', 'is not a token id')
   if (typeof claims.client_id !== 'string') invalid('client_id', 'is not a string')
   if (typeof claims.scope !== 'string') invalid('scope', 'is not a string')
   if (claims.credential_id !== undefined && (typeof claims.credential_id !== 'string' || !UUID.test(claims.credential_id))) invalid('credential_id', 'is not a credential id')
   if (claims.cnf !== undefined && (typeof claims.cnf !== 'object' || claims.cnf === null || typeof claims.cnf.jkt !== 'string' || !JKT.test(claims.cnf.jkt))) invalid('cnf', 'is not a DPoP key confirmation')
+  if (claims.act !== undefined && actDepthOf(claims.act) === undefined) invalid('act', 'is not an actor chain')
+  if (claims.may_act !== undefined && (typeof claims.may_act !== 'object' || claims.may_act === null || Array.isArray(claims.may_act))) invalid('may_act', 'is not an object')
+  if (claims.rests_on !== undefined && !restsOnShape(claims.rests_on)) invalid('rests_on', 'is not a list of tokens')
   const latestMs = Date.now() + CLOCK_TOLERANCE_SECONDS * 1000
   if (claims.iat * 1000 > latestMs || issuedAtMsOf(claims) > latestMs) invalid('iat', 'is in the future')
   return claims
+}
+
+/** How many tokens an exchanged token may rest on, and how deep an act chain a token may carry, at most. */
+const MAX_CHAIN_LENGTH = 32
+
+/**
+ * How many actors an `act` chain holds (1 for a single act), or undefined when it is not one: each actor an object
+ * with a string sub, at most MAX_CHAIN_LENGTH deep.
+ */
+export function actDepthOf (act: unknown): number | undefined {
+  let depth = 0
+  for (let actor = act; actor !== undefined; actor = (actor as { act?: unknown }).act) {
+    if (actor === null || typeof actor !== 'object' || Array.isArray(actor) || typeof (actor as { sub?: unknown }).sub !== 'string') return undefined
+    depth += 1
+    if (depth > MAX_CHAIN_LENGTH) return undefined
+  }
+  return depth
+}
+
+function restsOnShape (value: unknown): boolean {
+  return Array.isArray(value) && value.length <= MAX_CHAIN_LENGTH && value.every((entry) =>
+    entry !== null && typeof entry === 'object' && typeof entry.jti === 'string' && entry.jti.length <= 128 &&
+    (entry.credential_id === undefined || (typeof entry.credential_id === 'string' && UUID.test(entry.credential_id))))
 }
 
 // An iss quoted back to the caller and into the log: printable ASCII of a sensible length, never a header breaker.
@@ -247,6 +289,8 @@ export default fp(async (app) => {
       request.log.warn({ expected: issuerContext.issuer, iss: issuer }, 'access token from another issuer refused')
       throw refuse(401, 'invalid_token', `the access token was issued by ${issuer}, not by this server (ISSUER is ${issuerContext.issuer})`)
     }
+    // The management API acts for agents: a token an agent holds for a person is for the person's resource servers.
+    if (!UUID.test(claims.sub)) throw refuse(401, 'invalid_token', 'the access token acts for a person, not for an agent: the management API takes agents\' tokens only')
     // RFC 9449 §7.2: a token bound to a key is worthless without it, so it is never taken as a Bearer token.
     if (scheme === 'Bearer' && claims.cnf !== undefined) throw authenticationError(401, 'DPoP', 'invalid_token', 'the access token is bound to a DPoP key: send it as Authorization: DPoP with a DPoP proof')
     if (scheme === 'DPoP') await checkProof(request, reply, presented, claims)

@@ -6,7 +6,8 @@ import { newId } from '../../src/ids.js'
 import { oauthErrorResponses } from '../../schemas/common.js'
 import { TokenRequestBodySchema, TokenResponseSchema, type TokenRequestBody } from '../../schemas/tokens.js'
 import { dropUnreadParameters, grantOf, GRANTS, type Grant } from './grants/index.js'
-import { issueAccessToken } from './issuer.js'
+import { TokenType } from './grants/token-exchange.js'
+import { issueAccessToken, issueWorkloadJwt } from './issuer.js'
 import { oauthRoute } from './oauth-route.js'
 
 declare module 'fastify' {
@@ -35,7 +36,7 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['oauth2'],
       summary: `Token endpoint: ${Object.keys(GRANTS).join(', ')}`,
-      description: 'Authenticate with client_secret_basic (form-urlencoded id and secret, RFC 6749 §2.3.1), client_secret_post or private_key_jwt (RFC 7523 §2.2), exactly one; with grant_type urn:ietf:params:oauth:grant-type:jwt-bearer (RFC 7523 §2.1) client authentication is optional and `assertion` is an external JWT a federated credential trusts. Returns an RFC 9068 JWT access token. With a DPoP header (RFC 9449 proof: typ dpop+jwt, htm POST, htu this endpoint), the token is bound to the proof\'s key: token_type DPoP and cnf.jkt; a bad proof is 400 invalid_dpop_proof, a missing or stale nonce under DPOP_NONCE=required 400 use_dpop_nonce with a DPoP-Nonce header. Errors are RFC 6749 §5.2 JSON.',
+      description: 'Authenticate with client_secret_basic (form-urlencoded id and secret, RFC 6749 §2.3.1), client_secret_post or private_key_jwt (RFC 7523 §2.2), exactly one; with grant_type urn:ietf:params:oauth:grant-type:jwt-bearer (RFC 7523 §2.1) client authentication is optional and `assertion` is an external JWT a federated credential trusts. With urn:ietf:params:oauth:grant-type:token-exchange (RFC 8693) the client exchanges a subject_token: its own (narrowed, no act), another agent\'s under a delegation (act names the client, the earlier chain nested), or a person\'s under a subject trust; requested_token_type urn:ietf:params:oauth:token-type:jwt with an audience of the agent\'s gives a workload JWT for cloud federation; the answer carries issued_token_type. Returns an RFC 9068 JWT access token. With a DPoP header (RFC 9449 proof: typ dpop+jwt, htm POST, htu this endpoint), the token is bound to the proof\'s key: token_type DPoP and cnf.jkt; a bad proof is 400 invalid_dpop_proof, a missing or stale nonce under DPOP_NONCE=required 400 use_dpop_nonce with a DPoP-Nonce header. Errors are RFC 6749 §5.2 JSON.',
       consumes: ['application/x-www-form-urlencoded'],
       security: [{ clientSecretBasic: [] }, {}],
       body: TokenRequestBodySchema,
@@ -65,7 +66,8 @@ const tokens: FastifyPluginAsyncTypebox = async (app) => {
       if (client === undefined) throw new Error(`grant ${grantType} established no client`)
       const nextNonce = request.dpopProof?.nextNonce
       if (nextNonce !== undefined) reply.header('dpop-nonce', nextNonce)
-      return reply.send(await issueAccessToken(app, request, { grantType, client, jti: request.jti as string, issuance }))
+      const issue = issuance.issuedTokenType === TokenType.Jwt ? issueWorkloadJwt : issueAccessToken
+      return reply.send(await issue(app, request, { grantType, client, jti: request.jti as string, issuance }))
     }
   })
 }

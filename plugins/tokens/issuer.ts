@@ -1,7 +1,7 @@
 import { sign, type KeyObject } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InvalidDpopProof, InvalidRequest } from '../../src/errors.js'
-import { timeOfId } from '../../src/ids.js'
+import { isAgentId, timeOfId } from '../../src/ids.js'
 import { monthlyUsageKey, utcMonth } from './usage-keys.js'
 import { actorOf } from '../audit/public.js'
 import { MAX_TOKEN_LENGTH, type AccessTokenClaims } from './bearer.js'
@@ -12,9 +12,12 @@ import type { SigningAlgorithm } from '../infra/keys.js'
 /** A successful token response (RFC 6749 §5.1; token_type DPoP for a token bound to a key, RFC 9449 §5). */
 export interface TokenResponse {
   access_token: string
-  token_type: 'Bearer' | 'DPoP'
+  /** N_A for a token exchange's workload JWT, which is no access token (RFC 8693 §2.2.1). */
+  token_type: 'Bearer' | 'DPoP' | 'N_A'
   expires_in: number
-  scope: string
+  scope?: string
+  /** RFC 8693 §2.2.1: what a token exchange issued. */
+  issued_token_type?: string
 }
 
 const base64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
@@ -56,6 +59,69 @@ export async function signJwt (input: string, key: { alg: SigningAlgorithm, priv
 }
 
 /**
+ * Signs the claims and records token.issued at once; the event is committed (group commit) before the token is
+ * returned, and the client's agent's monthly counter counts it.
+ */
+async function signAndRecord (
+  app: FastifyInstance,
+  request: FastifyRequest,
+  grant: { grantType: string, client: AuthenticatedClient, jti: string, issuance: Issuance },
+  header: Record<string, unknown>,
+  claims: Record<string, unknown> & { sub: string, aud: string | string[], exp: number },
+  data: Record<string, unknown>
+): Promise<string> {
+  const { keys } = request.issuerContext
+  const { client, jti, issuance } = grant
+  const input = signingInput(header, claims, keys.current.privateKey)
+  const [token] = await Promise.all([
+    signJwt(input, keys.current),
+    // Issuing writes nothing else to PostgreSQL: the event is group-committed, and committed before the token is returned.
+    app.audit.record({
+      type: 'token.issued',
+      // A token for a person (sub {issuer}#{sub}) is about the agent that acts for them.
+      agentId: isAgentId(claims.sub) ? claims.sub : client.agentId,
+      ...actorOf(request, client.clientId),
+      data: { ...issuance.audit, jti, aud: claims.aud, client_id: client.clientId, grant_type: grant.grantType, credential_id: issuance.credentialId ?? null, exp: claims.exp, ...data }
+    }),
+    // The counter lives in Redis only; a Redis failure must not refuse the token.
+    app.store.incr(monthlyUsageKey(client.agentId, utcMonth(new Date(timeOfId(jti)))), 400 * 24 * 3600_000)
+      .catch((error: Error) => { request.log.warn({ err: { message: error.message } }, 'monthly usage not counted: store unavailable') })
+  ])
+  app.metrics.tokensIssued.inc({ grant_type: grant.grantType })
+  return token
+}
+
+/** The longest a workload JWT lives: clouds take it as a web-identity token, to be exchanged at once. */
+export const WORKLOAD_JWT_MAX_SECONDS = 3600
+
+/**
+ * Issues a workload JWT (RFC 8693 requested_token_type urn:ietf:params:oauth:token-type:jwt): typ JWT, never an
+ * access token of this server, for a cloud's web-identity federation (AWS STS AssumeRoleWithWebIdentity, Google
+ * workload identity federation, Azure federated credentials) that verifies it through discovery and the JWKS. Its
+ * claims are iss, sub (the agent), aud (one audience the agent lists), iat, exp (at most an hour, never past the
+ * subject token or the credential) and jti; it is not bound to a DPoP key, which no cloud checks.
+ */
+export async function issueWorkloadJwt (
+  app: FastifyInstance,
+  request: FastifyRequest,
+  grant: { grantType: string, client: AuthenticatedClient, jti: string, issuance: Issuance }
+): Promise<TokenResponse> {
+  const { issuer, keys } = request.issuerContext
+  const { client, jti, issuance } = grant
+  const iat = Math.floor(timeOfId(jti) / 1000)
+  const claims = {
+    iss: issuer,
+    sub: issuance.subject,
+    aud: issuance.audience,
+    iat,
+    exp: Math.min(iat + Math.min(WORKLOAD_JWT_MAX_SECONDS, app.config.tokenTtlSeconds), Math.floor(client.credentialExpiresAt / 1000), issuance.notAfter ?? Infinity),
+    jti
+  }
+  const token = await signAndRecord(app, request, grant, { alg: keys.current.alg, typ: 'JWT', kid: keys.current.kid }, claims, { issued_token_type: issuance.issuedTokenType })
+  return { access_token: token, issued_token_type: issuance.issuedTokenType, token_type: 'N_A', expires_in: Math.max(0, claims.exp - iat) }
+}
+
+/**
  * Issues the RFC 9068 access token a grant decided on to an authenticated client and records it: the token.issued
  * event is committed (group commit) before the token is returned, and the client's agent's monthly counter counts
  * it once. `jti` is a UUIDv7 made when the request started; its time is the token's issue time (at ms precision).
@@ -83,7 +149,8 @@ export async function issueAccessToken (
     sub: issuance.subject,
     aud: issuance.audience,
     // No token outlives the credential the client authenticated with.
-    exp: Math.min(iat + config.tokenTtlSeconds, Math.floor(client.credentialExpiresAt / 1000)),
+    // Nor the token it was exchanged from (RFC 8693).
+    exp: Math.min(iat + config.tokenTtlSeconds, Math.floor(client.credentialExpiresAt / 1000), issuance.notAfter ?? Infinity),
     iat,
     jti,
     client_id: client.clientId,
@@ -93,20 +160,13 @@ export async function issueAccessToken (
     // Likewise: only a proof verified for this request binds a token to a key.
     cnf: proof === null ? undefined : { jkt: proof.jkt }
   }
-  const input = signingInput({ alg: keys.current.alg, typ: 'at+jwt', kid: keys.current.kid }, claims, keys.current.privateKey)
-  const [token] = await Promise.all([
-    signJwt(input, keys.current),
-    // Issuing writes nothing else to PostgreSQL: the event is group-committed, and committed before the token is returned.
-    app.audit.record({
-      type: 'token.issued',
-      agentId: claims.sub,
-      ...actorOf(request, client.clientId),
-      data: { ...issuance.audit, jti, scope: claims.scope, aud: claims.aud, client_id: claims.client_id, grant_type: grant.grantType, credential_id: claims.credential_id ?? null, exp: claims.exp, ...(proof === null ? {} : { token_type: 'DPoP', jkt: proof.jkt }) }
-    }),
-    // The counter lives in Redis only; a Redis failure must not refuse the token.
-    app.store.incr(monthlyUsageKey(client.agentId, utcMonth(new Date(issuedAtMs))), 400 * 24 * 3600_000)
-      .catch((error: Error) => { request.log.warn({ err: { message: error.message } }, 'monthly usage not counted: store unavailable') })
-  ])
-  app.metrics.tokensIssued.inc({ grant_type: grant.grantType })
-  return { access_token: token, token_type: proof === null ? 'Bearer' : 'DPoP', expires_in: Math.max(0, claims.exp - iat), scope: claims.scope }
+  const token = await signAndRecord(app, request, grant, { alg: keys.current.alg, typ: 'at+jwt', kid: keys.current.kid }, claims,
+    { scope: claims.scope, ...(proof === null ? {} : { token_type: 'DPoP', jkt: proof.jkt }) })
+  return {
+    access_token: token,
+    ...(issuance.issuedTokenType === undefined ? {} : { issued_token_type: issuance.issuedTokenType }),
+    token_type: proof === null ? 'Bearer' : 'DPoP',
+    expires_in: Math.max(0, claims.exp - iat),
+    scope: claims.scope
+  }
 }

@@ -343,7 +343,7 @@ describe('the jwt-bearer grant (RFC 7523 §2.1)', () => {
   it('is listed in discovery', async () => {
     const app = await context.build()
     const discovery = (await app.inject({ method: 'GET', url: '/.well-known/openid-configuration' })).json()
-    expect(discovery.grant_types_supported).toEqual(['client_credentials', JWT_BEARER])
+    expect(discovery.grant_types_supported).toEqual(['client_credentials', JWT_BEARER, 'urn:ietf:params:oauth:grant-type:token-exchange'])
   })
 })
 

@@ -17,7 +17,7 @@ describe('discovery (OIDC Discovery 1.0, RFC 8414)', () => {
       issuer: 'https://idp.example.com/agents',
       token_endpoint: 'https://idp.example.com/agents/oauth2/token',
       jwks_uri: 'https://idp.example.com/agents/.well-known/jwks.json',
-      grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:jwt-bearer'],
+      grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:jwt-bearer', 'urn:ietf:params:oauth:grant-type:token-exchange'],
       token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
       token_endpoint_auth_signing_alg_values_supported: ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'],
       subject_types_supported: ['public'],

@@ -13,7 +13,7 @@ import { basicAuth, claimsOf, postForm, requestToken } from '../support/oauth.js
 
 const context = setupTestContext()
 
-const ORGANIZATION_OWNED = ['agents', 'credentials', 'audit_events', 'token_revocations', 'client_assertion_jtis', 'organization_keys']
+const ORGANIZATION_OWNED = ['agents', 'credentials', 'audit_events', 'token_revocations', 'client_assertion_jtis', 'organization_keys', 'agent_delegations', 'subject_trusts']
 
 interface Organization { id: string, slug: string, issuer: string, admin: { agent_id: string, client_id: string, client_secret: string } }
 

@@ -438,6 +438,54 @@ export const ENDPOINTS: EndpointDescriptor[] = [
     params: { id: anyAgent, credential_id: (ctx) => fc.constantFrom(...ctx.credentials.map((c) => c.credentialId)) },
     columns: { params: { id: 'uuid', credential_id: 'uuid' } }
   },
+  {
+    name: 'POST /api/v1/agents/{id}/delegations',
+    method: 'POST',
+    path: '/api/v1/agents/:id/delegations',
+    errorKind: 'problem',
+    auth: 'bearer',
+    body: 'json',
+    params: { id: anyAgent },
+    validBody: (ctx) => ({ actor_id: ctx.agentIds.at(-1), scopes: ['weather:read'], expires_at: new Date(Date.now() + 86_400_000).toISOString() }),
+    columns: { params: AGENT_ID, body: { actor_id: 'uuid', expires_at: 'timestamptz' } }
+  },
+  { name: 'GET /api/v1/agents/{id}/delegations', method: 'GET', path: '/api/v1/agents/:id/delegations', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent }, columns: { params: AGENT_ID } },
+  {
+    name: 'DELETE /api/v1/agents/{id}/delegations/{delegation_id}',
+    method: 'DELETE',
+    path: '/api/v1/agents/:id/delegations/:delegation_id',
+    errorKind: 'problem',
+    auth: 'bearer',
+    params: { id: anyAgent, delegation_id: () => fc.uuid() },
+    columns: { params: { id: 'uuid', delegation_id: 'uuid' } }
+  },
+  {
+    name: 'POST /api/v1/subject-trusts',
+    method: 'POST',
+    path: '/api/v1/subject-trusts',
+    errorKind: 'problem',
+    auth: 'bearer',
+    body: 'json',
+    // The public key of RFC 9449's examples: a trust needs keys, and inline ones fetch nothing.
+    validBody: (ctx) => ({
+      issuer: 'https://login.example.org',
+      audience: 'https://idp.example.com',
+      claims: { tid: 'fuzz' },
+      jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs', y: '9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA' }] },
+      actors: [{ agent_id: ctx.agentIds.at(-1), scopes: ['weather:read'] }]
+    }),
+    columns: { body: { issuer: 'text', audience: 'text', claims: 'jsonb' } }
+  },
+  { name: 'GET /api/v1/subject-trusts', method: 'GET', path: '/api/v1/subject-trusts', errorKind: 'problem', auth: 'bearer' },
+  {
+    name: 'DELETE /api/v1/subject-trusts/{id}',
+    method: 'DELETE',
+    path: '/api/v1/subject-trusts/:id',
+    errorKind: 'problem',
+    auth: 'bearer',
+    params: { id: () => fc.uuid() },
+    columns: { params: { id: 'uuid' } }
+  },
   { name: 'GET /api/v1/audit-events', method: 'GET', path: '/api/v1/audit-events', errorKind: 'problem', auth: 'bearer', query: { type: fc.constantFrom('auth.failed', 'agent.created,agent.updated'), agent_id: fc.uuid(), actor: fc.constantFrom('test-admin', 'anonymous'), since: timestamp, until: timestamp, limit: fc.integer({ min: 1, max: 500 }).map(String), cursor: fc.string({ minLength: 1, maxLength: 20 }) }, columns: { querystring: { agent_id: 'uuid', actor: 'text', since: 'timestamptz', until: 'timestamptz', cursor: 'bigint-cursor' } } },
   { name: 'GET /api/v1/audit-events/export', method: 'GET', path: '/api/v1/audit-events/export', errorKind: 'problem', auth: 'bearer', query: { since: timestamp, until: timestamp }, columns: { querystring: { since: 'timestamptz', until: 'timestamptz' } } },
   { name: 'GET /health/live', method: 'GET', path: '/health/live', errorKind: 'problem', auth: 'none' },

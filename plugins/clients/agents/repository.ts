@@ -11,6 +11,8 @@ export interface AgentRow {
   scopes: string[]
   /** RFC 8707 resources the agent may name as a token's audience, besides the default one. */
   resources: string[]
+  /** Audience names (not URIs) the agent may ask a workload JWT for, by token exchange (sql/0018). */
+  audiences: string[]
   status: AgentStatus
   /** RFC 9449 §5.2 (sql/0013): tokens only with a DPoP proof, bound to its key. */
   dpop_bound_access_tokens: boolean
@@ -20,10 +22,10 @@ export interface AgentRow {
 }
 
 /** What a new agent is made of; it starts active and the database fills in the timestamps. */
-export type NewAgent = Omit<AgentRow, 'status' | 'dpop_bound_access_tokens' | 'created_at' | 'updated_at'> & { dpop_bound_access_tokens?: boolean }
+export type NewAgent = Omit<AgentRow, 'status' | 'dpop_bound_access_tokens' | 'audiences' | 'created_at' | 'updated_at'> & { dpop_bound_access_tokens?: boolean, audiences?: string[] }
 
 /** The columns an update may change. */
-export type AgentChanges = Partial<Pick<AgentRow, 'name' | 'description' | 'owner' | 'scopes' | 'resources' | 'dpop_bound_access_tokens' | 'metadata' | 'status'>>
+export type AgentChanges = Partial<Pick<AgentRow, 'name' | 'description' | 'owner' | 'scopes' | 'resources' | 'audiences' | 'dpop_bound_access_tokens' | 'metadata' | 'status'>>
 
 /** Row locks a caller inside a transaction may take on the agent it reads. */
 export type AgentLock = 'update' | 'share'
@@ -31,9 +33,10 @@ export type AgentLock = 'update' | 'share'
 /** Inserts an agent with status active. */
 export async function insertAgent (sql: Queryable, agent: NewAgent): Promise<AgentRow> {
   const [row] = await sql<AgentRow[]>`
-    insert into agents (id, client_id, name, description, owner, scopes, resources, dpop_bound_access_tokens, metadata)
+    insert into agents (id, client_id, name, description, owner, scopes, resources, audiences, dpop_bound_access_tokens, metadata)
     values (${agent.id}, ${agent.client_id}, ${agent.name}, ${agent.description}, ${agent.owner},
-            ${sql.array(agent.scopes)}::text[], ${sql.array(agent.resources)}::text[], ${agent.dpop_bound_access_tokens ?? false}, ${sql.json(agent.metadata as never)})
+            ${sql.array(agent.scopes)}::text[], ${sql.array(agent.resources)}::text[], ${sql.array(agent.audiences ?? [])}::text[],
+            ${agent.dpop_bound_access_tokens ?? false}, ${sql.json(agent.metadata as never)})
     returning *`
   return row as AgentRow
 }
@@ -83,6 +86,7 @@ export async function updateAgent (sql: Queryable, id: string, changes: AgentCha
   if (changes.status !== undefined || narrowed) values.tokens_invalid_before = at
   if (changes.scopes !== undefined) values.scopes = sql.array(changes.scopes)
   if (changes.resources !== undefined) values.resources = sql.array(changes.resources)
+  if (changes.audiences !== undefined) values.audiences = sql.array(changes.audiences)
   if (changes.metadata !== undefined) values.metadata = sql.json(changes.metadata as never)
   const [row] = await sql<AgentRow[]>`
     update agents set ${sql(values, Object.keys(values))}, updated_at = now()

@@ -29,6 +29,7 @@ export function toAgent (row: AgentRow, issuer: string): Agent {
     owner: row.owner,
     scopes: row.scopes,
     resources: row.resources,
+    audiences: row.audiences,
     status: row.status,
     dpop_bound_access_tokens: row.dpop_bound_access_tokens,
     metadata: row.metadata,
@@ -66,6 +67,7 @@ function changesOf (current: AgentRow, body: UpdateAgentBody): AgentChanges {
   if (body.owner !== undefined && body.owner !== current.owner) changes.owner = body.owner
   if (body.scopes !== undefined && !sameJson(body.scopes, current.scopes)) changes.scopes = body.scopes
   if (body.resources !== undefined && !sameJson(body.resources, current.resources)) changes.resources = body.resources
+  if (body.audiences !== undefined && !sameJson(body.audiences, current.audiences)) changes.audiences = body.audiences
   if (body.dpop_bound_access_tokens !== undefined && body.dpop_bound_access_tokens !== current.dpop_bound_access_tokens) changes.dpop_bound_access_tokens = body.dpop_bound_access_tokens
   if (body.metadata !== undefined && !sameJson(body.metadata, current.metadata)) changes.metadata = body.metadata
   if (body.status !== undefined && body.status !== current.status) changes.status = body.status
@@ -79,7 +81,7 @@ export function updateEvents (before: AgentRow, changes: AgentChanges, actor: Au
   if (fields.length > 0) {
     const data: Record<string, unknown> = { fields }
     // Values that decide what the agent may do are kept; free text and metadata are named only.
-    for (const field of ['name', 'owner', 'scopes', 'resources', 'dpop_bound_access_tokens'] as const) {
+    for (const field of ['name', 'owner', 'scopes', 'resources', 'audiences', 'dpop_bound_access_tokens'] as const) {
       if (changes[field] !== undefined) data[field] = { from: before[field], to: changes[field] }
     }
     events.push({ type: 'agent.updated', agentId: before.id, ...actor, data })
@@ -123,6 +125,7 @@ export function agentService (deps: Deps) {
           owner: body.owner ?? null,
           scopes: body.scopes ?? [],
           resources: body.resources ?? [],
+          audiences: body.audiences ?? [],
           dpop_bound_access_tokens: body.dpop_bound_access_tokens ?? false,
           metadata: body.metadata ?? {}
         })
@@ -130,7 +133,7 @@ export function agentService (deps: Deps) {
           type: 'agent.created',
           agentId: row.id,
           ...actor,
-          data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes, resources: row.resources, dpop_bound_access_tokens: row.dpop_bound_access_tokens }
+          data: { client_id: row.client_id, name: row.name, owner: row.owner, scopes: row.scopes, resources: row.resources, audiences: row.audiences, dpop_bound_access_tokens: row.dpop_bound_access_tokens }
         })
         return row
       })
@@ -157,7 +160,7 @@ export function agentService (deps: Deps) {
      */
     async update (id: string, body: UpdateAgentBody, actor: AuditActor, caller: Caller, issuer: string): Promise<Agent> {
       // Unknown members are dropped by validation; a body left with none was most likely a typo, not a no-op.
-      if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, resources, dpop_bound_access_tokens, metadata, status' }])
+      if (Object.keys(body).length === 0) throw badRequest('the body names no member to change', [{ location: 'body', message: 'must name at least one of name, description, owner, scopes, resources, audiences, dpop_bound_access_tokens, metadata, status' }])
       checkMetadataSize(body.metadata)
       checkScopesLength(body.scopes)
       const at = new Date()

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util'
-import { badRequest } from '../../../src/errors.js'
+import { badMember } from '../../../src/errors.js'
 import { checkOutboundUrl, OutboundRefused } from '../../../src/outbound.js'
 import type { CreateCredentialBody, PublicJwkSet } from '../../../schemas/credentials.js'
 import { publicJwkOf } from './jwk.js'
@@ -24,7 +24,7 @@ const MAX_KEYS = 16
 const CHECKED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti'])
 const FEDERATED_MEMBERS = ['issuer', 'subject', 'audience', 'claims', 'jwks', 'jwks_uri'] as const
 
-const invalid = (member: string, message: string): Error => badRequest(`${member}: ${message}`, [{ location: `body/${member}`, message }])
+const invalid = badMember
 
 /** Refuses the members of a federated credential on a body of another type. */
 export function refuseFederatedMembers (body: CreateCredentialBody | undefined, type: string): void {

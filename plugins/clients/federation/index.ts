@@ -5,6 +5,8 @@ import { inOrganization } from '../../../src/database.js'
 import { InvalidGrant } from '../../../src/errors.js'
 import { claimsMatch } from '../credentials/federated.js'
 import { federatedTrustsOf, forgetExpiredAssertions, markAssertionUsed, type FederatedTrustRow } from '../credentials/repository.js'
+import { subjectTrustsOf, type SubjectTrustRow } from '../subject-trusts/repository.js'
+import type { FederationRule } from '../credentials/federated.js'
 import { FederationKeySets, KeySetUnavailable } from './key-sets.js'
 import type { AuthenticatedClient } from '../authentication/index.js'
 
@@ -31,7 +33,22 @@ declare module 'fastify' {
      * (RFC 8693) can present its subject_token the same way.
      */
     verifyFederatedAssertion(request: FastifyRequest, assertion: string, options?: { defaultAudience?: string }): Promise<FederatedIdentity>
+    /**
+     * Verifies an external token that names a person (a token exchange's subject_token) against the subject trusts
+     * of the request's organization: trusts found by its exact iss, its signature by the trust's keys, aud (the
+     * trust's audience, else the request's issuer), exp, nbf, a maximum lifetime, and exactly one trust whose
+     * claims match. Throws InvalidGrant, whose description never says which trusts exist.
+     */
+    verifySubjectToken(request: FastifyRequest, token: string): Promise<ExternalSubject>
   }
+}
+
+/** A person an external token names, and the trust it matched (which agents may act for them). */
+export interface ExternalSubject {
+  issuer: string
+  subject: string
+  trust: SubjectTrustRow
+  claims: JWTPayload
 }
 
 /** The asymmetric algorithms an external token may be signed with: never none, never HS*. */
@@ -85,18 +102,18 @@ export default fp(async (app) => {
    * The trusts whose keys verify the token, grouped by key source so each is asked once, with the payload. A key
    * set that cannot be had counts as not verifying; when it is the only one, its reason is the answer.
    */
-  async function verifiedBy (assertion: string, trusts: FederatedTrustRow[]): Promise<{ trusts: FederatedTrustRow[], payload?: JWTPayload }> {
-    const bySource = new Map<string, FederatedTrustRow[]>()
+  async function verifiedBy<T extends Pick<FederationRule, 'issuer' | 'jwks' | 'jwks_uri'>> (assertion: string, trusts: T[]): Promise<{ trusts: T[], payload?: JWTPayload }> {
+    const bySource = new Map<string, T[]>()
     for (const trust of trusts) {
       const source = trust.jwks !== null ? `jwks ${JSON.stringify(trust.jwks)}` : trust.jwks_uri !== null ? `uri ${trust.jwks_uri}` : 'discovery'
       bySource.set(source, [...bySource.get(source) ?? [], trust])
     }
-    const verified: FederatedTrustRow[] = []
+    const verified: T[] = []
     let payload: JWTPayload | undefined
     let unavailable: KeySetUnavailable | undefined
     for (const group of bySource.values()) {
       try {
-        const result = await jwtVerify(assertion, keySets.keysOf(group[0] as FederatedTrustRow), { algorithms: FEDERATION_ALGORITHMS, requiredClaims: ['exp'], clockTolerance: CLOCK_TOLERANCE_S })
+        const result = await jwtVerify(assertion, keySets.keysOf(group[0] as T), { algorithms: FEDERATION_ALGORITHMS, requiredClaims: ['exp'], clockTolerance: CLOCK_TOLERANCE_S })
         payload = result.payload
         verified.push(...group)
       } catch (error) {
@@ -115,6 +132,28 @@ export default fp(async (app) => {
     return { trusts: verified, payload }
   }
 
+  /** The payload's lifetime and audience checks, and the one trust among `trusts` whose audience and claims match. */
+  function matchingTrust<T extends { audience: string | null, claims: Record<string, unknown> }> (payload: JWTPayload, trusts: T[], defaultAudience: string): T {
+    const nowS = Math.floor(Date.now() / 1000)
+    const exp = payload.exp as number
+    if (exp - (payload.iat ?? nowS) > MAX_LIFETIME_S + CLOCK_TOLERANCE_S) throw refuse('lifetime', `assertion must expire at most ${MAX_LIFETIME_S} seconds after it was issued`)
+    const audiences = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : []
+    const matching = trusts.filter((trust) => audiences.includes(trust.audience ?? defaultAudience) && claimsMatch(trust.claims, payload as Record<string, unknown>))
+    if (matching.length === 0) throw refuse('no_match', NO_MATCH)
+    if (matching.length > 1) throw refuse('ambiguous', 'the assertion matches more than one federated credential')
+    return matching[0] as T
+  }
+
+  app.decorate('verifySubjectToken', async (request: FastifyRequest, token: string): Promise<ExternalSubject> => {
+    const { iss, sub } = unverifiedNames(token)
+    const trusts = await inOrganization(sql, request.issuerContext.orgId, async (tx) => await subjectTrustsOf(tx, iss))
+    if (trusts.length === 0) throw refuse('no_trust', NO_MATCH)
+    const verified = await verifiedBy(token, trusts)
+    if (verified.payload === undefined) throw refuse('signature', NO_MATCH)
+    const trust = matchingTrust(verified.payload, verified.trusts, request.issuerContext.issuer)
+    return { issuer: iss, subject: sub, trust, claims: verified.payload }
+  })
+
   app.decorate('verifyFederatedAssertion', async (request: FastifyRequest, assertion: string, options: { defaultAudience?: string } = {}): Promise<FederatedIdentity> => {
     const { iss, sub } = unverifiedNames(assertion)
     const context = request.issuerContext
@@ -124,15 +163,8 @@ export default fp(async (app) => {
     const verified = await verifiedBy(assertion, trusts)
     const payload = verified.payload
     if (payload === undefined) throw refuse('signature', NO_MATCH)
-    const nowS = Math.floor(Date.now() / 1000)
     const exp = payload.exp as number
-    if (exp - (payload.iat ?? nowS) > MAX_LIFETIME_S + CLOCK_TOLERANCE_S) throw refuse('lifetime', `assertion must expire at most ${MAX_LIFETIME_S} seconds after it was issued`)
-    const audiences = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : []
-    const matching = verified.trusts.filter((trust) =>
-      audiences.includes(trust.audience ?? options.defaultAudience ?? context.issuer) && claimsMatch(trust.claims, payload as Record<string, unknown>))
-    if (matching.length === 0) throw refuse('no_match', NO_MATCH)
-    if (matching.length > 1) throw refuse('ambiguous', 'the assertion matches more than one federated credential')
-    const trust = matching[0] as FederatedTrustRow
+    const trust = matchingTrust(payload, verified.trusts, options.defaultAudience ?? context.issuer)
     if (payload.jti !== undefined) {
       if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > MAX_JTI_LENGTH || payload.jti.includes('\0')) throw refuse('jti', `assertion jti must be a string of at most ${MAX_JTI_LENGTH} characters`)
       // The client assertions' single-use table, in the organization, under a name no client_id can take: `federated {iss}`.

@@ -3,6 +3,7 @@ import type { TokenRequestBody } from '../../../schemas/tokens.js'
 import type { AuthenticatedClient } from '../../clients/public.js'
 import { clientCredentials } from './client-credentials.js'
 import { JWT_BEARER_GRANT_TYPE, jwtBearer } from './jwt-bearer.js'
+import { TOKEN_EXCHANGE_GRANT_TYPE, tokenExchange } from './token-exchange.js'
 
 /** What every grant handler receives: the authenticated client, the request's jti (its issue time), its parameters. */
 export interface GrantContext {
@@ -32,6 +33,10 @@ export interface Issuance {
   client?: AuthenticatedClient
   /** What token.issued records beside what every grant records (jwt-bearer: the external iss and sub). */
   audit?: Record<string, unknown>
+  /** The latest exp (epoch seconds) the token may have: a token exchange never outlives its subject token. */
+  notAfter?: number
+  /** RFC 8693 §2.2.1 issued_token_type, for a grant whose response names it (token exchange). */
+  issuedTokenType?: string
 }
 
 /** A grant type (RFC 6749 §4, or an extension grant): one file each in this folder. */
@@ -52,7 +57,8 @@ export const COMMON_PARAMETERS: readonly string[] = ['grant_type', 'client_id', 
 /** Grants by the grant_type on the wire: adding one (token exchange, jwt-bearer) is adding a file and a line. */
 export const GRANTS: Readonly<Record<string, Grant>> = {
   client_credentials: clientCredentials,
-  [JWT_BEARER_GRANT_TYPE]: jwtBearer
+  [JWT_BEARER_GRANT_TYPE]: jwtBearer,
+  [TOKEN_EXCHANGE_GRANT_TYPE]: tokenExchange
 }
 
 /** The grant registered under `grantType`, if any: an own member only, so `__proto__` or `toString` name none. */
