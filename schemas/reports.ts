@@ -56,6 +56,17 @@ const FederatedTrustSchema = Type.Object({
   live: Type.Boolean()
 })
 
+const DelegationSchema = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  agent_id: Type.String({ format: 'uuid', description: 'the subject, who granted it' }),
+  actor_id: Type.String({ format: 'uuid', description: 'who may act for the subject' }),
+  scopes: Type.Array(Type.String()),
+  created_at: Timestamp,
+  created_by: Type.String(),
+  expires_at: NullableTimestamp,
+  live: Type.Boolean()
+})
+
 const LastReviewSchema = Type.Union([Type.Object({
   decision: Type.String(),
   note: NullableString,
@@ -77,9 +88,14 @@ export const AccessReviewAgentSchema = Type.Object({
   credentials: Type.Array(ReviewedCredentialSchema),
   federated_trusts: Type.Array(FederatedTrustSchema),
   delegations: Type.Object({
-    granted: Type.Array(Type.Unknown()),
-    received: Type.Array(Type.Unknown())
-  }, { description: 'Delegations the agent grants and receives (empty until delegations exist on this server)' }),
+    granted: Type.Array(DelegationSchema, { description: 'Agents this one lets act for it (token exchange)' }),
+    received: Type.Array(DelegationSchema, { description: 'Agents this one may act for' })
+  }, { description: 'Delegations the agent grants and receives (POST /api/v1/agents/{id}/delegations)' }),
+  acts_for_people: Type.Array(Type.Object({
+    trust_id: Type.String({ format: 'uuid' }),
+    issuer: Type.String(),
+    scopes: Type.Array(Type.String())
+  }), { description: 'Subject trusts that let this agent act for people signed in at an external issuer' }),
   last_review: LastReviewSchema
 })
 export type AccessReviewAgent = Static<typeof AccessReviewAgentSchema>

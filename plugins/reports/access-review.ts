@@ -3,9 +3,19 @@ import { badRequest } from '../../src/errors.js'
 import { isManagementScope, managementScopesOf } from '../../src/scopes.js'
 import type { ComplianceConfig } from '../../src/config.js'
 import type { AccessReviewAgent, AccessReviewFlag, AccessReviewReport } from '../../schemas/reports.js'
-import { credentialCreators, lastReviews, reviewAgents, reviewCredentials, scopeGrantsSince, type GrantEventRow, type ReviewCredentialRow } from './repository.js'
+import { credentialCreators, lastReviews, reviewAgents, reviewCredentials, reviewDelegations, reviewSubjectTrusts, scopeGrantsSince, type GrantEventRow, type ReviewCredentialRow, type ReviewDelegationRow } from './repository.js'
 
 const DAY_MS = 86_400_000
+
+function groupBy<T> (rows: T[], keyOf: (row: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>()
+  for (const row of rows) {
+    const group = groups.get(keyOf(row))
+    if (group === undefined) groups.set(keyOf(row), [row])
+    else group.push(row)
+  }
+  return groups
+}
 const iso = (date: Date | null): string | null => date === null ? null : date.toISOString()
 
 /** The management scopes an agent.created or agent.updated event granted (held after, not before). */
@@ -39,10 +49,17 @@ export async function accessReview (sql: Sql, orgId: string, issuer: string, con
     credentials: await reviewCredentials(tx),
     creators: await credentialCreators(tx),
     reviews: await lastReviews(tx),
-    grants: await scopeGrantsSince(tx, period.since)
+    grants: await scopeGrantsSince(tx, period.since),
+    delegations: await reviewDelegations(tx),
+    subjectTrusts: await reviewSubjectTrusts(tx)
   }))
-  const credentialsOf = new Map<string, ReviewCredentialRow[]>()
-  for (const row of data.credentials) credentialsOf.set(row.agent_id, [...(credentialsOf.get(row.agent_id) ?? []), row])
+  const credentialsOf = groupBy(data.credentials, (row) => row.agent_id)
+  const delegationsGranted = groupBy(data.delegations, (row) => row.agent_id)
+  const delegationsReceived = groupBy(data.delegations, (row) => row.actor_id)
+  const delegationOf = (row: ReviewDelegationRow): AccessReviewAgent['delegations']['granted'][number] => ({
+    id: row.id, agent_id: row.agent_id, actor_id: row.actor_id, scopes: row.scopes, created_at: row.created_at.toISOString(), created_by: row.created_by, expires_at: iso(row.expires_at), live: row.live
+  })
+  const actsForPeople = groupBy(data.subjectTrusts.flatMap((trust) => trust.actors.map((actor) => ({ agentId: actor.agent_id, trust_id: trust.id, issuer: trust.issuer, scopes: actor.scopes }))), (entry) => entry.agentId)
   const grantedRecently = new Set(data.grants.filter((event) => adminScopesGranted(event).length > 0).map((event) => event.agent_id))
   const staleBefore = new Date(now.getTime() - config.reviewStaleDays * DAY_MS)
   const tooOldBefore = config.credentialMaxAgeDays === undefined ? undefined : new Date(now.getTime() - config.credentialMaxAgeDays * DAY_MS)
@@ -89,8 +106,8 @@ export async function accessReview (sql: Sql, orgId: string, issuer: string, con
         claims: row.claims ?? {},
         live: row.live
       })),
-      // No delegation exists on this server yet: the member is there so the report's shape does not change when one does.
-      delegations: { granted: [], received: [] },
+      delegations: { granted: (delegationsGranted.get(agent.id) ?? []).map(delegationOf), received: (delegationsReceived.get(agent.id) ?? []).map(delegationOf) },
+      acts_for_people: (actsForPeople.get(agent.id) ?? []).map(({ trust_id, issuer, scopes }) => ({ trust_id, issuer, scopes })),
       last_review: review === undefined
         ? null
         : { decision: review.data.decision ?? 'unknown', note: review.data.note ?? null, reviewer: review.actor, reviewed_at: review.occurred_at.toISOString() }
@@ -115,7 +132,7 @@ function csvField (value: string | number | null): string {
 export const ACCESS_REVIEW_CSV_COLUMNS = [
   'agent_id', 'client_id', 'name', 'status', 'owner', 'scopes', 'resources', 'created_at', 'last_used_at', 'flags',
   'live_credentials', 'credential_types', 'oldest_live_credential_created_at', 'credential_creators', 'federated_trusts',
-  'last_review_decision', 'last_reviewed_at', 'last_reviewer'
+  'last_review_decision', 'last_reviewed_at', 'last_reviewer', 'delegates_to', 'acts_for'
 ] as const
 
 /** The report as CSV, one line per agent; lists inside a field are space-separated. */
@@ -130,7 +147,9 @@ export function accessReviewCsv (report: AccessReviewReport): string {
       live.length, [...new Set(live.map((credential) => credential.type))].join(' '), oldest,
       [...new Set(agent.credentials.map((credential) => credential.created_by).filter((actor) => actor !== null))].join(' '),
       agent.federated_trusts.filter((trust) => trust.live).map((trust) => `${trust.issuer}#${trust.subject}`).join(' '),
-      agent.last_review?.decision ?? null, agent.last_review?.reviewed_at ?? null, agent.last_review?.reviewer ?? null
+      agent.last_review?.decision ?? null, agent.last_review?.reviewed_at ?? null, agent.last_review?.reviewer ?? null,
+      agent.delegations.granted.filter((delegation) => delegation.live).map((delegation) => delegation.actor_id).join(' '),
+      [...agent.delegations.received.filter((delegation) => delegation.live).map((delegation) => delegation.agent_id), ...agent.acts_for_people.map((trust) => `people of ${trust.issuer}`)].join(' ')
     ].map(csvField).join(','))
   }
   return `${lines.join('\r\n')}\r\n`

@@ -108,3 +108,27 @@ export async function tableExtent (sql: Queryable): Promise<{ events: string, ol
     from audit_events where org_id = current_org_id()`
   return row as { events: string, oldest_seq: string | null, oldest_at: Date | null }
 }
+
+export interface ReviewDelegationRow {
+  id: string
+  agent_id: string
+  actor_id: string
+  scopes: string[]
+  created_at: Date
+  created_by: string
+  expires_at: Date | null
+  live: boolean
+}
+
+/** Every delegation of the organization (agent_delegations, sql/0018), live or expired. */
+export async function reviewDelegations (sql: Queryable): Promise<ReviewDelegationRow[]> {
+  return await sql<ReviewDelegationRow[]>`
+    select id, agent_id, actor_id, scopes, created_at, created_by, expires_at, (expires_at is null or expires_at > now()) as live
+    from agent_delegations order by created_at, id`
+}
+
+/** Every subject trust's issuer and the agents it lets act for that issuer's people (subject_trusts, sql/0018). */
+export async function reviewSubjectTrusts (sql: Queryable): Promise<Array<{ id: string, issuer: string, actors: Array<{ agent_id: string, scopes: string[] }> }>> {
+  return await sql<Array<{ id: string, issuer: string, actors: Array<{ agent_id: string, scopes: string[] }> }>>`
+    select id, issuer, actors from subject_trusts order by created_at, id`
+}

@@ -59,6 +59,10 @@ describe('access review report', () => {
     const oldAdmin = await createAgent(app, { name: 'old admin', owner: 'platform', scopes: [AdminScope.AuditRead] })
     const federated = await createCredential(app, unused.id, { type: 'federated', issuer: 'https://token.actions.githubusercontent.com', subject: 'repo:acme/app:ref:refs/heads/main', jwks_uri: 'https://token.actions.githubusercontent.com/.well-known/jwks' })
 
+    // fresh lets idle act for it (token exchange): granted by fresh, received by idle.
+    const delegation = await app.inject({ method: 'POST', url: `/api/v1/agents/${fresh.id}/delegations`, headers: await authHeaders(app), payload: { actor_id: idle.id, scopes: ['orders:read'] } })
+    expect(delegation.statusCode, delegation.body).toBe(201)
+
     const response = await report(app)
     expect(response.statusCode, response.body).toBe(200)
     expect(response.headers['content-type']).toContain('application/json')
@@ -74,6 +78,10 @@ describe('access review report', () => {
     expect(agentIn(body, unused.id).flags).toEqual(['never_used', 'stale'])
     expect(agentIn(body, unused.id).federated_trusts).toEqual([expect.objectContaining({ credential_id: federated.id, issuer: 'https://token.actions.githubusercontent.com', subject: 'repo:acme/app:ref:refs/heads/main', live: true })])
     expect(agentIn(body, unused.id).delegations).toEqual({ granted: [], received: [] })
+    const granted = { id: delegation.json().id, agent_id: fresh.id, actor_id: idle.id, scopes: ['orders:read'], expires_at: null, live: true }
+    expect(agentIn(body, fresh.id).delegations).toEqual({ granted: [expect.objectContaining(granted)], received: [] })
+    expect(agentIn(body, idle.id).delegations).toEqual({ granted: [], received: [expect.objectContaining(granted)] })
+    expect(agentIn(body, idle.id).acts_for_people).toEqual([])
     expect(agentIn(body, unused.id)).toMatchObject({ owner: 'team-b', status: 'active', scopes: [], resources: [], last_review: null })
 
     // The review period: a grant before `since` is not recent.
@@ -91,6 +99,8 @@ describe('access review report', () => {
     const rows = lines.map((line) => Object.fromEntries(csvFields(line).map((value, index) => [columns[index], value])))
     expect(rows).toHaveLength(body.agents.length)
     expect(rows.find((row) => row.agent_id === idle.id)).toMatchObject({ flags: 'stale credential_too_old no_owner', live_credentials: '1', credential_creators: 'test-admin' })
+    expect(rows.find((row) => row.agent_id === fresh.id)?.delegates_to).toBe(idle.id)
+    expect(rows.find((row) => row.agent_id === idle.id)?.acts_for).toBe(fresh.id)
     expect(rows.find((row) => row.agent_id === unused.id)?.federated_trusts).toBe('https://token.actions.githubusercontent.com#repo:acme/app:ref:refs/heads/main')
   })
 
