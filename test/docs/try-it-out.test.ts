@@ -41,7 +41,8 @@ describe('the API docs page, in a real browser', () => {
     // Prefilled with what the field takes, not "string"; the optional fields empty.
     const fields = operation.locator('.opblock-section-request-body input[type=text]')
     expect(await fields.evaluateAll((inputs) => inputs.map((input) => [input.getAttribute('placeholder'), (input as HTMLInputElement).value]))).toEqual([
-      ['grant_type', 'client_credentials'], ['scope', ''], ['resource', ''], ['client_id', ''], ['client_secret', ''], ['client_assertion_type', ''], ['client_assertion', ''], ['assertion', '']
+      ['grant_type', 'client_credentials'], ['scope', ''], ['resource', ''], ['client_id', ''], ['client_secret', ''], ['client_assertion_type', ''], ['client_assertion', ''], ['assertion', ''],
+      ['subject_token', ''], ['subject_token_type', ''], ['actor_token', ''], ['actor_token_type', ''], ['requested_token_type', ''], ['audience', '']
     ])
     await operation.getByRole('button', { name: 'Execute' }).click()
 
