@@ -38,9 +38,10 @@ export function describeColumnTypes (context: TestContext, runs: number, timeout
           }
           return
         }
-        // Text and JSON that were accepted are stored as they were sent, not altered on the way.
+        // Text and JSON that were accepted are stored as they were sent, not altered on the way. As sent: the value
+        // through JSON, which has no -0 (a generated -0 goes over the wire as 0).
         if ((type === 'text' || type === 'jsonb') && location.startsWith('body/') && endpoint.body === 'json' && status < 300) {
-          expect(response.json()[location.slice('body/'.length)], what).toEqual(received)
+          expect(response.json()[location.slice('body/'.length)], what).toEqual(JSON.parse(JSON.stringify(received)))
         }
       }), { numRuns: runs, endOnFailure: true })
     }, timeoutMs)
