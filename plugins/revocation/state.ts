@@ -41,7 +41,7 @@ function actorIdsOf (act: unknown): string[] {
   const ids: string[] = []
   for (let actor = act; actor !== null && typeof actor === 'object'; actor = (actor as { act?: unknown }).act) {
     const sub = (actor as { sub?: unknown }).sub
-    if (isCredentialId(sub)) ids.push(sub)
+    if (isAgentId(sub)) ids.push(sub)
   }
   return ids
 }
@@ -78,6 +78,10 @@ export function tokenRefOf (orgId: string, claims: { jti: string, sub: string, i
 /** Every jti, agent and credential whose revocation kills the token, each once. */
 function dependenciesOf (token: TokenRef): { jtis: string[], agentIds: string[], credentialIds: string[] } {
   const extra = token.restsOn
+  // Most tokens were not exchanged: their own jti, agent and credential, with no sets to build on every check.
+  if (extra === undefined) {
+    return { jtis: [token.jti], agentIds: isAgentId(token.agentId) ? [token.agentId] : [], credentialIds: token.credentialId === undefined ? [] : [token.credentialId] }
+  }
   return {
     jtis: [...new Set([token.jti, ...extra?.jtis ?? []])],
     agentIds: [...new Set([token.agentId, ...extra?.agentIds ?? []])].filter(isAgentId),
