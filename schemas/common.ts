@@ -105,7 +105,10 @@ export const STORABLE_JSON_LEAF_ID = storableJsonId(0)
  * Each lists every JSON type, so Ajv's type coercion never rewrites a value; each keyword checks only its type.
  */
 export const STORABLE_JSON_SCHEMAS = Array.from({ length: JSON_MAX_DEPTH }, (_, depth) => depth === 0
-  ? { $id: STORABLE_JSON_LEAF_ID, type: JSON_TYPES.slice(0, 4), pattern: TEXT_PATTERN }
+  // The leaf too lists every type, and refuses every array and object by bounds none meets: a scalar-only `type`
+  // lets Ajv's array coercion unwrap a one-element array ([""] one level too deep was accepted, and stored as null),
+  // and `not: { type }` coerces the other way.
+  ? { $id: STORABLE_JSON_LEAF_ID, type: JSON_TYPES, pattern: TEXT_PATTERN, minItems: 1, maxItems: 0, minProperties: 1, maxProperties: 0 }
   : {
       $id: storableJsonId(depth),
       type: JSON_TYPES,

@@ -144,10 +144,13 @@ declare module 'fastify' {
  * Its additionalProperties message names no property ("must NOT have additional properties"): the one refused is in
  * params, and a caller needs it to find the typo.
  */
+// The keywords by which STORABLE_JSON_LEAF_ID refuses an array or object nested too deep.
+const CONTAINER_BOUNDS = new Set(['minItems', 'maxItems', 'minProperties', 'maxProperties'])
+
 function validationMessage (item: FastifySchemaValidationError): string {
   const patternMessage = item.keyword === 'pattern' ? PATTERN_MESSAGES[item.params.pattern as string] : undefined
   if (patternMessage !== undefined) return `${'propertyName' in item ? 'a member name ' : ''}${patternMessage}`
-  if (item.keyword === 'type' && item.schemaPath.startsWith(`${STORABLE_JSON_LEAF_ID}/`)) return `nests more than ${JSON_MAX_DEPTH} arrays and objects deep`
+  if (CONTAINER_BOUNDS.has(item.keyword) && item.schemaPath.startsWith(`${STORABLE_JSON_LEAF_ID}/`)) return `nests more than ${JSON_MAX_DEPTH} arrays and objects deep`
   const property = item.keyword === 'additionalProperties' ? item.params?.additionalProperty : undefined
   if (typeof property === 'string') return `must NOT have additional property '${property}'`
   return item.message ?? 'is invalid'

@@ -404,6 +404,10 @@ describe('acting for people signed in elsewhere', () => {
     const admin = await client(app, { name: 'admin-ish', scopes: ['agents:read', 'calendar:read'] })
     const management = await trust(app, { issuer: COMPANY, jwks: idp.jwks, actors: [{ agent_id: admin.agent.id, scopes: ['agents:read'] }] })
     expect(management.statusCode).toBe(400)
+    // Claims one level deeper than JSON_MAX_DEPTH, down to a one-element array: refused, never unwrapped and stored.
+    const tooDeep = await trust(app, { issuer: COMPANY, jwks: idp.jwks, claims: { deep: [[[[[[[['']]]]]]]] }, actors: [{ agent_id: assistant.agent.id, scopes: ['calendar:read'] }] })
+    expect(tooDeep.statusCode, tooDeep.body).toBe(400)
+    expect(tooDeep.body).toMatch(/nests more than 8 arrays and objects deep/)
     const listed = await app.inject({ method: 'GET', url: '/api/v1/subject-trusts', headers: await authHeaders(app) })
     expect(listed.json().items.map((item: { id: string }) => item.id)).toContain(created.json().id)
     expect((await app.inject({ method: 'DELETE', url: `/api/v1/subject-trusts/${created.json().id}`, headers: await authHeaders(app) })).statusCode).toBe(204)
