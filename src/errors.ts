@@ -139,14 +139,14 @@ declare module 'fastify' {
   }
 }
 
+// The keywords by which STORABLE_JSON_LEAF_ID refuses an array or object nested too deep.
+const CONTAINER_BOUNDS = new Set(['minItems', 'maxItems', 'minProperties', 'maxProperties'])
+
 /**
  * Ajv's message for one failed keyword, except for the shared schemas, whose messages would quote their internals.
  * Its additionalProperties message names no property ("must NOT have additional properties"): the one refused is in
  * params, and a caller needs it to find the typo.
  */
-// The keywords by which STORABLE_JSON_LEAF_ID refuses an array or object nested too deep.
-const CONTAINER_BOUNDS = new Set(['minItems', 'maxItems', 'minProperties', 'maxProperties'])
-
 function validationMessage (item: FastifySchemaValidationError): string {
   const patternMessage = item.keyword === 'pattern' ? PATTERN_MESSAGES[item.params.pattern as string] : undefined
   if (patternMessage !== undefined) return `${'propertyName' in item ? 'a member name ' : ''}${patternMessage}`
