@@ -283,6 +283,16 @@ export default fp(async (app) => {
     void remark()
   })
 
+  /**
+   * Whether a read begun at `generation` may be believed: no failover was learned of and nothing withdrew the
+   * trust while it ran. node-redis retries a read the demoted primary refused (READONLY) on the new primary once it
+   * has learned of the failover, so the answer of a read that was in flight across one may come from a primary
+   * that lacks what the failover lost yet still holds the old marker (until the remark deletes it).
+   */
+  function answeredByTrustedStore (generation: number): boolean {
+    return generation === topologyGeneration && trusted
+  }
+
   await checkSync()
   const syncTimer = setInterval(() => { void checkSync() }, SYNC_CHECK_INTERVAL_MS)
   syncTimer.unref()
@@ -304,14 +314,17 @@ export default fp(async (app) => {
       const keys = [COMPLETE_MARKER_KEY, ...jtis.map(revokedTokenKey), ...agentIds.map(agentChangedKey), ...credentialIds.map(credentialChangedKey)]
       if (token.orgId !== DEFAULT_ORG_ID) keys.push(organizationChangedKey(token.orgId))
       if (trustsStore()) {
+        const generation = topologyGeneration
         try {
           const [complete, ...values] = await store.mget(keys)
-          if (complete !== null) {
-            const revokedJti = values.slice(0, jtis.length).some((value) => value !== null)
-            return revokedJti || values.slice(jtis.length).some((mark) => killedBy(msOf(mark ?? null), token.issuedAtMs))
+          if (answeredByTrustedStore(generation)) {
+            if (complete !== null) {
+              const revokedJti = values.slice(0, jtis.length).some((value) => value !== null)
+              return revokedJti || values.slice(jtis.length).some((mark) => killedBy(msOf(mark ?? null), token.issuedAtMs))
+            }
+            trusted = false
+            startRefill()
           }
-          trusted = false
-          startRefill()
         } catch {
           // Redis is down: PostgreSQL answers below.
           trusted = false
@@ -324,10 +337,12 @@ export default fp(async (app) => {
 
     async changedSince (orgId, agentId, credentialId, sinceMs) {
       if (!trustsStore()) return true
+      const generation = topologyGeneration
       try {
         const keys = [COMPLETE_MARKER_KEY, agentChangedKey(agentId), credentialChangedKey(credentialId)]
         if (orgId !== DEFAULT_ORG_ID) keys.push(organizationChangedKey(orgId))
         const [complete, agentMark, credentialMark, organizationMark] = await store.mget(keys)
+        if (!answeredByTrustedStore(generation)) return true
         if (complete !== null) return killedBy(msOf(agentMark ?? null), sinceMs) || killedBy(msOf(credentialMark ?? null), sinceMs) || killedBy(msOf(organizationMark ?? null), sinceMs)
         trusted = false
         startRefill()

@@ -112,6 +112,54 @@ describe.skipIf(!hasRedisServer)('Redis Sentinel: a failover while tokens are is
     expect(await isActive(app, me, await tokenOf(app, me))).toBe(true)
     expect(app.revocations.trustsStore()).toBe(true)
   }, 90_000)
+
+  it('a check in flight across a failover is not answered by the new primary', async () => {
+    const app = await context.build({ REDIS_URL: undefined, REDIS_SENTINELS: `127.0.0.1:${SENTINEL}`, REDIS_SENTINEL_NAME: NAME })
+    await waitFor('the store to be trusted', () => app.revocations.trustsStore())
+    const me = await client(app)
+    // Whichever node the previous test left primary, the other is promoted now.
+    const primary = redisCli(SENTINEL, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', NAME).includes(String(PRIMARY)) ? PRIMARY : REPLICA
+    const promoted = primary === PRIMARY ? REPLICA : PRIMARY
+    redisCli(promoted, 'CONFIG', 'SET', 'replica-read-only', 'no')
+    await waitFor('the replica to be in sync', () => redisCli(promoted, 'INFO', 'replication').includes('master_link_status:up'))
+
+    const lost = await tokenOf(app, me)
+    expect(await revoke(app, me, lost)).toBe(200)
+    const lostKey = `revoked:${jtiOf(lost)}`
+    await waitFor('the revocation to reach the replica', () => redisCli(promoted, 'GET', lostKey) === '1')
+    const oldMarker = redisCli(primary, 'GET', 'revoked:complete')
+
+    // The check of the lost token pauses between its trust test and its read while Sentinel fails over and this
+    // replica learns of it and refills the new primary; the read then lands on a new primary that lacks the lost
+    // revocation yet holds the old marker, as when node-redis retries a READONLY-refused read there before the
+    // remark's delete.
+    const store = app.store
+    const read = store.mget.bind(store)
+    let paused = false
+    let failedOver = false
+    store.onTopologyChange(() => { failedOver = true })
+    store.mget = async (keys: string[]) => {
+      if (paused || !keys.includes(lostKey)) return await read(keys)
+      paused = true
+      expect(redisCli(SENTINEL, 'SENTINEL', 'FAILOVER', NAME)).toBe('OK')
+      await waitFor('Sentinel to name the replica primary', () => redisCli(SENTINEL, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', NAME).includes(String(promoted)))
+      await waitFor('this replica to learn of the failover', () => failedOver)
+      await waitFor('the store to be trusted again after the refill', () => app.revocations.trustsStore())
+      redisCli(promoted, 'SET', 'revoked:complete', oldMarker)
+      redisCli(promoted, 'DEL', lostKey)
+      return await read(keys)
+    }
+    try {
+      expect(await isActive(app, me, lost)).toBe(false)
+      expect(paused).toBe(true)
+    } finally {
+      store.mget = read
+    }
+    // The next comparison finds the old marker, refills from PostgreSQL and trusts the store again.
+    await waitFor('the store to be trusted again', () => app.revocations.trustsStore() && redisCli(promoted, 'GET', lostKey) === '1')
+    expect(await isActive(app, me, lost)).toBe(false)
+    expect(await isActive(app, me, await tokenOf(app, me))).toBe(true)
+  }, 90_000)
 })
 
 describe.skipIf(!hasRedisServer)('Redis Cluster: revocations spread over slots and nodes', () => {
