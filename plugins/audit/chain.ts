@@ -171,14 +171,15 @@ export async function appendInTransaction (tx: Queryable, events: Storable[]): P
  * Appends events to several organizations' chains in one transaction (the group commit's batch), in two statements
  * whatever their number (sql/0017): one locks every chain and reads its head, one inserts every event, each
  * organization's rows after the transaction was switched to it (row-level security). The chains are locked in the
- * order of their organizations' ids, so two batches cannot wait on each other in a cycle. Returns each
- * organization's last seq.
+ * order of their organizations' ids, so two batches cannot wait on each other in a cycle. Calls `locked` once
+ * every chain is locked. Returns each organization's last seq.
  */
-export async function appendForOrganizations (tx: TransactionSql, eventsByOrganization: Map<string, Storable[]>): Promise<Array<[orgId: string, seq: string]>> {
+export async function appendForOrganizations (tx: TransactionSql, eventsByOrganization: Map<string, Storable[]>, locked: () => void = () => {}): Promise<Array<[orgId: string, seq: string]>> {
   const orgIds = [...eventsByOrganization.keys()].filter((orgId) => (eventsByOrganization.get(orgId) ?? []).length > 0).sort()
   if (orgIds.length === 0) return []
   const heads = await tx<Array<{ head_org_id: string, head_seq: string | null, head_hash: string | null, head_occurred_at: Date | null, now_at: Date }>>`
     select head_org_id, head_seq, head_hash, head_occurred_at, now_at from audit_lock_chain_heads(${orgIds}::uuid[])`
+  locked()
   const rowCounts: number[] = []
   // ISO text: the driver sends an array of Dates with the element's type (timestamptz), which no array cast takes.
   const rowOccurredAts: string[] = []

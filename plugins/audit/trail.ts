@@ -45,6 +45,10 @@ declare module 'fastify' {
 
 // 11 parameters a row: 500 rows stay far below PostgreSQL's 65,535 bind parameters and keep a transaction short.
 const MAX_BATCH_EVENTS = 500
+// Two: the commit of one batch overlaps the statements of the next. Across many organizations a batch takes longer
+// (one lock and one insert an organization, in two statements), and one flush at a time left the token endpoint
+// waiting on it with the CPU idle.
+const FLUSHES_IN_FLIGHT = 2
 
 interface Pending {
   events: Array<{ orgId: string, row: Storable }>
@@ -53,17 +57,22 @@ interface Pending {
 }
 
 /**
- * Group commit: record() queues its events; one flush at a time takes everything queued (up to MAX_BATCH_EVENTS)
- * into one transaction. Nothing waits when idle: the first event flushes at once, and whatever arrives while a
- * flush is in flight goes in the next one, so the batch grows with the load. recordIn() appends in the caller's
- * transaction instead. The batch transaction takes only the chain lock, so it cannot close a cycle with a caller's
- * transaction that holds row locks and then waits for the chain lock.
+ * Group commit: record() queues its events; a flush takes everything queued (up to MAX_BATCH_EVENTS) into one
+ * transaction. Nothing waits when idle: the first event flushes at once, and whatever arrives while a flush is in
+ * flight goes in the next one, so the batch grows with the load. Up to FLUSHES_IN_FLIGHT flushes overlap: the next
+ * starts once the previous holds its chains' locks, so one batch's commit (its WAL flush) overlaps the next one's
+ * statements, and a chain both batches write gets the earlier batch's events first. recordIn() appends in the
+ * caller's transaction instead. A batch transaction takes only chain locks, in the order of their organizations'
+ * ids, so it cannot close a cycle with another batch, nor with a caller's transaction that holds row locks and then
+ * waits for the chain lock.
  */
 export class GroupCommitTrail implements AuditTrail {
   readonly stats = { batches: 0, events: 0 }
   readonly notifications = new EventEmitter<{ committed: [seq: string, orgId: string] }>()
   #queue: Pending[] = []
   #flushing: Promise<void> | undefined
+  // Wakes the drain waiting with a flush to spare when a record arrives.
+  #wake: (() => void) | undefined
   // Waits for callers' transactions to end before announcing their events: finished before the pool closes.
   #announcing = new Set<Promise<void>>()
 
@@ -75,6 +84,7 @@ export class GroupCommitTrail implements AuditTrail {
     await new Promise<void>((resolve, reject) => {
       this.#queue.push({ events: rows, resolve, reject })
       this.#flushing ??= this.#drain()
+      this.#wake?.()
     })
   }
 
@@ -117,30 +127,55 @@ export class GroupCommitTrail implements AuditTrail {
   async #drain (): Promise<void> {
     // One turn of the event loop lets the records of the same tick join the first batch.
     await new Promise((resolve) => setImmediate(resolve))
-    while (this.#queue.length > 0) {
+    const inFlight = new Set<Promise<void>>()
+    let previousLocked: Promise<void> = Promise.resolve()
+    while (this.#queue.length > 0 || inFlight.size > 0) {
+      if (this.#queue.length === 0 || inFlight.size >= FLUSHES_IN_FLIGHT) {
+        // A flush ends, or (with one to spare) a record arrives.
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve
+          for (const flight of inFlight) void flight.then(resolve)
+        })
+        this.#wake = undefined
+        continue
+      }
+      // The previous batch holds its chains' locks: this one queues behind it on any chain they share.
+      await previousLocked
+      if (this.#queue.length === 0) continue
       const batch = this.#takeBatch()
-      // Each organization's events go to its own chain, in the order queued, all in this one transaction: one commit
-      // (one WAL flush) for the batch however many organizations it spans, in two round trips (appendForOrganizations).
-      const byOrganization = new Map<string, Storable[]>()
-      for (const { orgId, row } of batch.flatMap((pending) => pending.events)) {
-        const rows = byOrganization.get(orgId)
-        if (rows === undefined) byOrganization.set(orgId, [row])
-        else rows.push(row)
-      }
-      const orgIds = [...byOrganization.keys()].sort()
-      try {
-        const heads = await inOrganization(this.sql, orgIds[0] as string, async (tx) => await appendForOrganizations(tx, byOrganization))
-        const size = batch.reduce((sum, pending) => sum + pending.events.length, 0)
-        this.stats.batches += 1
-        this.stats.events += size
-        this.onBatch(size)
-        for (const pending of batch) pending.resolve()
-        for (const [orgId, seq] of heads) if (seq !== undefined) this.notifications.emit('committed', seq, orgId)
-      } catch (error) {
-        for (const pending of batch) pending.reject(error)
-      }
+      let locked = (): void => {}
+      previousLocked = new Promise<void>((resolve) => { locked = resolve })
+      const flight: Promise<void> = this.#commit(batch, locked).finally(() => {
+        locked()
+        inFlight.delete(flight)
+      })
+      inFlight.add(flight)
     }
     this.#flushing = undefined
+  }
+
+  /** Commits one batch in a transaction of its own; calls locked once its chains are locked (or it failed). */
+  async #commit (batch: Pending[], locked: () => void): Promise<void> {
+    // Each organization's events go to its own chain, in the order queued, all in this one transaction: one commit
+    // (one WAL flush) for the batch however many organizations it spans, in two round trips (appendForOrganizations).
+    const byOrganization = new Map<string, Storable[]>()
+    for (const { orgId, row } of batch.flatMap((pending) => pending.events)) {
+      const rows = byOrganization.get(orgId)
+      if (rows === undefined) byOrganization.set(orgId, [row])
+      else rows.push(row)
+    }
+    const orgIds = [...byOrganization.keys()].sort()
+    try {
+      const heads = await inOrganization(this.sql, orgIds[0] as string, async (tx) => await appendForOrganizations(tx, byOrganization, locked))
+      const size = batch.reduce((sum, pending) => sum + pending.events.length, 0)
+      this.stats.batches += 1
+      this.stats.events += size
+      this.onBatch(size)
+      for (const pending of batch) pending.resolve()
+      for (const [orgId, seq] of heads) if (seq !== undefined) this.notifications.emit('committed', seq, orgId)
+    } catch (error) {
+      for (const pending of batch) pending.reject(error)
+    }
   }
 
   /** The oldest queued records, whole, up to MAX_BATCH_EVENTS events (a larger single record goes alone). */

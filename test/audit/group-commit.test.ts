@@ -27,6 +27,33 @@ describe('group commit', () => {
     expect(await verifyChain(ownerSql(app), DEFAULT_ORG_ID)).toMatchObject({ ok: true })
   })
 
+  it('keeps each chain in the order recorded while batches overlap, a chain they share included', async () => {
+    const app = await context.build()
+    await app.ready()
+    const orgIds = [DEFAULT_ORG_ID, newId(), newId()]
+    for (const orgId of orgIds.slice(1)) await ownerSql(app)`insert into organizations (id, slug, name) values (${orgId}, ${`wave-${orgId.slice(-8)}`}, 'wave')`
+    const before = { ...app.audit.stats }
+    const events: AuditEvent[] = []
+    const recorded: Array<Promise<void>> = []
+    // Waves a turn of the event loop apart: each joins a batch started while the previous one is still in flight.
+    for (let wave = 0; wave < 40; wave++) {
+      for (let i = 0; i < 6; i++) {
+        const event = { ...issued(events.length), requestId: `wave-${events.length}`, orgId: orgIds[(wave + i) % orgIds.length] as string }
+        events.push(event)
+        recorded.push(app.audit.record(event))
+      }
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await Promise.all(recorded)
+    expect(app.audit.stats.events - before.events).toBe(events.length)
+    expect(app.audit.stats.batches - before.batches).toBeGreaterThan(2)
+    for (const orgId of orgIds) {
+      const stored = await ownerSql(app)<Array<{ request_id: string }>>`select request_id from audit_events where org_id = ${orgId} and request_id like 'wave-%' order by seq`
+      expect(stored.map((row) => row.request_id)).toEqual(events.filter((event) => event.orgId === orgId).map((event) => event.requestId))
+      expect(await verifyChain(ownerSql(app), orgId)).toMatchObject({ ok: true })
+    }
+  })
+
   it('commits the records of many organizations together, each to its own chain, in few transactions', async () => {
     const app = await context.build()
     await app.ready()
