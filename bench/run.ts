@@ -210,7 +210,9 @@ async function main (): Promise<void> {
     const rows: Row[] = []
     const loadBefore = loadavg()
     const record = (row: Row): void => {
-      rows.push({ ...row, measured: measuredNow() })
+      // RS256 rows are the table's main rows; a run with BENCH_ALG=ES256 or EdDSA adds rows of its own beside them.
+      if (ALG !== 'RS256') row.scenario = `${row.scenario}, ${ALG}`
+      rows.push(Object.assign(row, { measured: measuredNow() }))
       console.log(formatRow(rows.at(-1) as Row))
     }
 
@@ -691,10 +693,12 @@ ${table}
   the two alternate round by round, and every agent is verified once before each round (verified secrets are
   cached for a minute), so both measure warm tokens. When the scale row runs too, these are seeded after its 100k
   agents and 1M revocations.
-- Both servers sign every token with ${ALG === 'RS256' ? `RS256 (RSA-2048): about 0.25 ms of CPU a signature here (\`openssl speed
-  rsa2048\`: about 4,000–4,800 signs/s per core)` : `${ALG} (BENCH_ALG)`}. The note on the warm token row measures, in the same alternation, a
-  bare node:http server that does nothing but that signature (bench/signing-ceiling-server.mjs): no server that signs
-  every token can beat it. When that ceiling is under 1.5× node-oidc-provider, the 1.5× target is out of reach for
+- Both servers sign every token with RS256 (RSA-2048): about 0.25 ms of CPU a signature here (\`openssl speed
+  rsa2048\`: about 4,000–4,800 signs/s per core). Rows ending in ES256 or EdDSA were measured by a run with
+  \`BENCH_ALG=ES256\` or \`BENCH_ALG=EdDSA\`: all three servers (ours with an EC P-256 or Ed25519 JWT_PRIVATE_KEY,
+  node-oidc-provider and the ceiling) sign with that algorithm, whose signatures cost a fraction of RSA's. The note
+  on a warm token row measures, in the same alternation, a bare node:http server that does nothing but that
+  signature (bench/signing-ceiling-server.mjs): no server that signs every token can beat it. When that ceiling is under 1.5× node-oidc-provider, the 1.5× target is out of reach for
   anyone on this machine; AgentIdP also verifies the client, checks its standing and rate limit in Redis, counts the
   token and commits a durable, hash-chained audit event per token, none of which node-oidc-provider does.
 - Signing runs on libuv's thread pool (crypto.sign with a callback) and argon2id runs in one slot per core, at most
