@@ -73,6 +73,15 @@ export async function purgeOrganizationData (sql: Queryable): Promise<void> {
   await sql`delete from webhook_subscriptions`
 }
 
+/**
+ * Locks the webhook subscriptions of the transaction's organization. Deleting an organization takes them before its
+ * organizations row: a change to a subscription's `enabled` locks the subscription, then (its trigger, sql/0019) the
+ * organization's row, so taking them the other way round could wait in a cycle with it.
+ */
+export async function lockWebhookSubscriptions (sql: Queryable): Promise<void> {
+  await sql`select id from webhook_subscriptions for update`
+}
+
 /** The organization's keys still published (not retired), newest first. */
 export async function publishedKeys (sql: Queryable): Promise<OrganizationKeyRow[]> {
   return await sql<OrganizationKeyRow[]>`

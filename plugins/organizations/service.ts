@@ -13,8 +13,8 @@ import type { AuditActor, AuditEvent } from '../audit/public.js'
 import { insertAdminAgent } from '../clients/public.js'
 import { publishChanges } from '../revocation/public.js'
 import {
-  findOrganization, insertOrganization, insertOrganizationKey, listOrganizations, publishedKeys, purgeOrganizationData, retireSigningKeys,
-  updateOrganization, type OrganizationRow
+  findOrganization, insertOrganization, insertOrganizationKey, listOrganizations, lockWebhookSubscriptions, publishedKeys, purgeOrganizationData,
+  retireSigningKeys, updateOrganization, type OrganizationRow
 } from './repository.js'
 import { generateOrganizationKey } from './signing-keys.js'
 
@@ -131,7 +131,10 @@ export function organizationService (app: FastifyInstance, forget: (slug: string
     async delete (id: string, actor: AuditActor): Promise<void> {
       if (id === DEFAULT_ORG_ID) throw conflict('the default organization cannot be deleted')
       const at = new Date()
-      const row = await inOrganization(app.sql, DEFAULT_ORG_ID, async (tx) => {
+      const row = await inOrganization(app.sql, id, async (tx) => {
+        // Its subscriptions before its row, as a subscription's change takes them (lockWebhookSubscriptions).
+        await lockWebhookSubscriptions(tx)
+        await switchOrganization(tx, DEFAULT_ORG_ID)
         const row = await findOrganization(tx, id, 'update')
         if (row === undefined || row.status === 'deleted') throw notFound(`no organization ${id}`)
         if (row.status !== 'suspended') throw conflict(`organization ${row.slug} is ${row.status}: suspend it first (PATCH status suspended), then delete it`)

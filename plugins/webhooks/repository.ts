@@ -201,13 +201,14 @@ export async function findDelivery (sql: Queryable, subscriptionId: string, id: 
 }
 
 /**
- * The organizations whose subscriptions are delivered (of `among`, when given): the active ones (a suspended organization's events wait, a
- * deleted one's are never sent). The organizations table has no row-level security. Belongs to the organizations
- * capability once it publishes one.
+ * The organizations the delivery worker visits (of `among`, when given): the active ones (a suspended organization's
+ * events wait, a deleted one's are never sent) with at least one enabled subscription (organizations.has_enabled_webhooks,
+ * kept by a trigger on webhook_subscriptions, sql/0019): an organization without one costs the worker nothing. The
+ * organizations table has no row-level security. Belongs to the organizations capability once it publishes one.
  */
-export async function activeOrganizationIds (sql: Queryable, among?: string[]): Promise<string[]> {
+export async function organizationsWithEnabledWebhooks (sql: Queryable, among?: string[]): Promise<string[]> {
   return (await sql<Array<{ id: string }>>`
     select id from organizations
-    where status = 'active' ${among === undefined ? sql`` : sql`and id = any(${sql.array(among)}::uuid[])`}
+    where status = 'active' and has_enabled_webhooks ${among === undefined ? sql`` : sql`and id = any(${sql.array(among)}::uuid[])`}
     order by id`).map((row) => row.id)
 }

@@ -10,8 +10,8 @@ import { outboundRequest, type KeepAliveAgents } from '../../src/outbound.js'
 import { readChain, type StoredAuditEvent } from '../audit/public.js'
 import { nextDelayMs, outcomeOfError, outcomeOfResponse, type AttemptOutcome } from './attempt.js'
 import {
-  activeOrganizationIds, advanceCursors, claimSubscriptions, findSubscription, headDelivery, insertDeliveries, pendingHeads, recordAttempt, releaseLeases,
-  renewLeaseAndRead, updateSubscription, type AttemptRecord, type DeliveryRow, type SubscriptionRow
+  advanceCursors, claimSubscriptions, findSubscription, headDelivery, insertDeliveries, organizationsWithEnabledWebhooks, pendingHeads, recordAttempt,
+  releaseLeases, renewLeaseAndRead, updateSubscription, type AttemptRecord, type DeliveryRow, type SubscriptionRow
 } from './repository.js'
 import { disabledEvent, secretsOf, subscribesTo, type WebhookDeps } from './service.js'
 import { signedHeaders } from './signing.js'
@@ -177,17 +177,20 @@ function attemptRecord (outcome: AttemptOutcome, attempts: number, scheduleMs: n
  * back until it succeeds or is given up, without holding up the other subscriptions. Everything is in PostgreSQL: a
  * replica that dies loses nothing, its leases run out and another replica (or itself, restarted) carries on from the
  * cursor, re-sending, with the same webhook-id, at most the events of the batch it was delivering. Each active
- * organization is served in transactions of its own (inOrganization), from its own chain.
+ * organization with an enabled subscription is served in transactions of its own (inOrganization), from its own
+ * chain; the others are not visited at all (organizationsWithEnabledWebhooks).
  */
 export class DeliveryWorker {
   /** Names this worker in the leases it holds. */
   readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
+  /** Rounds run, and the organizations they served (one transaction each, at least): what polling costs. */
+  readonly stats = { rounds: 0, organizationsServed: 0 }
   readonly #leaseMs: number
   #stopping = false
   #running: Promise<void> | undefined
   #wakeUp: (() => void) | undefined
-  // The organizations the next round serves: every active one (a timer's round, a change), or those whose audit
-  // events this replica committed since the last round (an organization with no subscription costs one statement).
+  // The organizations the next round serves: every active one with an enabled subscription (a timer's round, a
+  // change), or those of them whose audit events this replica committed since the last round.
   #due: Set<string> | 'all' = 'all'
   #committed = new Set<string>()
   #failing = false
@@ -243,7 +246,8 @@ export class DeliveryWorker {
    * This replica committed audit events of `orgId`: soon a round of the organizations that did, unless no
    * subscription is served here. Commits of EVENT_BATCH_MS share one round: under load the token endpoint commits all
    * the time, and a round for each commit would compete with it for connections. Other replicas' events, and retries
-   * coming due, wait for the timer's round (WEBHOOK_POLL_INTERVAL_MS), which serves every active organization.
+   * coming due, wait for the timer's round (WEBHOOK_POLL_INTERVAL_MS), which serves every active organization with
+   * an enabled subscription.
    */
   eventsCommitted (orgId: string): void {
     if (this.#idle) return
@@ -302,15 +306,17 @@ export class DeliveryWorker {
   }
 
   /**
-   * One round, of the organizations `due`: in one transaction per organization, lease the subscriptions no other worker holds, read the trail
+   * One round, of the organizations `due` that have an enabled subscription: in one transaction per organization, lease the subscriptions no other worker holds, read the trail
    * once after the lowest of their cursors, move past what none of them names, and let go of those with nothing due;
    * then serve the others, each on its own, starting with what was read.
    */
   async #round (due: Set<string> | 'all'): Promise<void> {
     if (due !== 'all' && due.size === 0) return
     let leased = 0
-    for (const orgId of await activeOrganizationIds(this.deps.sql, due === 'all' ? undefined : [...due])) {
+    this.stats.rounds += 1
+    for (const orgId of await organizationsWithEnabledWebhooks(this.deps.sql, due === 'all' ? undefined : [...due])) {
       if (this.#stopping) return
+      this.stats.organizationsServed += 1
       const due = await inOrganization(this.deps.sql, orgId, async (tx) => {
         const claimed = await claimSubscriptions(tx, this.owner, this.#leaseMs, CLAIM_LIMIT)
         leased += claimed.length

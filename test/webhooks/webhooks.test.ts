@@ -1,8 +1,9 @@
 import type { LookupFunction } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { AUDIT_EVENT_TYPES } from '../../plugins/audit/public.js'
+import { updateSubscription } from '../../plugins/webhooks/repository.js'
 import type { App } from '../../src/app.js'
-import { DEFAULT_ORG_ID } from '../../src/database.js'
+import { DEFAULT_ORG_ID, inOrganization } from '../../src/database.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
 import { auditEvents, authHeaders, createAgent } from '../support/management.js'
 import { ownerSql, setupTestContext } from '../helper.js'
@@ -396,5 +397,97 @@ describe('organizations', () => {
     } finally {
       await other.close()
     }
+  })
+})
+
+describe('which organizations the worker visits', () => {
+  /** organizations.has_enabled_webhooks (sql/0019): whether the worker visits the organization. */
+  async function flagged (app: App, orgId = DEFAULT_ORG_ID): Promise<boolean> {
+    const [row] = await ownerSql(app)<Array<{ has_enabled_webhooks: boolean }>>`select has_enabled_webhooks from organizations where id = ${orgId}`
+    return row?.has_enabled_webhooks as boolean
+  }
+
+  /** Deletes the default organization's subscriptions (earlier tests of this file made some), through the API. */
+  async function unsubscribeAll (app: App): Promise<void> {
+    const listed = await app.inject({ method: 'GET', url: '/api/v1/webhooks', headers: await authHeaders(app) })
+    for (const { id } of listed.json().items as Array<{ id: string }>) {
+      expect((await app.inject({ method: 'DELETE', url: `/api/v1/webhooks/${id}`, headers: await authHeaders(app) })).statusCode).toBe(204)
+    }
+  }
+
+  async function patch (app: App, id: string, enabled: boolean): Promise<void> {
+    const response = await app.inject({ method: 'PATCH', url: `/api/v1/webhooks/${id}`, headers: await authHeaders(app), payload: { enabled } })
+    expect(response.statusCode, response.body).toBe(200)
+  }
+
+  it('organizations.has_enabled_webhooks follows creation, disabling, enabling, deletion and the worker\'s own disabling (410)', async () => {
+    const app = await context.build()
+    await unsubscribeAll(app)
+    expect(await flagged(app)).toBe(false)
+    const a = await subscribe(app, { events: ['agent.created'] })
+    expect(await flagged(app)).toBe(true)
+    const b = await subscribe(app, { events: ['agent.created'] })
+    await patch(app, a.id, false)
+    expect(await flagged(app)).toBe(true)
+    await patch(app, b.id, false)
+    expect(await flagged(app)).toBe(false)
+    await patch(app, a.id, true)
+    expect(await flagged(app)).toBe(true)
+    expect((await app.inject({ method: 'DELETE', url: `/api/v1/webhooks/${a.id}`, headers: await authHeaders(app) })).statusCode).toBe(204)
+    expect(await flagged(app)).toBe(false)
+
+    // The worker disables b on a 410: nothing enabled is left.
+    await patch(app, b.id, true)
+    expect(await flagged(app)).toBe(true)
+    receiver.answers = [{ status: 410 }]
+    await createAgent(app, { name: 'gone again' })
+    await eventually(async () => ((await webhook(app, b.id)).enabled === false ? true : undefined))
+    expect(await flagged(app)).toBe(false)
+    await patch(app, b.id, true)
+    expect(await flagged(app)).toBe(true)
+  })
+
+  it('a timer round opens no transaction for organizations without an enabled subscription', async () => {
+    const app = await context.build()
+    await unsubscribeAll(app)
+    // Organizations with nothing to deliver: before sql/0019 each cost a transaction every round.
+    await ownerSql(app)`insert into organizations (id, slug, name) select gen_random_uuid(), 'idle-' || n, 'Idle ' || n from generate_series(1, 300) as n`
+    const rounds = async (count: number): Promise<{ rounds: number, organizationsServed: number }> => {
+      const before = { ...app.webhookWorker.stats }
+      await eventually(async () => (app.webhookWorker.stats.rounds - before.rounds >= count ? true : undefined))
+      return { rounds: app.webhookWorker.stats.rounds - before.rounds, organizationsServed: app.webhookWorker.stats.organizationsServed - before.organizationsServed }
+    }
+    expect((await rounds(5)).organizationsServed).toBe(0)
+
+    // One subscription: the next rounds visit its organization, and it only.
+    const { id } = await subscribe(app, { events: ['agent.created'] })
+    const served = await rounds(5)
+    expect(served.organizationsServed).toBeGreaterThan(0)
+    expect(served.organizationsServed).toBeLessThanOrEqual(served.rounds)
+    await createAgent(app, { name: 'after the idle ones' })
+    await receiver.until((received) => received.some((request) => request.json.data.name === 'after the idle ones'))
+    await app.inject({ method: 'DELETE', url: `/api/v1/webhooks/${id}`, headers: await authHeaders(app) })
+  })
+
+  it('enabling one subscription while another is disabled leaves the flag set, however the two interleave (real PostgreSQL only: PGlite has one session)', async (test) => {
+    context.requireServerDatabase(test)
+    const app = await context.build()
+    await unsubscribeAll(app)
+    const one = await subscribe(app, { events: ['agent.created'] })
+    const two = await subscribe(app, { events: ['agent.created'] })
+    await patch(app, two.id, false)
+    // Each transaction stays open a moment after its change: the other one's trigger runs meanwhile.
+    const setEnabled = async (id: string, enabled: boolean): Promise<void> => {
+      await inOrganization(app.sql, DEFAULT_ORG_ID, async (tx) => {
+        await updateSubscription(tx, id, { enabled })
+        await tx`select pg_sleep(${Math.random() * 0.01})`
+      })
+    }
+    for (let round = 0; round < 40; round += 1) {
+      const [enabling, disabling] = round % 2 === 0 ? [two.id, one.id] : [one.id, two.id]
+      await Promise.all([setEnabled(enabling, true), setEnabled(disabling, false)])
+      expect(await flagged(app), `round ${round}`).toBe(true)
+    }
+    await unsubscribeAll(app)
   })
 })
