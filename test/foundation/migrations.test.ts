@@ -76,6 +76,31 @@ describe('migrations', () => {
     })
   })
 
+  it('0019 flags the organizations that already have an enabled webhook subscription', async () => {
+    database = await createEmptyDatabase()
+    const all = readMigrations()
+    const [enabled, disabledOnly, none] = ['01900000-0000-7000-8000-00000000000a', '01900000-0000-7000-8000-00000000000b', '01900000-0000-7000-8000-00000000000c']
+    await withSql(database, async (sql) => {
+      await migrate(sql, () => {}, all.filter((migration) => migration.version < 19))
+      await sql`insert into organizations (id, slug, name) values (${enabled}, 'has-enabled', 'A'), (${disabledOnly}, 'has-disabled', 'B'), (${none}, 'has-none', 'C')`
+      const subscriptions: Array<[org: string, id: string, enabled: boolean]> = [
+        [enabled, '01900000-0000-7000-8000-0000000000a1', false], [enabled, '01900000-0000-7000-8000-0000000000a2', true],
+        [disabledOnly, '01900000-0000-7000-8000-0000000000b1', false]
+      ]
+      for (const [org, id, on] of subscriptions) {
+        await sql.begin(async (tx) => {
+          await tx`select set_config('agentidp.org_id', ${org}, true)`
+          await tx`insert into webhook_subscriptions (id, url, events, enabled, secret_sealed, after_seq) values (${id}, 'https://hooks.example/', '{*}', ${on}, 'v1.sealed', 0)`
+        })
+      }
+      await migrate(sql, () => {}, all)
+      const rows = await sql<Array<{ id: string, has_enabled_webhooks: boolean }>>`select id, has_enabled_webhooks from organizations order by id`
+      expect(Object.fromEntries(rows.map((row) => [row.id, row.has_enabled_webhooks]))).toEqual({
+        '00000000-0000-4000-8000-000000000000': false, [enabled]: true, [disabledOnly]: false, [none]: false
+      })
+    })
+  })
+
   it('two runners at once apply each migration exactly once', async (context) => {
     database = await createEmptyDatabase()
     // PGlite has one session: two runners cannot hold transactions at once there.
