@@ -1,7 +1,7 @@
 import type { LookupFunction } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { AUDIT_EVENT_TYPES } from '../../plugins/audit/public.js'
-import { updateSubscription } from '../../plugins/webhooks/repository.js'
+import { findSubscription, updateSubscription } from '../../plugins/webhooks/repository.js'
 import type { App } from '../../src/app.js'
 import { DEFAULT_ORG_ID, inOrganization } from '../../src/database.js'
 import { ADMIN_SCOPES, AdminScope } from '../../src/scopes.js'
@@ -467,6 +467,39 @@ describe('which organizations the worker visits', () => {
     await createAgent(app, { name: 'after the idle ones' })
     await receiver.until((received) => received.some((request) => request.json.data.name === 'after the idle ones'))
     await app.inject({ method: 'DELETE', url: `/api/v1/webhooks/${id}`, headers: await authHeaders(app) })
+  })
+
+  it('deleting an organization while one of its subscriptions is being disabled: both go through, no deadlock (real PostgreSQL only: PGlite has one session)', async (test) => {
+    context.requireServerDatabase(test)
+    const app = await context.build()
+    const platform = await authHeaders(app)
+    const created = await app.inject({ method: 'POST', url: '/api/v1/organizations', headers: platform, payload: { slug: 'racing', name: 'Racing' } })
+    expect(created.statusCode, created.body).toBe(201)
+    const org = created.json() as { id: string, admin: { client_id: string, client_secret: string } }
+    const token = await requestToken(app, org.admin.client_id, org.admin.client_secret, {}, undefined, '/o/racing/oauth2/token')
+    const asRacing = { authorization: `Bearer ${token.json().access_token as string}` }
+    const subscribed = await app.inject({ method: 'POST', url: '/o/racing/api/v1/webhooks', headers: asRacing, payload: { url: receiver.url, events: ['agent.created'] } })
+    expect(subscribed.statusCode, subscribed.body).toBe(201)
+    const id = subscribed.json().id as string
+    expect(await flagged(app, org.id)).toBe(true)
+    expect((await app.inject({ method: 'PATCH', url: `/api/v1/organizations/${org.id}`, headers: platform, payload: { status: 'suspended' } })).statusCode).toBe(200)
+
+    // As the worker disables a subscription: the subscription locked first, its organization's row (the trigger) next.
+    let held = (): void => {}
+    const holding = new Promise<void>((resolve) => { held = resolve })
+    const disabling = inOrganization(app.sql, org.id, async (tx) => {
+      await findSubscription(tx, id, true)
+      held()
+      await tx`select pg_sleep(0.3)`
+      await updateSubscription(tx, id, { enabled: false, disabled_reason: 'gone' })
+    })
+    await holding
+    const deleted = await app.inject({ method: 'DELETE', url: `/api/v1/organizations/${org.id}`, headers: platform })
+    await disabling
+    expect(deleted.statusCode, deleted.body).toBe(204)
+    const [left] = await ownerSql(app)<Array<{ n: number }>>`select count(*)::int as n from webhook_subscriptions where org_id = ${org.id}`
+    expect(left?.n).toBe(0)
+    expect(await flagged(app, org.id)).toBe(false)
   })
 
   it('enabling one subscription while another is disabled leaves the flag set, however the two interleave (real PostgreSQL only: PGlite has one session)', async (test) => {
