@@ -41,6 +41,7 @@ const CORE_BUDGET = 0.7
 const TARGETS = [1_000, 10_000, 100_000]
 // The primary the projection weighs PostgreSQL against: an ordinary database server's cores.
 const PRIMARY_CORES = Number(process.env.BENCH_PRIMARY_CORES ?? 8)
+const POOL_THREADS = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
 export const CAPACITY_HEADING = '## Capacity'
 
 const redisClient = (url: string) => createClient({ url })
@@ -68,25 +69,25 @@ function threadOf (pid: number, tid: string): { name: string, start: number } {
 }
 
 /**
- * The replicas' CPU, split by thread: the main thread (tid = pid), libuv's pool (signing, argon2id), the rest. Node
- * 20 names all its threads "node" (newer ones name the pool's "libuv-worker"); unnamed, they are told apart by their
- * start: node starts V8's platform threads together as it starts, libuv's pool on its first task, once the server's
- * code runs. So the threads started within 30 ms of the first thread after the main one are V8's (its compiler and
- * garbage collector helpers), those started later the pool's.
+ * The replicas' CPU, split by thread: the main thread (tid = pid), libuv's pool (signing, argon2id), the rest (V8's
+ * compiler and garbage collector helpers, node's own). Node 20 names all its threads "node" (newer ones name the
+ * pool's "libuv-worker"); unnamed, the pool's are the last UV_THREADPOOL_SIZE (default 4) threads started: node starts
+ * its platform threads before any code runs, libuv its pool on the first task (which may come early, while modules
+ * load, so their start times do not tell them apart).
  */
 function replicasCpuMs (pids: number[]): { main: number, pool: number, other: number } {
   const total = { main: 0, pool: 0, other: 0 }
   for (const pid of pids) {
     let tids: string[] = []
     try { tids = readdirSync(`/proc/${pid}/task`) } catch {}
-    const threads = tids.map((tid) => ({ tid: Number(tid), ...threadOf(pid, tid) }))
-    const firstHelper = Math.min(...threads.filter(({ tid }) => tid !== pid).map(({ start }) => start))
-    for (const thread of threads) {
-      const ms = cpuMsOf(pid, thread.tid)
-      if (thread.tid === pid) total.main += ms
-      else if (thread.name.startsWith('libuv-worker') || (!thread.name.startsWith('V8') && thread.start > firstHelper + 3)) total.pool += ms
-      else total.other += ms
-    }
+    const helpers = tids.map((tid) => ({ tid: Number(tid), ...threadOf(pid, tid) })).filter(({ tid }) => tid !== pid)
+      .sort((a, b) => a.start - b.start || a.tid - b.tid)
+    const named = helpers.some(({ name }) => name.startsWith('libuv-worker'))
+    total.main += cpuMsOf(pid, pid)
+    helpers.forEach((thread, index) => {
+      const pool = named ? thread.name.startsWith('libuv-worker') : index >= helpers.length - POOL_THREADS
+      total[pool ? 'pool' : 'other'] += cpuMsOf(pid, thread.tid)
+    })
   }
   return total
 }
@@ -182,6 +183,8 @@ interface Measured {
   cores: { replicas: number, postgres: number, redis: number, haproxy: number, generator: number, machine: number }
   eventsPerBatch: number
   verifications: number
+  /** CPU ms a second one idle replica spends (between rounds). */
+  idleMsPerS: number
   redisCommands: string
 }
 
@@ -212,9 +215,14 @@ async function measure (replicaCount: number, context: { databaseUrl: string, sq
     const pids = { replicas: servers.map(({ child }) => child.pid as number), haproxy: haproxy.child.pid as number }
     const rounds: RoundResult[] = []
     const loads: number[] = []
+    const idleMsPerS: number[] = []
     for (let round = 0; round < ROUNDS; round++) {
       // pg_stat_database is written by each backend at most once a second: let the counts of what came before land.
+      // Meanwhile, what the replicas spend idle (their timers): a cost that comes with every replica, busy or not.
+      const idleFrom = { at: Date.now(), ...replicasCpuMs(pids.replicas) }
       await sleep(1200)
+      const idleTo = replicasCpuMs(pids.replicas)
+      idleMsPerS.push((idleTo.main + idleTo.pool + idleTo.other - idleFrom.main - idleFrom.pool - idleFrom.other) / replicaCount / ((Date.now() - idleFrom.at) / 1000))
       const before = await sample(context.sql, context.redis, pids, bases, metricsToken)
       const result = await autocannon({ ...spreadTokenRequests(lb, context.agents), connections: CONNECTIONS, duration: DURATION_S })
       const cpuAfter = await sample(context.sql, context.redis, pids, bases, metricsToken)
@@ -261,9 +269,10 @@ async function measure (replicaCount: number, context: { databaseUrl: string, sq
       cores: { replicas: cores('main') + cores('pool') + cores('other'), postgres: cores('postgres'), redis: cores('redis'), haproxy: cores('haproxy'), generator: cores('generator'), machine: cores('machineBusy') },
       eventsPerBatch: total('auditEvents') / Math.max(1, total('auditBatches')),
       verifications: total('verifications'),
+      idleMsPerS: idleMsPerS.reduce((sum, value) => sum + value, 0) / idleMsPerS.length,
       redisCommands
     }
-    console.log(`  a token: replicas ${measured.perToken.replica.toFixed(0)} µs (main ${measured.perToken.main.toFixed(0)}, pool ${measured.perToken.pool.toFixed(0)}, other ${measured.perToken.other.toFixed(0)}), PostgreSQL ${measured.perToken.postgres.toFixed(0)} µs and ${measured.perToken.xacts.toFixed(3)} transactions, Redis ${measured.perToken.redis.toFixed(0)} µs and ${measured.perToken.redisCommands.toFixed(2)} commands (${redisCommands}), HAProxy ${measured.perToken.haproxy.toFixed(0)} µs, load generator ${measured.perToken.generator.toFixed(0)} µs; ${measured.eventsPerBatch.toFixed(1)} audit events a batch; ${measured.verifications} secret verifications; machine ${measured.cores.machine.toFixed(2)} cores busy`)
+    console.log(`  a token: replicas ${measured.perToken.replica.toFixed(0)} µs (main ${measured.perToken.main.toFixed(0)}, pool ${measured.perToken.pool.toFixed(0)}, other ${measured.perToken.other.toFixed(0)}), PostgreSQL ${measured.perToken.postgres.toFixed(0)} µs and ${measured.perToken.xacts.toFixed(3)} transactions, Redis ${measured.perToken.redis.toFixed(0)} µs and ${measured.perToken.redisCommands.toFixed(2)} commands (${redisCommands}), HAProxy ${measured.perToken.haproxy.toFixed(0)} µs, load generator ${measured.perToken.generator.toFixed(0)} µs; ${measured.eventsPerBatch.toFixed(1)} audit events a batch; ${measured.verifications} secret verifications; idle, a replica spends ${measured.idleMsPerS.toFixed(1)} ms of CPU a second; machine ${measured.cores.machine.toFixed(2)} cores busy`)
     return measured
   } finally {
     for (const child of children.reverse()) await stop(child)
@@ -317,9 +326,9 @@ commands from INFO (pg_stat_statements is not loaded on this server, so statemen
 - date: ${new Date().toISOString()}
 - commit: ${COMMIT}
 
-| replicas | tokens/s | × 1 replica | p99 | failed | replicas' CPU a token (main + pool + other) | PostgreSQL a token | Redis a token | HAProxy, load generator a token | audit events a batch (secret verifications) | cores busy: replicas, PostgreSQL, Redis, machine | load (1 min) |
+| replicas | tokens/s | × 1 replica | p99 | failed | replicas' CPU a token (main + pool + other); idle, a replica | PostgreSQL a token | Redis a token | HAProxy, load generator a token | audit events a batch (secret verifications) | cores busy: replicas, PostgreSQL, Redis, machine | load (1 min) |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-${results.map((r) => `| ${r.replicas} | ${round(r.tokensPerS)} | ${(r.tokensPerS / base.tokensPerS).toFixed(2)}× | ${r.p99} ms | ${r.failed} | ${round(r.perToken.replica)} µs (${round(r.perToken.main)} + ${round(r.perToken.pool)} + ${round(r.perToken.other)}) | ${round(r.perToken.postgres)} µs, ${r.perToken.xacts.toFixed(3)} transactions, ${r.perToken.rows.toFixed(2)} rows inserted | ${round(r.perToken.redis)} µs, ${r.perToken.redisCommands.toFixed(2)} commands (${r.redisCommands}) | ${round(r.perToken.haproxy)} µs, ${round(r.perToken.generator)} µs | ${r.eventsPerBatch.toFixed(1)} (${r.verifications}) | ${r.cores.replicas.toFixed(2)}, ${r.cores.postgres.toFixed(2)}, ${r.cores.redis.toFixed(2)}, ${r.cores.machine.toFixed(2)} | ${r.load.toFixed(1)} |`).join('\n')}
+${results.map((r) => `| ${r.replicas} | ${round(r.tokensPerS)} | ${(r.tokensPerS / base.tokensPerS).toFixed(2)}× | ${r.p99} ms | ${r.failed} | ${round(r.perToken.replica)} µs (${round(r.perToken.main)} + ${round(r.perToken.pool)} + ${round(r.perToken.other)}); ${r.idleMsPerS.toFixed(1)} ms/s | ${round(r.perToken.postgres)} µs, ${r.perToken.xacts.toFixed(3)} transactions, ${r.perToken.rows.toFixed(2)} rows inserted | ${round(r.perToken.redis)} µs, ${r.perToken.redisCommands.toFixed(2)} commands (${r.redisCommands}) | ${round(r.perToken.haproxy)} µs, ${round(r.perToken.generator)} µs | ${r.eventsPerBatch.toFixed(1)} (${r.verifications}) | ${r.cores.replicas.toFixed(2)}, ${r.cores.postgres.toFixed(2)}, ${r.cores.redis.toFixed(2)}, ${r.cores.machine.toFixed(2)} | ${r.load.toFixed(1)} |`).join('\n')}
 
 Slope (tokens/s against one replica): ${slope}. ${cpus().length} cores carry the replicas, PostgreSQL, Redis, HAProxy and
 the load generator together, and the other work on the machine (the machine column counts every process): the
