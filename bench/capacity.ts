@@ -332,7 +332,7 @@ ${results.map((r) => `| ${r.replicas} | ${round(r.tokensPerS)} | ${(r.tokensPerS
 
 Slope (tokens/s against one replica): ${slope}. ${cpus().length} cores carry the replicas, PostgreSQL, Redis, HAProxy and
 the load generator together, and the other work on the machine (the machine column counts every process): the
-1-replica row already keeps ${base.cores.machine.toFixed(1)} of the ${cpus().length} cores busy, so more replicas cannot add throughput here, only
+1-replica row already keeps ${base.cores.machine.toFixed(1)} of the ${cpus().length} cores busy, so more replicas can add little throughput here: they
 split the same cores. ${cpus().length} replicas measure sharing and 4 contention, not scale; read the slope from 1 to 2 for what
 splitting costs. It costs: from the first row to the last, a token's CPU grows in the replicas
 ${ratioOf(results, (r) => r.perToken.replica)}, in PostgreSQL ${ratioOf(results, (r) => r.perToken.postgres)} and in Redis ${ratioOf(results, (r) => r.perToken.redis)}, for the same work
@@ -353,9 +353,10 @@ each planned at ${CORE_BUDGET * 100}% of one core.
 | --- | --- | --- | --- | --- | --- | --- | --- |
 ${projections.map((p) => `| ${round(p.rate)} | ${p.replicas} | ${p.postgresCores.toFixed(1)} | ${round(p.transactions)} | ${round(p.rate)} | ${round(p.redisCommands)} | ${p.redisCores.toFixed(2)} | ${p.redisShards}${p.redisShards > 1 ? ' (Redis Cluster)' : ''} |`).join('\n')}
 
-- Replicas scale out: nothing they hold is shared but the verified-secret cache, which each fills on its own.
-- Redis is single-threaded: one instance carries about ${round(redisCeiling)} tokens/s at ${CORE_BUDGET * 100}% of its core. Past that the
-  keys (rate-limit counters, standing and revocation keys) go to a Redis Cluster, sharded by client and token.
+- Replicas scale out: they share nothing but PostgreSQL and Redis. Each keeps its own cache of verified secrets
+  (a minute), so each active client costs every replica one argon2id a minute: clients × replicas of them.
+- Redis is single-threaded: one instance carries about ${round(redisCeiling)} tokens/s at ${CORE_BUDGET * 100}% of its core. Past that its
+  keys (${costs.redisCommands.toFixed(1)} commands a token: ${base.redisCommands}) go to a Redis Cluster, sharded by client and token.
 - PostgreSQL: one primary takes every audit event. At ${round(postgresPerCore)} tokens/s a core of backend CPU (plus the WAL writer,
   not counted here), 100k tokens/s asks ${projections.at(-1)?.postgresCores.toFixed(0)} cores of one primary. The transactions column is
   an upper bound: the audit group commit puts every event queued during a commit into the next transaction (up to
@@ -380,7 +381,7 @@ function firstBottleneck (costs: Measured['perToken'], redisCeiling: number, pos
     : `So PostgreSQL comes first, through the audit group commit (${costs.xacts.toFixed(3)} transactions and one hash-chained row a token).
   What moves it: larger batches (they grow with each replica's load; more batches in flight), more organizations
   (each chain locks on its own), and audit storage that scales out (partitioned by organization).`}
-  Before either, one organization's chain caps that organization: its batches, from every replica, lock it in turn.
+  Apart from both, one organization's chain caps that organization: its batches, from every replica, lock it in turn.
   On the replicas, libuv's pool (the ${ALG} signature) is ${(poolShare * 100).toFixed(0)}% of a token's CPU${ALG === 'RS256' ? ': ES256 or EdDSA\n  (BENCH_ALG) cut it, and the replicas needed with it' : ''}.`
 }
 
