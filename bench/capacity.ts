@@ -320,7 +320,7 @@ ${DURATION_S} s per replica count. CPU is user + system from /proc: the replicas
 pool (RSA signing, argon2id) and their other threads (V8's compiler and GC helpers); PostgreSQL's backends connected
 to the bench's database (not the WAL writer, checkpointer and other shared processes); a redis-server of the bench's
 own (INFO, no persistence); HAProxy; the load generator. Transactions and rows from pg_stat_database, Redis
-commands from INFO (pg_stat_statements is not loaded on this server, so statements are not counted one by one).
+commands from INFO commandstats, which counts the commands the server's scripts run inside EVAL too (pg_stat_statements is not loaded on this server, so statements are not counted one by one).
 
 - machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), shared with other work; load average before the run ${loadBefore.toFixed(2)}
 - date: ${new Date().toISOString()}
