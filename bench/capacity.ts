@@ -2,8 +2,8 @@
  * `npm run bench:capacity`: what a token costs each part of the stack, and what 1k, 10k and 100k tokens/s would take.
  * N replicas of our built server (BENCH_REPLICAS, default 1,2,4) on one PostgreSQL database and one Redis, behind
  * HAProxy (round robin, connections to the replicas reused), driven by autocannon with BENCH_CONNECTIONS (default 32)
- * connections of client_credentials requests spread over a few agents, each verified once on every replica first
- * (warm tokens). Over each round of BENCH_DURATION_S (default 10), BENCH_ROUNDS per N (default 2): tokens/s, p99,
+ * connections, or BENCH_CONNECTIONS_PER_REPLICA times the replicas, of client_credentials requests spread over a few
+ * agents, each verified once on every replica first (warm tokens). Over each round of BENCH_DURATION_S (default 10), BENCH_ROUNDS per N (default 2): tokens/s, p99,
  * and the CPU of the replicas (their main threads, libuv's thread pool and the rest), of the PostgreSQL backends of
  * the database, of Redis, of HAProxy and of the load generator; PostgreSQL transactions and rows a token
  * (pg_stat_database), Redis commands a token (INFO), audit events a group-commit batch (the replicas' /metrics).
@@ -30,6 +30,11 @@ const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
 const REPLICAS = (process.env.BENCH_REPLICAS ?? '1,2,4').split(',').map((n) => Number(n.trim())).filter((n) => n > 0)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32)
+// When set, the connections grow with the replicas (this many for each): every replica sees the concurrency one
+// replica sees with BENCH_CONNECTIONS of them, so what splitting the load costs (less batched in each replica, in
+// PostgreSQL and Redis) is told apart from what adding replicas costs.
+const CONNECTIONS_PER_REPLICA = process.env.BENCH_CONNECTIONS_PER_REPLICA === undefined ? undefined : Number(process.env.BENCH_CONNECTIONS_PER_REPLICA)
+const connectionsFor = (replicas: number): number => CONNECTIONS_PER_REPLICA === undefined ? CONNECTIONS : CONNECTIONS_PER_REPLICA * replicas
 const ALG = process.env.BENCH_ALG ?? 'RS256'
 const KEY_TYPE = signingKeyTypeOf(ALG)
 const REDIS_PORT = Number(process.env.BENCH_CAPACITY_REDIS_PORT ?? 6391)
@@ -224,7 +229,7 @@ async function measure (replicaCount: number, context: { databaseUrl: string, sq
       const idleTo = replicasCpuMs(pids.replicas)
       idleMsPerS.push((idleTo.main + idleTo.pool + idleTo.other - idleFrom.main - idleFrom.pool - idleFrom.other) / replicaCount / ((Date.now() - idleFrom.at) / 1000))
       const before = await sample(context.sql, context.redis, pids, bases, metricsToken)
-      const result = await autocannon({ ...spreadTokenRequests(lb, context.agents), connections: CONNECTIONS, duration: DURATION_S })
+      const result = await autocannon({ ...spreadTokenRequests(lb, context.agents), connections: connectionsFor(replicaCount), duration: DURATION_S })
       const cpuAfter = await sample(context.sql, context.redis, pids, bases, metricsToken)
       await sleep(1200)
       const countsAfter = await sample(context.sql, context.redis, pids, bases, metricsToken)
@@ -314,7 +319,7 @@ function report (results: Measured[], loadBefore: number): string {
 
 Measured by \`npm run bench:capacity\` (bench/capacity.ts): ${REPLICAS.join(', ')} replica(s) of our built server (production mode,
 ${ALG}, started as in src/runtime.ts) on one PostgreSQL database and one Redis, behind HAProxy (round robin, one
-thread, connections to the replicas reused), ${CONNECTIONS} autocannon connections of client_credentials requests
+thread, connections to the replicas reused), ${CONNECTIONS_PER_REPLICA === undefined ? CONNECTIONS : `${CONNECTIONS_PER_REPLICA} a replica (BENCH_CONNECTIONS_PER_REPLICA)`} autocannon connections of client_credentials requests
 spread over ${AGENTS} agents, each verified on every replica before the rounds (warm tokens). ${ROUNDS} round(s) of
 ${DURATION_S} s per replica count. CPU is user + system from /proc: the replicas' main threads, libuv's thread
 pool (RSA signing, argon2id) and their other threads (V8's compiler and GC helpers); PostgreSQL's backends connected
@@ -328,7 +333,7 @@ commands from INFO commandstats, which counts the commands the server's scripts 
 
 | replicas | tokens/s | × 1 replica | p99 | failed | replicas' CPU a token (main + pool + other); idle, a replica | PostgreSQL a token | Redis a token | HAProxy, load generator a token | audit events a batch (secret verifications) | cores busy: replicas, PostgreSQL, Redis, machine | load (1 min) |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-${results.map((r) => `| ${r.replicas} | ${round(r.tokensPerS)} | ${(r.tokensPerS / base.tokensPerS).toFixed(2)}× | ${r.p99} ms | ${r.failed} | ${round(r.perToken.replica)} µs (${round(r.perToken.main)} + ${round(r.perToken.pool)} + ${round(r.perToken.other)}); ${r.idleMsPerS.toFixed(1)} ms/s | ${round(r.perToken.postgres)} µs, ${r.perToken.xacts.toFixed(3)} transactions, ${r.perToken.rows.toFixed(2)} rows inserted | ${round(r.perToken.redis)} µs, ${r.perToken.redisCommands.toFixed(2)} commands (${r.redisCommands}) | ${round(r.perToken.haproxy)} µs, ${round(r.perToken.generator)} µs | ${r.eventsPerBatch.toFixed(1)} (${r.verifications}) | ${r.cores.replicas.toFixed(2)}, ${r.cores.postgres.toFixed(2)}, ${r.cores.redis.toFixed(2)}, ${r.cores.machine.toFixed(2)} | ${r.load.toFixed(1)} |`).join('\n')}
+${results.map((r) => `| ${r.replicas} (${connectionsFor(r.replicas)} connections) | ${round(r.tokensPerS)} | ${(r.tokensPerS / base.tokensPerS).toFixed(2)}× | ${r.p99} ms | ${r.failed} | ${round(r.perToken.replica)} µs (${round(r.perToken.main)} + ${round(r.perToken.pool)} + ${round(r.perToken.other)}); ${r.idleMsPerS.toFixed(1)} ms/s | ${round(r.perToken.postgres)} µs, ${r.perToken.xacts.toFixed(3)} transactions, ${r.perToken.rows.toFixed(2)} rows inserted | ${round(r.perToken.redis)} µs, ${r.perToken.redisCommands.toFixed(2)} commands (${r.redisCommands}) | ${round(r.perToken.haproxy)} µs, ${round(r.perToken.generator)} µs | ${r.eventsPerBatch.toFixed(1)} (${r.verifications}) | ${r.cores.replicas.toFixed(2)}, ${r.cores.postgres.toFixed(2)}, ${r.cores.redis.toFixed(2)}, ${r.cores.machine.toFixed(2)} | ${r.load.toFixed(1)} |`).join('\n')}
 
 Slope (tokens/s against one replica): ${slope}. ${cpus().length} cores carry the replicas, PostgreSQL, Redis, HAProxy and
 the load generator together, and the other work on the machine (the machine column counts every process): the
@@ -339,7 +344,7 @@ ${ratioOf(results, (r) => r.perToken.replica)}, in PostgreSQL ${ratioOf(results,
 (${costs.redisCommands.toFixed(1)} Redis commands and about one audit row a token in every row). Each replica gets a fraction of a
 core, so less is batched: fewer audit events a group commit (${results.map((r) => r.eventsPerBatch.toFixed(1)).join(' → ')}, so more
 transactions a token), fewer Redis commands a write on each connection, fewer requests a turn of each event loop;
-and more processes than cores switch more. The projection below therefore uses the 1-replica row, whose replica
+and more processes than cores switch more.${CONNECTIONS_PER_REPLICA === undefined ? ' BENCH_CONNECTIONS_PER_REPLICA=32 gives every replica the\n1-replica row\'s concurrency, to tell that dilution apart from a cost of scale.' : ''} The projection below therefore uses the 1-replica row, whose replica
 runs near a full core, as a planned replica at ${CORE_BUDGET * 100}% would.
 
 ### Projection
