@@ -344,8 +344,9 @@ ${ratioOf(results, (r) => r.perToken.replica)}, in PostgreSQL ${ratioOf(results,
 (${costs.redisCommands.toFixed(1)} Redis commands and about one audit row a token in every row). Each replica gets a fraction of a
 core, so less is batched: fewer audit events a group commit (${results.map((r) => r.eventsPerBatch.toFixed(1)).join(' → ')}, so more
 transactions a token), fewer Redis commands a write on each connection, fewer requests a turn of each event loop;
-and more processes than cores switch more.${CONNECTIONS_PER_REPLICA === undefined ? ' BENCH_CONNECTIONS_PER_REPLICA=32 gives every replica the\n1-replica row\'s concurrency, to tell that dilution apart from a cost of scale.' : ''} The projection below therefore uses the 1-replica row, whose replica
-runs near a full core, as a planned replica at ${CORE_BUDGET * 100}% would.
+and more processes than cores switch more. The projection below therefore uses the 1-replica row, whose replica
+runs near a full core, as a planned replica at ${CORE_BUDGET * 100}% would.${CONNECTIONS_PER_REPLICA === undefined ? ' BENCH_CONNECTIONS_PER_REPLICA=32 gives every\nreplica the 1-replica row\'s concurrency, to tell that dilution apart from a cost of scale.' : ''} Idle CPU is read over 1.2 s
+between rounds, in 10 ms clock ticks: a coarse figure.
 
 ### Projection
 
