@@ -10,7 +10,7 @@
  * discovery, scale, orgs. pkjwt runs token too, orgs runs jwks and discovery too (the references of their ratios, measured in the same
  * run). A partial run keeps the other rows of docs/performance.md as they were, each with when and how it was measured.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { generateKeyPair, generateKeyPairSync, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
@@ -23,10 +23,10 @@ import { createClient } from 'redis'
 import { generateSigningKeyPair, signingKeyTypeOf } from '../src/embedded.js'
 import { newId } from '../src/ids.js'
 import { projectRoot } from '../src/paths.js'
-import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../src/runtime.js'
 import { createBenchDatabase } from './database.js'
+import { backendsCpuMs, basic, COMMIT, cpuMsOf, createAgents, peakRssMb, spreadTokenRequests, startProcess, startServer, verifyEach, waitForHttp, type Agent, type OrganizationAgent } from './harness.js'
 import { DEFAULT_ORG_ID, inOrganization, switchOrganization } from '../src/database.js'
-import { generateClientSecret, hashSecret } from '../src/secrets.js'
+import { hashSecret } from '../src/secrets.js'
 import { insertOrganization, insertOrganizationKey } from '../plugins/organizations/repository.js'
 import { sealOrganizationKey } from '../plugins/organizations/signing-keys.js'
 import type { SigningAlgorithm } from '../plugins/infra/keys.js'
@@ -68,49 +68,9 @@ function selectedScenarios (list: string | undefined): Set<Scenario> {
 interface Result { rps: number, p50: number, p99: number, non2xx: number, errors: number }
 interface Row { scenario: string, ours?: Result & { rssMb: number }, theirs?: Result & { rssMb: number }, note?: string, measured?: string }
 
-const basic = (id: string, secret: string): string => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`
-
-/** CPU time (user + system, ms) of a process so far, from /proc/{pid}/stat. */
-function cpuMsOf (pid: number): number {
-  try {
-    // Fields after the command (which may hold spaces, hence after the last ')'): utime and stime are the 12th and 13th.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)?.split(' ') ?? []
-    return (Number(fields[11]) + Number(fields[12])) * 1000 / CLOCK_TICKS_PER_S
-  } catch {
-    return 0 // the process ended
-  }
-}
-const CLOCK_TICKS_PER_S = 100
-
 /** CPU time so far of the server and of the PostgreSQL backends connected to the benchmark database. */
 async function stackCpuMs (sql: postgres.Sql, serverPid: number): Promise<number> {
-  const backends = await sql<Array<{ pid: number }>>`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`
-  return cpuMsOf(serverPid) + backends.reduce((sum, { pid }) => sum + cpuMsOf(pid), 0)
-}
-
-/** Peak resident set size of a process so far (VmHWM), in MB. */
-function peakRssMb (pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024)
-}
-
-async function waitForHttp (url: string, child: ChildProcess, output: () => string): Promise<void> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    if (child.exitCode !== null) throw new Error(`server exited: ${output()}`)
-    try {
-      if ((await fetch(url)).ok) return
-    } catch {}
-    await sleep(100)
-  }
-  throw new Error(`${url} did not answer: ${output()}`)
-}
-
-function startProcess (args: string[], env: Record<string, string>): { child: ChildProcess, output: () => string } {
-  let output = ''
-  const child = spawn(process.execPath, args, { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  child.stdout?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-4000) })
-  child.stderr?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-4000) })
-  return { child, output: () => output }
+  return cpuMsOf(serverPid) + await backendsCpuMs(sql)
 }
 
 async function load (options: autocannon.Options): Promise<Result> {
@@ -156,16 +116,13 @@ async function main (): Promise<void> {
     const metricsToken = randomBytes(24).toString('base64url')
     // Started as in production (src/runtime.ts). BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", adds
     // node flags, to profile our server while it is measured.
-    const ours = startProcess([...SERVER_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/server.js'], {
-      ...SERVER_PROCESS_ENV,
-      NODE_ENV: 'production', PORT: String(OURS_PORT), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
-      DATABASE_URL: databaseUrl, REDIS_URL, JWT_PRIVATE_KEY: keys.privateKey, JWT_PUBLIC_KEY: keys.publicKey,
-      ISSUER: `http://127.0.0.1:${OURS_PORT}`,
-      // Organizations' keys are sealed under it; the platform admin creates an organization and registers a key.
-      KEY_ENCRYPTION_KEY: keyEncryptionKey.toString('base64'),
-      BOOTSTRAP_CLIENT_ID: platformAdmin.clientId, BOOTSTRAP_CLIENT_SECRET: platformAdmin.secret, METRICS_TOKEN: metricsToken,
-      // Raised out of the way, not off: the limiter still runs on every request.
-      RATE_LIMIT_TOKEN_PER_MIN: '10000000', RATE_LIMIT_API_PER_MIN: '10000000', RATE_LIMIT_AUTH_FAILURES_PER_MIN: '10000000'
+    const ours = startServer({
+      port: OURS_PORT, databaseUrl, redisUrl: REDIS_URL, keys, nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      env: {
+        // Organizations' keys are sealed under it; the platform admin creates an organization and registers a key.
+        KEY_ENCRYPTION_KEY: keyEncryptionKey.toString('base64'),
+        BOOTSTRAP_CLIENT_ID: platformAdmin.clientId, BOOTSTRAP_CLIENT_SECRET: platformAdmin.secret, METRICS_TOKEN: metricsToken
+      }
     })
     children.push(ours.child)
     const theirs = startProcess(['bench/oidc-provider-server.mjs'], {
@@ -358,24 +315,6 @@ async function main (): Promise<void> {
   }
 }
 
-interface Agent { id: string, clientId: string, secret: string }
-
-async function createAgents (sql: postgres.Sql, count: number): Promise<Agent[]> {
-  const agents: Agent[] = []
-  for (let i = 0; i < count; i += 50) {
-    const batch = await Promise.all(Array.from({ length: Math.min(50, count - i) }, async () => {
-      const id = newId()
-      const credentialId = newId()
-      const secret = generateClientSecret(credentialId)
-      return { id, clientId: `bench_${id.slice(-12)}`, secret, credentialId, hash: await hashSecret(secret) }
-    }))
-    await sql`insert into agents ${sql(batch.map((a) => ({ id: a.id, client_id: a.clientId, name: 'bench agent', scopes: ['bench:read'] })))}`
-    await sql`insert into credentials ${sql(batch.map((a) => ({ id: a.credentialId, agent_id: a.id, secret_hash: a.hash })))}`
-    agents.push(...batch.map(({ id, clientId, secret }) => ({ id, clientId, secret })))
-  }
-  return agents
-}
-
 async function accessToken (url: string, client: { clientId: string, secret: string }, scope: string): Promise<string> {
   const response = await fetch(url, { method: 'POST', headers: { authorization: basic(client.clientId, client.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=client_credentials&scope=${encodeURIComponent(scope)}` })
   if (response.status !== 200) throw new Error(`token for ${client.clientId}: ${response.status} ${await response.text()}`)
@@ -416,7 +355,6 @@ function signAssertions (privateKey: KeyObject, clientId: string, audience: stri
   })
 }
 
-interface OrganizationAgent { path: string, clientId: string, secret: string }
 interface SeededOrganization { id: string, slug: string, agents: OrganizationAgent[] }
 
 const generateKeyPairAsync = promisify(generateKeyPair)
@@ -478,40 +416,6 @@ async function seedOrganizations (sql: postgres.Sql, base: string, adminToken: s
     slug,
     agents: Array.from({ length: AGENTS_PER_ORGANIZATION }, (_, n) => ({ path: `/o/${slug}/oauth2/token`, clientId: `bench_${slug}_${n}`, secret }))
   }))
-}
-
-/** Token requests by client_secret_basic, each from the next of `agents` in turn (each to its organization's issuer). */
-/**
- * One token for each agent, four at a time, asking again after a refusal (503 while the hashing queue is full,
- * 429): every agent's secret is verified and cached when this resolves.
- */
-async function verifyEach (base: string, agents: OrganizationAgent[]): Promise<void> {
-  let next = 0
-  await Promise.all(Array.from({ length: 4 }, async () => {
-    while (next < agents.length) {
-      const agent = agents[next++] as OrganizationAgent
-      for (let attempt = 0; ; attempt++) {
-        const response = await fetch(`${base}${agent.path}`, { method: 'POST', headers: { authorization: basic(agent.clientId, agent.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&scope=bench%3Aread' })
-        await response.arrayBuffer()
-        if (response.status === 200) break
-        if (attempt === 20) throw new Error(`${agent.clientId}: ${response.status} after 20 attempts`)
-        await sleep(100)
-      }
-    }
-  }))
-}
-
-function spreadTokenRequests (base: string, agents: OrganizationAgent[]): autocannon.Options {
-  let next = 0
-  return {
-    url: base, method: 'POST',
-    requests: [{
-      setupRequest: (request: autocannon.Request) => {
-        const agent = agents[next++ % agents.length] as OrganizationAgent
-        return { ...request, path: agent.path, headers: { authorization: basic(agent.clientId, agent.secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&scope=bench%3Aread' }
-      }
-    }]
-  }
 }
 
 async function seedScale (sql: postgres.Sql): Promise<void> {
@@ -593,14 +497,6 @@ function formatRow (row: Row): string {
   const ratio = row.ours !== undefined && row.theirs !== undefined ? `${(row.ours.rps / row.theirs.rps).toFixed(2)}×` : '—'
   return `| ${row.scenario} | ${cell(row.ours)} | ${cell(row.theirs)} | ${ratio} |${row.note === undefined ? '' : ` ${row.note} |`}`
 }
-
-const COMMIT = (() => {
-  try {
-    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: projectRoot, encoding: 'utf8' }).trim()
-  } catch {
-    return 'unknown'
-  }
-})()
 
 /** When and how a row was measured: date, rounds × seconds, the machine's 1-minute load average then, commit. */
 function measuredNow (): string {

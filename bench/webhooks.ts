@@ -10,7 +10,6 @@
  * BENCH_DATABASE_URL as in bench/run.ts; BENCH_REDIS_URL (default redis://127.0.0.1:6379/15, flushed first).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -20,6 +19,7 @@ import { createClient } from 'redis'
 import { projectRoot } from '../src/paths.js'
 import { SERVER_NODE_FLAGS, SERVER_PROCESS_ENV } from '../src/runtime.js'
 import { createBenchDatabase } from './database.js'
+import { writeSection } from './harness.js'
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 5)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
@@ -163,7 +163,7 @@ async function main (): Promise<void> {
     const deliveriesPerSecond = delivered / deliveringS
     const loadRange = `${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)}`
     console.log(`ratio ${ratio(busyRps)}; ${deliveriesPerSecond.toFixed(0)} deliveries/s; lag p99 ${percentile(lagsUnderLoad, 0.99).toFixed(0)} ms; load average ${loadRange}`)
-    writeSection([
+    writeWebhooksSection([
       '| phase | tokens/s | of no subscription | token p99 | failed requests |',
       '| --- | --- | --- | --- | --- |',
       `| no subscription (${ROUNDS} rounds) | ${noneRps.toFixed(0)} | 1.00× | ${Math.max(...none.map((r) => r.p99))} ms | ${sum(none.map((r) => r.failed))} |`,
@@ -185,19 +185,9 @@ async function main (): Promise<void> {
   }
 }
 
-/** Replaces the webhooks section of docs/performance.md (up to the next section), or adds it before the audit one. */
-function writeSection (table: string): void {
-  const path = join(projectRoot, 'docs', 'performance.md')
-  const current = existsSync(path) ? readFileSync(path, 'utf8') : '# Performance\n'
-  const section = `${WEBHOOKS_HEADING}\n\nMeasured by \`npm run bench:webhooks\` (bench/webhooks.ts): the server, a local receiver and autocannon in three processes on 127.0.0.1 (so the phases compare with each other, not with the table above), ${DURATION_S}-second rounds of client_credentials requests over 10 connections, alternating without and with ${SUBSCRIPTIONS} subscriptions, PostgreSQL and Redis on the same machine. Target (issue 17): ${SUBSCRIPTIONS} active subscriptions cost the token endpoint at most 10%. ${new Date().toISOString()}.\n\n${table}\n`
-  const start = current.indexOf(WEBHOOKS_HEADING)
-  if (start >= 0) {
-    const next = current.indexOf('\n## ', start + WEBHOOKS_HEADING.length)
-    writeFileSync(path, current.slice(0, start) + section + (next < 0 ? '' : `\n${current.slice(next + 1)}`))
-  } else {
-    const audit = current.indexOf(AUDIT_HEADING)
-    writeFileSync(path, audit < 0 ? `${current.trimEnd()}\n\n${section}` : `${current.slice(0, audit)}${section}\n${current.slice(audit)}`)
-  }
+/** Replaces the webhooks section of docs/performance.md, or adds it before the audit one. */
+function writeWebhooksSection (table: string): void {
+  writeSection(WEBHOOKS_HEADING, `${WEBHOOKS_HEADING}\n\nMeasured by \`npm run bench:webhooks\` (bench/webhooks.ts): the server, a local receiver and autocannon in three processes on 127.0.0.1 (so the phases compare with each other, not with the table above), ${DURATION_S}-second rounds of client_credentials requests over 10 connections, alternating without and with ${SUBSCRIPTIONS} subscriptions, PostgreSQL and Redis on the same machine. Target (issue 17): ${SUBSCRIPTIONS} active subscriptions cost the token endpoint at most 10%. ${new Date().toISOString()}.\n\n${table}\n`, AUDIT_HEADING)
 }
 
 main().catch((error: unknown) => {

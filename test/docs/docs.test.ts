@@ -217,7 +217,7 @@ describe('docs agree with the code', () => {
     const containerfile = read('Containerfile')
     expect(containerfile).toContain(`ENTRYPOINT ${JSON.stringify(['node', ...SERVER_NODE_FLAGS, 'dist/src/server.js']).replace(/","/g, '", "')}`)
     for (const [name, value] of env) expect(containerfile).toMatch(new RegExp(`^ENV .*\\b${name}=${value}\\b`, 'm'))
-    for (const file of ['bench/run.ts', 'bench/soak.ts']) expect(read(file), file).toMatch(/\[\.\.\.SERVER_NODE_FLAGS, [^\n]*'dist\/src\/server\.js'\]/)
+    for (const file of ['bench/harness.ts', 'bench/soak.ts']) expect(read(file), file).toMatch(/\[\.\.\.SERVER_NODE_FLAGS, [^\n]*'dist\/src\/server\.js'\]/)
   })
 
   it('ports in the docs agree with compose.yaml, the Containerfile and the config', () => {
