@@ -46,7 +46,10 @@ describe('group commit', () => {
     }
     await Promise.all(recorded)
     expect(app.audit.stats.events - before.events).toBe(events.length)
-    expect(app.audit.stats.batches - before.batches).toBeGreaterThan(2)
+    // The first batch is the first wave alone (the drain starts a turn after the first record, before the second
+    // wave), and the next starts while it is in flight: at least two batches whatever the machine's speed, each
+    // writing every organization's chain.
+    expect(app.audit.stats.batches - before.batches).toBeGreaterThanOrEqual(2)
     for (const orgId of orgIds) {
       const stored = await ownerSql(app)<Array<{ request_id: string }>>`select request_id from audit_events where org_id = ${orgId} and request_id like 'wave-%' order by seq`
       expect(stored.map((row) => row.request_id)).toEqual(events.filter((event) => event.orgId === orgId).map((event) => event.requestId))
