@@ -71,7 +71,7 @@ export class GroupCommitTrail implements AuditTrail {
   readonly notifications = new EventEmitter<{ committed: [seq: string, orgId: string] }>()
   #queue: Pending[] = []
   #flushing: Promise<void> | undefined
-  // Wakes the drain waiting with a flush to spare when a record arrives.
+  // Wakes the drain, waiting with a flush to spare and nothing queued, when a record arrives.
   #wake: (() => void) | undefined
   // Waits for callers' transactions to end before announcing their events: finished before the pool closes.
   #announcing = new Set<Promise<void>>()
@@ -131,9 +131,10 @@ export class GroupCommitTrail implements AuditTrail {
     let previousLocked: Promise<void> = Promise.resolve()
     while (this.#queue.length > 0 || inFlight.size > 0) {
       if (this.#queue.length === 0 || inFlight.size >= FLUSHES_IN_FLIGHT) {
-        // A flush ends, or (with one to spare) a record arrives.
+        // A flush ends, or (with one to spare) a record arrives. With none to spare a record cannot start one, so it
+        // does not wake the loop: under load every token records, and each wake-up would be wasted.
         await new Promise<void>((resolve) => {
-          this.#wake = resolve
+          if (inFlight.size < FLUSHES_IN_FLIGHT) this.#wake = resolve
           for (const flight of inFlight) void flight.then(resolve)
         })
         this.#wake = undefined
