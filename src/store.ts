@@ -39,6 +39,12 @@ export interface KeyValueStore {
    */
   setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>
   /**
+   * Sets the value (no expiry) and deletes fenceKey, only if fenceKey still exists: true when it did. Atomic, so a
+   * flush or an empty restart of the store since the fence was set keeps the value from being set. In a Cluster both
+   * keys must share a slot (a hash tag).
+   */
+  setIfFenced(fenceKey: string, key: string, value: string): Promise<boolean>
+  /**
    * The store's maxmemory-policy ('noeviction' for the in-process store, which never evicts). Rejects with
    * StoreRefused when the store answers but refuses the question (CONFIG not allowed), with another error when it
    * does not answer.
@@ -81,6 +87,11 @@ const REFUND_SCRIPT = `
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count > 0 then redis.call('DECR', KEYS[1]) end
 return 0`
+
+const SET_IF_FENCED_SCRIPT = `
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1`
 
 const INCR_SCRIPT = `
 local count = redis.call('INCR', KEYS[1])
@@ -255,6 +266,11 @@ export class RedisStore implements KeyValueStore {
     return reply === 'OK'
   }
 
+  async setIfFenced (fenceKey: string, key: string, value: string): Promise<boolean> {
+    const reply = await this.#run(this.#client.eval(SET_IF_FENCED_SCRIPT, { keys: [fenceKey, key], arguments: [value] }), 'fenced SET')
+    return Number(reply) === 1
+  }
+
   async maxmemoryPolicy (): Promise<string> {
     if (this.#cluster === undefined) return await this.#policyOf(this.#client)
     // Each master keeps its own slots: the Cluster keeps every key only if every master does.
@@ -371,6 +387,13 @@ export class MemoryStore implements KeyValueStore {
   async setIfAbsent (key: string, value: string, ttlMs: number): Promise<boolean> {
     if (this.#live(key) !== undefined) return false
     this.#entries.set(key, { value, expiresAt: Date.now() + ttlMs })
+    return true
+  }
+
+  async setIfFenced (fenceKey: string, key: string, value: string): Promise<boolean> {
+    if (this.#live(fenceKey) === undefined) return false
+    this.#entries.delete(fenceKey)
+    this.#entries.set(key, { value, expiresAt: Infinity })
     return true
   }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { DEFAULT_ORG_ID, inOrganization, type Queryable, type Sql } from '../../src/database.js'
 import { isAgentId, timeOfId } from '../../src/ids.js'
@@ -129,6 +130,15 @@ declare module 'fastify' {
 
 export const COMPLETE_MARKER_KEY = 'revoked:complete'
 
+/**
+ * Set when a refill starts, one a refill; the marker is set only if it is still there at the end. A FLUSHALL or an
+ * empty restart of Redis in the middle of a refill removes it with what was copied before, so the marker never
+ * vouches for a copy that lost part of itself. Its hash tag is the marker's key: in a Cluster both are on one slot.
+ */
+export const refillFenceKey = (refillId: string): string => `revoked:refill:{${COMPLETE_MARKER_KEY}}:${refillId}`
+// A fence outlives any refill; one left by a replica that died mid-refill expires by itself.
+const REFILL_FENCE_TTL_MS = 3600_000
+
 // How often each replica compares PostgreSQL's sync epoch with Redis's marker.
 const SYNC_CHECK_INTERVAL_MS = 1000
 // How often each replica deletes revocation rows of tokens that have expired anyway (cheap: indexed on expires_at).
@@ -209,6 +219,8 @@ export default fp(async (app) => {
 
   /** Copies the live revocation state from PostgreSQL into Redis, then sets the completeness marker. */
   async function refill (): Promise<void> {
+    const fence = refillFenceKey(randomUUID())
+    await store.set(fence, '1', REFILL_FENCE_TTL_MS)
     const marker = await expectedMarker()
     const horizon = new Date(Date.now() - watermarkTtlMs)
     const now = Date.now()
@@ -239,7 +251,11 @@ export default fp(async (app) => {
         for await (const rows of cursor) await copy(rows)
       })
     }
-    await store.set(COMPLETE_MARKER_KEY, marker)
+    if (!await store.setIfFenced(fence, COMPLETE_MARKER_KEY, marker)) {
+      // The next comparison (within a second) finds the marker missing and starts another refill.
+      log.warn('the store lost keys during the refill of the revocation state (flushed or restarted); refilling again')
+      return
+    }
     log.info({ entries: copied }, 'revocation state copied from PostgreSQL to the store')
   }
 

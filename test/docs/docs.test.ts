@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadSigningKeys } from '../../plugins/infra/keys.js'
-import { COMPLETE_MARKER_KEY } from '../../plugins/revocation/state.js'
+import { COMPLETE_MARKER_KEY, refillFenceKey } from '../../plugins/revocation/state.js'
 import { loadConfig } from '../../src/config.js'
 import { projectRoot } from '../../src/paths.js'
 import { agentChangedKey, credentialChangedKey, organizationChangedKey, revokedTokenKey } from '../../plugins/revocation/keys.js'
@@ -444,6 +444,7 @@ describe('docs agree with the code', () => {
       credentialChangedKey('{credential_id}'),
       organizationChangedKey('{org_id}'),
       COMPLETE_MARKER_KEY,
+      refillFenceKey('{refill_id}'),
       monthlyUsageKey('{agent_id}', '{YYYY-MM}'),
       dpopProofKey(DEFAULT_ORG_ID, '{jkt}', '{jti_sha256}')
     ].sort())

@@ -90,20 +90,56 @@ describe.skipIf(!hasRedisServer)('when Redis loses everything or goes away (a re
   beforeAll(async () => { redis = await OwnRedisServer.start() })
   afterAll(async () => { await redis.stop() })
 
-  it('FLUSHALL between revoke and check: the token stays revoked, and Redis is refilled', async () => {
+  /** A replica on the test's Redis that revoked a token, and a client of that Redis of the test's own. */
+  async function revokedTokenWithClient (): Promise<{ app: Awaited<ReturnType<typeof context.build>>, agentId: string, token: TokenRef, client: ReturnType<typeof createClient> }> {
     const app = await context.build({ REDIS_URL: redis.url })
     const agentId = await agentIn(app)
     const token = tokenOf(agentId)
     await app.revocations.revokeToken(token, 'test')
     const client = createClient({ url: redis.url })
     await client.connect()
-    await client.flushAll()
-    expect(await app.revocations.isRevoked(token)).toBe(true)
-    await expect.poll(async () => await client.get(`revoked:${token.jti}`), { timeout: 5000 }).toBe('1')
-    expect(await client.get(COMPLETE_MARKER_KEY)).not.toBeNull()
-    await client.close()
+    return { app, agentId, token, client }
+  }
+
+  it('FLUSHALL between revoke and check: the token stays revoked, and Redis is refilled', async () => {
+    const { app, agentId, token, client } = await revokedTokenWithClient()
+    try {
+      await client.flushAll()
+      expect(await app.revocations.isRevoked(token)).toBe(true)
+      await expect.poll(async () => await client.get(`revoked:${token.jti}`), { timeout: 10_000, interval: 200 }).toBe('1')
+      await expect.poll(async () => await client.get(COMPLETE_MARKER_KEY), { timeout: 10_000, interval: 200 }).not.toBeNull()
+    } finally {
+      await client.close()
+    }
     expect(await app.revocations.isRevoked(token)).toBe(true)
     expect(await app.revocations.isRevoked(tokenOf(agentId))).toBe(false)
+  })
+
+  it('FLUSHALL in the middle of a refill: the marker never vouches for what the flush lost; the next refill copies it', async () => {
+    const { app, token, client } = await revokedTokenWithClient()
+    try {
+      await expect.poll(async () => await client.get(COMPLETE_MARKER_KEY), { timeout: 10_000, interval: 100 }).not.toBeNull()
+      // The flush lands right after a refill copied the token's key and before it sets the marker.
+      const copy = app.store.setMany.bind(app.store)
+      let flushed = false
+      app.store.setMany = async (entries) => {
+        await copy(entries)
+        if (!flushed && entries.some((entry) => entry.key === `revoked:${token.jti}`)) {
+          flushed = true
+          await client.flushAll()
+        }
+      }
+      await client.del(COMPLETE_MARKER_KEY)
+      await app.revocations.sync()
+      await expect.poll(() => flushed, { timeout: 10_000, interval: 50 }).toBe(true)
+      // From here on, whenever the marker is there, so is the revoked token's key.
+      await expect.poll(async () => await client.get(COMPLETE_MARKER_KEY), { timeout: 10_000, interval: 50 }).not.toBeNull()
+      expect(await client.get(`revoked:${token.jti}`)).toBe('1')
+      await expect.poll(() => app.revocations.trustsStore(), { timeout: 10_000, interval: 100 }).toBe(true)
+      expect(await app.revocations.isRevoked(token)).toBe(true)
+    } finally {
+      await client.close()
+    }
   })
 
   it('Redis down: checks and revocations work from PostgreSQL, quickly; back up, it is used again', async () => {
