@@ -91,7 +91,7 @@ describe.skipIf(!hasRedisServer)('when Redis loses everything or goes away (a re
   afterAll(async () => { await redis.stop() })
 
   /** A replica on the test's Redis that revoked a token, and a client of that Redis of the test's own. */
-  async function revokedTokenWithClient (): Promise<{ app: Awaited<ReturnType<typeof context.build>>, agentId: string, token: TokenRef, client: ReturnType<typeof createClient> }> {
+  async function revokedTokenWithClient () {
     const app = await context.build({ REDIS_URL: redis.url })
     const agentId = await agentIn(app)
     const token = tokenOf(agentId)

@@ -19,6 +19,9 @@ import { mintAccessToken } from './tokens.js'
 export interface FuzzContext {
   agentIds: string[]
   credentials: Array<{ agentId: string, credentialId: string }>
+  /** Delegations and subject trusts that exist, so their DELETE routes can succeed as well as be refused. */
+  delegationIds: string[]
+  subjectTrustIds: string[]
   /** A valid Bearer header holding every admin scope. */
   adminBearer: string
   /** A valid Bearer header holding no admin scope. */
@@ -456,7 +459,7 @@ export const ENDPOINTS: EndpointDescriptor[] = [
     path: '/api/v1/agents/:id/delegations/:delegation_id',
     errorKind: 'problem',
     auth: 'bearer',
-    params: { id: anyAgent, delegation_id: () => fc.uuid() },
+    params: { id: anyAgent, delegation_id: (ctx) => fc.constantFrom(...ctx.delegationIds) },
     columns: { params: { id: 'uuid', delegation_id: 'uuid' } }
   },
   {
@@ -483,7 +486,7 @@ export const ENDPOINTS: EndpointDescriptor[] = [
     path: '/api/v1/subject-trusts/:id',
     errorKind: 'problem',
     auth: 'bearer',
-    params: { id: () => fc.uuid() },
+    params: { id: (ctx) => fc.constantFrom(...ctx.subjectTrustIds) },
     columns: { params: { id: 'uuid' } }
   },
   { name: 'GET /api/v1/audit-events', method: 'GET', path: '/api/v1/audit-events', errorKind: 'problem', auth: 'bearer', query: { type: fc.constantFrom('auth.failed', 'agent.created,agent.updated'), agent_id: fc.uuid(), actor: fc.constantFrom('test-admin', 'anonymous'), since: timestamp, until: timestamp, limit: fc.integer({ min: 1, max: 500 }).map(String), cursor: fc.string({ minLength: 1, maxLength: 20 }) }, columns: { querystring: { agent_id: 'uuid', actor: 'text', since: 'timestamptz', until: 'timestamptz', cursor: 'bigint-cursor' } } },
@@ -545,10 +548,25 @@ export async function prepareFuzzContext (
   // Tokens shaped as /oauth2/token issues them, without issuing them: the fuzzing starts from an empty audit trail.
   const ownToken = async (expiresIn: number): Promise<string> => await mintAccessToken(app, { sub: client.agentId, clientId: client.clientId, scopes: ['weather:read'], expiresIn, claims: { credential_id: client.credentialId } })
   const foreign = credentials[0] as { agentId: string, credentialId: string }
+  const adminBearer = `Bearer ${await mintAccessToken(app, { scopes: ADMIN_SCOPES, expiresIn: 3600 })}`
+  const agentIds = agents.map((agent) => agent.id as string)
+  const create = async (url: string, payload: Record<string, unknown>): Promise<string> => {
+    const response = await app.inject({ method: 'POST', url, headers: { authorization: adminBearer }, payload })
+    if (response.statusCode !== 201) throw new Error(`POST ${url}: ${response.statusCode} ${response.body}`)
+    return response.json().id
+  }
+  // The fuzzed client's agent delegates to each other agent (an agent delegates only scopes it holds).
+  const delegationIds = []
+  for (const actorId of agentIds.slice(0, -1)) delegationIds.push(await create(`/api/v1/agents/${client.agentId}/delegations`, { actor_id: actorId, scopes: ['weather:read'] }))
+  const trust = ENDPOINTS.find((endpoint) => endpoint.name === 'POST /api/v1/subject-trusts')?.validBody?.({ agentIds } as FuzzContext) as Record<string, unknown>
+  const subjectTrustIds = []
+  for (let i = 0; i < 3; i++) subjectTrustIds.push(await create('/api/v1/subject-trusts', trust))
   return {
-    agentIds: agents.map((agent) => agent.id as string),
+    agentIds,
     credentials,
-    adminBearer: `Bearer ${await mintAccessToken(app, { scopes: ADMIN_SCOPES, expiresIn: 3600 })}`,
+    delegationIds,
+    subjectTrustIds,
+    adminBearer,
     scopelessBearer: `Bearer ${await mintAccessToken(app, { scopes: ['weather:read'], expiresIn: 3600, sub: newId() })}`,
     client,
     clientBasic: basicAuth(client.clientId, client.secret),
