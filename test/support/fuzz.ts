@@ -58,6 +58,8 @@ export interface EndpointDescriptor {
   query?: Record<string, fc.Arbitrary<string>>
   /** Values of each path parameter that name something real. */
   params?: Record<string, (ctx: FuzzContext) => fc.Arbitrary<string>>
+  /** The path parameters of wellFormedRequest, when `id` = the first agent is not what succeeds. */
+  exampleParams?: (ctx: FuzzContext) => Record<string, string>
   /**
    * The column type each member ends up in (sql/*.sql), by where it travels: the column-type property sends each
    * one values its type cannot store. A member that reaches PostgreSQL without an entry here is untested.
@@ -439,6 +441,7 @@ export const ENDPOINTS: EndpointDescriptor[] = [
     errorKind: 'problem',
     auth: 'bearer',
     params: { id: anyAgent, credential_id: (ctx) => fc.constantFrom(...ctx.credentials.map((c) => c.credentialId)) },
+    exampleParams: (ctx) => ({ id: ctx.credentials[0]?.agentId as string, credential_id: ctx.credentials[0]?.credentialId as string }),
     columns: { params: { id: 'uuid', credential_id: 'uuid' } }
   },
   {
@@ -449,7 +452,9 @@ export const ENDPOINTS: EndpointDescriptor[] = [
     auth: 'bearer',
     body: 'json',
     params: { id: anyAgent },
-    validBody: (ctx) => ({ actor_id: ctx.agentIds.at(-1), scopes: ['weather:read'], expires_at: new Date(Date.now() + 86_400_000).toISOString() }),
+    // The fuzzed client's agent holds weather:read and delegates it to the second agent (the first has it already).
+    exampleParams: (ctx) => ({ id: ctx.client.agentId }),
+    validBody: (ctx) => ({ actor_id: ctx.agentIds[1], scopes: ['weather:read'], expires_at: new Date(Date.now() + 86_400_000).toISOString() }),
     columns: { params: AGENT_ID, body: { actor_id: 'uuid', expires_at: 'timestamptz' } }
   },
   { name: 'GET /api/v1/agents/{id}/delegations', method: 'GET', path: '/api/v1/agents/:id/delegations', errorKind: 'problem', auth: 'bearer', params: { id: anyAgent }, columns: { params: AGENT_ID } },
@@ -460,6 +465,7 @@ export const ENDPOINTS: EndpointDescriptor[] = [
     errorKind: 'problem',
     auth: 'bearer',
     params: { id: anyAgent, delegation_id: (ctx) => fc.constantFrom(...ctx.delegationIds) },
+    exampleParams: (ctx) => ({ id: ctx.client.agentId, delegation_id: ctx.delegationIds[0] as string }),
     columns: { params: { id: 'uuid', delegation_id: 'uuid' } }
   },
   {
@@ -487,6 +493,7 @@ export const ENDPOINTS: EndpointDescriptor[] = [
     errorKind: 'problem',
     auth: 'bearer',
     params: { id: (ctx) => fc.constantFrom(...ctx.subjectTrustIds) },
+    exampleParams: (ctx) => ({ id: ctx.subjectTrustIds[0] as string }),
     columns: { params: { id: 'uuid' } }
   },
   { name: 'GET /api/v1/audit-events', method: 'GET', path: '/api/v1/audit-events', errorKind: 'problem', auth: 'bearer', query: { type: fc.constantFrom('auth.failed', 'agent.created,agent.updated'), agent_id: fc.uuid(), actor: fc.constantFrom('test-admin', 'anonymous'), since: timestamp, until: timestamp, limit: fc.integer({ min: 1, max: 500 }).map(String), cursor: fc.string({ minLength: 1, maxLength: 20 }) }, columns: { querystring: { agent_id: 'uuid', actor: 'text', since: 'timestamptz', until: 'timestamptz', cursor: 'bigint-cursor' } } },
@@ -555,9 +562,9 @@ export async function prepareFuzzContext (
     if (response.statusCode !== 201) throw new Error(`POST ${url}: ${response.statusCode} ${response.body}`)
     return response.json().id
   }
-  // The fuzzed client's agent delegates to each other agent (an agent delegates only scopes it holds).
-  const delegationIds = []
-  for (const actorId of agentIds.slice(0, -1)) delegationIds.push(await create(`/api/v1/agents/${client.agentId}/delegations`, { actor_id: actorId, scopes: ['weather:read'] }))
+  // The fuzzed client's agent delegates to the first agent (an agent delegates only scopes it holds); the
+  // delegation endpoint's own valid body names the second.
+  const delegationIds = [await create(`/api/v1/agents/${client.agentId}/delegations`, { actor_id: agentIds[0], scopes: ['weather:read'] })]
   const trust = ENDPOINTS.find((endpoint) => endpoint.name === 'POST /api/v1/subject-trusts')?.validBody?.({ agentIds } as FuzzContext) as Record<string, unknown>
   const subjectTrustIds = []
   for (let i = 0; i < 3; i++) subjectTrustIds.push(await create('/api/v1/subject-trusts', trust))
@@ -576,6 +583,23 @@ export async function prepareFuzzContext (
       expired: await ownToken(-3600)
     }
   }
+}
+
+/**
+ * The request every property run of a management or operations endpoint starts with (fast-check's examples): its
+ * own method and path with ids that exist, the valid credential and body. It succeeds, so the runs reach the
+ * handler's success side whatever else they generate: where success needs method, credential, path and body right
+ * at once, the random runs reach it by chance only.
+ */
+export function wellFormedRequest (endpoint: EndpointDescriptor, ctx: FuzzContext): FuzzRequest {
+  const params = endpoint.exampleParams?.(ctx) ?? { id: ctx.agentIds[0] as string }
+  const headers: Record<string, string> = endpoint.auth === 'bearer' ? { authorization: ctx.adminBearer } : {}
+  const options: InjectOptions = { method: endpoint.method, url: endpoint.path.replace(/:([a-z_]+)/g, (_match, name: string) => params[name] as string), headers, remoteAddress: '127.0.0.1' }
+  if (endpoint.validBody !== undefined) {
+    headers['content-type'] = 'application/json'
+    options.payload = JSON.stringify(endpoint.validBody(ctx))
+  }
+  return { options, authorized: true, routed: true }
 }
 
 /** Rejects when the promise has not settled after ms: a request must never hang. */
