@@ -6,12 +6,16 @@ import { projectRoot } from '../../src/paths.js'
 export class ServerProcess {
   stdout = ''
   stderr = ''
+  /**
+   * The exit code, once the process has exited and its output has been read to the end ('close', not 'exit': a
+   * process's last lines can still be in the pipe when it exits, and npm's child writes to the same pipe as npm).
+   */
   readonly exited: Promise<number | null>
 
   private constructor (readonly child: ChildProcess) {
     child.stdout?.on('data', (chunk: Buffer) => { this.stdout += chunk.toString('utf8') })
     child.stderr?.on('data', (chunk: Buffer) => { this.stderr += chunk.toString('utf8') })
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+    this.exited = new Promise((resolve) => child.once('close', (code) => resolve(code)))
   }
 
   static start (env: Record<string, string | undefined>, entry = 'src/server.ts', args: string[] = []): ServerProcess {
