@@ -113,8 +113,9 @@ describe('npm start', () => {
       server.child.kill(signal)
       await server.exited
       const messages = server.logs.map((line) => line.msg)
-      expect(messages).toContain('shutting down: draining in-flight requests')
-      expect(messages.at(-1)).toBe('shutdown complete')
+      const output = `${server.stdout.slice(-2000)}${server.stderr.slice(-2000)}`
+      expect(messages, output).toContain('shutting down: draining in-flight requests')
+      expect(messages.at(-1), output).toBe('shutdown complete')
       expect(() => process.kill(pid, 0), `server process ${pid} is still running`).toThrow(expect.objectContaining({ code: 'ESRCH' }))
     } finally {
       try { process.kill(pid, 'SIGKILL') } catch {}
