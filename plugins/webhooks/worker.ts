@@ -183,7 +183,7 @@ function attemptRecord (outcome: AttemptOutcome, attempts: number, scheduleMs: n
 export class DeliveryWorker {
   /** Names this worker in the leases it holds. */
   readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
-  /** Rounds run, and the organizations they served (one transaction each, at least): what polling costs. */
+  /** Rounds completed, and the organizations they served (one transaction each, at least): what polling costs. */
   readonly stats = { rounds: 0, organizationsServed: 0 }
   readonly #leaseMs: number
   #stopping = false
@@ -314,44 +314,41 @@ export class DeliveryWorker {
     if (due !== 'all' && due.size === 0) return
     let leased = 0
     let served = 0
-    try {
-      for (const orgId of await organizationsWithEnabledWebhooks(this.deps.sql, due === 'all' ? undefined : [...due])) {
-        if (this.#stopping) return
-        served += 1
-        const due = await inOrganization(this.deps.sql, orgId, async (tx) => {
-          const claimed = await claimSubscriptions(tx, this.owner, this.#leaseMs, CLAIM_LIMIT)
-          leased += claimed.length
-          if (claimed.length === 0) return []
-          const heads = new Map((await pendingHeads(tx, claimed.map((subscription) => subscription.id))).map((head) => [head.subscription_id, head.due]))
-          const free = claimed.filter((subscription) => !heads.has(subscription.id))
-          const lowest = free.reduce((low, subscription) => (BigInt(subscription.after_seq) < BigInt(low) ? subscription.after_seq : low), free[0]?.after_seq ?? '0')
-          const events = free.length === 0 ? [] : await readChain(tx, { afterSeq: lowest, limit: READ_BATCH })
-          if (events.length === READ_BATCH && this.#due !== 'all') this.#due.add(orgId)
-          const readTo = events.at(-1)?.seq
-          const turns: Turn[] = []
-          const idle: string[] = []
-          const passed: string[] = []
-          for (const subscription of claimed) {
-            const headDue = heads.get(subscription.id)
-            const mine = headDue === undefined ? this.#eventsFor(subscription, events) : []
-            if (headDue === true) turns.push({ subscription, events: [] })
-            else if (mine.length > 0) turns.push({ subscription, events: mine, readTo })
-            else {
-              idle.push(subscription.id)
-              if (headDue === undefined && readTo !== undefined) passed.push(subscription.id)
-            }
+    for (const orgId of await organizationsWithEnabledWebhooks(this.deps.sql, due === 'all' ? undefined : [...due])) {
+      if (this.#stopping) break
+      served += 1
+      const due = await inOrganization(this.deps.sql, orgId, async (tx) => {
+        const claimed = await claimSubscriptions(tx, this.owner, this.#leaseMs, CLAIM_LIMIT)
+        leased += claimed.length
+        if (claimed.length === 0) return []
+        const heads = new Map((await pendingHeads(tx, claimed.map((subscription) => subscription.id))).map((head) => [head.subscription_id, head.due]))
+        const free = claimed.filter((subscription) => !heads.has(subscription.id))
+        const lowest = free.reduce((low, subscription) => (BigInt(subscription.after_seq) < BigInt(low) ? subscription.after_seq : low), free[0]?.after_seq ?? '0')
+        const events = free.length === 0 ? [] : await readChain(tx, { afterSeq: lowest, limit: READ_BATCH })
+        if (events.length === READ_BATCH && this.#due !== 'all') this.#due.add(orgId)
+        const readTo = events.at(-1)?.seq
+        const turns: Turn[] = []
+        const idle: string[] = []
+        const passed: string[] = []
+        for (const subscription of claimed) {
+          const headDue = heads.get(subscription.id)
+          const mine = headDue === undefined ? this.#eventsFor(subscription, events) : []
+          if (headDue === true) turns.push({ subscription, events: [] })
+          else if (mine.length > 0) turns.push({ subscription, events: mine, readTo })
+          else {
+            idle.push(subscription.id)
+            if (headDue === undefined && readTo !== undefined) passed.push(subscription.id)
           }
-          if (passed.length > 0 && readTo !== undefined) await advanceCursors(tx, passed, readTo)
-          if (idle.length > 0) await releaseLeases(tx, idle, this.owner)
-          return turns
-        })
-        await Promise.all(due.map(async (turn) => { await this.#serve(orgId, turn) }))
-      }
-    } finally {
-      // Counted together as the round ends, so a reader of the stats never sees half a round.
-      this.stats.rounds += 1
-      this.stats.organizationsServed += served
+        }
+        if (passed.length > 0 && readTo !== undefined) await advanceCursors(tx, passed, readTo)
+        if (idle.length > 0) await releaseLeases(tx, idle, this.owner)
+        return turns
+      })
+      await Promise.all(due.map(async (turn) => { await this.#serve(orgId, turn) }))
     }
+    // Counted together as the round ends, so a reader of the stats never sees half a round.
+    this.stats.rounds += 1
+    this.stats.organizationsServed += served
     if (due === 'all') this.#idle = leased === 0
   }
 
