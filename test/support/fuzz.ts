@@ -142,6 +142,11 @@ function queryArbitrary (endpoint: EndpointDescriptor): fc.Arbitrary<string> {
   )
 }
 
+/** A path template with each `:name` segment replaced by valueOf(name). */
+function fillPath (template: string, valueOf: (name: string) => string): string {
+  return template.replace(/:([a-z_]+)/g, (_match, name: string) => valueOf(name))
+}
+
 /** A path, and whether it is the endpoint's own (no suffix: the router takes it to the endpoint's route). */
 function pathArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbitrary<{ path: string, exact: boolean }> {
   const names = [...endpoint.path.matchAll(/:([a-z_]+)/g)].map((match) => match[1] as string)
@@ -152,7 +157,7 @@ function pathArbitrary (endpoint: EndpointDescriptor, ctx: FuzzContext): fc.Arbi
   )
   const filled = names.length === 0
     ? fc.constant(endpoint.path)
-    : fc.tuple(...names.map(value)).map((values) => names.reduce((path, name, i) => path.replace(`:${name}`, values[i] as string), endpoint.path))
+    : fc.tuple(...names.map(value)).map((values) => fillPath(endpoint.path, (name) => values[names.indexOf(name)] as string))
   // An OAuth endpoint has no path parameters to fuzz: mostly its own path, so the requests reach it.
   const suffix = endpoint.auth === 'client'
     ? fc.oneof({ weight: 12, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom('/', '//', '/extra', '/..', '%2F', '.json') })
@@ -594,7 +599,7 @@ export async function prepareFuzzContext (
 export function wellFormedRequest (endpoint: EndpointDescriptor, ctx: FuzzContext): FuzzRequest {
   const params = endpoint.exampleParams?.(ctx) ?? { id: ctx.agentIds[0] as string }
   const headers: Record<string, string> = endpoint.auth === 'bearer' ? { authorization: ctx.adminBearer } : {}
-  const options: InjectOptions = { method: endpoint.method, url: endpoint.path.replace(/:([a-z_]+)/g, (_match, name: string) => params[name] as string), headers, remoteAddress: '127.0.0.1' }
+  const options: InjectOptions = { method: endpoint.method, url: fillPath(endpoint.path, (name) => params[name] as string), headers, remoteAddress: '127.0.0.1' }
   if (endpoint.validBody !== undefined) {
     headers['content-type'] = 'application/json'
     options.payload = JSON.stringify(endpoint.validBody(ctx))
@@ -809,7 +814,7 @@ export function columnRequestArbitrary (endpoint: EndpointDescriptor, ctx: FuzzC
     const received = member.part === 'body' && endpoint.body === 'json' ? value : wellFormed(String(value))
     const paramValues = Object.fromEntries(names.map((name, i) => [name, params[i] as string]))
     if (member.part === 'params') paramValues[member.name] = received as string
-    const path = names.reduce((filled, name) => filled.replace(`:${name}`, encodeURIComponent(paramValues[name] as string)), endpoint.path)
+    const path = fillPath(endpoint.path, (name) => encodeURIComponent(paramValues[name] as string))
     const query = member.part === 'querystring' ? `?${member.name}=${encodeURIComponent(received as string)}` : ''
     const headers: Record<string, string> = {}
     const options: InjectOptions = { method: endpoint.method, url: path + query, headers }
